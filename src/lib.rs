@@ -1,0 +1,2 @@
+//! Sluice: a read/write-splitting TDS proxy for SQL Server and Azure SQL.
+pub mod tds;

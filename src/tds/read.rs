@@ -1,0 +1,168 @@
+//! A bounds-checked little-endian cursor over a byte slice: the one place
+//! where decoders index into network bytes.
+
+use super::error::DecodeError;
+
+/// Reads values from a byte slice, failing with [`DecodeError::Truncated`]
+/// instead of panicking when the slice is too short.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    context: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8], context: &'static str) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            context,
+        }
+    }
+
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.remaining() < n {
+            return Err(DecodeError::Truncated {
+                context: self.context,
+                needed: n - self.remaining(),
+            });
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    pub fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.take(n).map(|_| ())
+    }
+
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub fn u16_le(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    pub fn u16_be(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub fn u32_le(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn u32_be(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn u64_le(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// A UTF-16LE string of `chars` code units (TDS counts characters, not bytes).
+    pub fn utf16(&mut self, chars: usize) -> Result<String, DecodeError> {
+        let bytes = self.take(chars.saturating_mul(2))?;
+        utf16_to_string(bytes, self.context)
+    }
+
+    /// B_VARCHAR: a one-byte character count, then UTF-16LE.
+    pub fn b_varchar(&mut self) -> Result<String, DecodeError> {
+        let n = self.u8()? as usize;
+        self.utf16(n)
+    }
+
+    /// US_VARCHAR: a two-byte character count, then UTF-16LE.
+    pub fn us_varchar(&mut self) -> Result<String, DecodeError> {
+        let n = self.u16_le()? as usize;
+        self.utf16(n)
+    }
+}
+
+/// Decodes UTF-16LE bytes; an odd length or an unpaired surrogate is an error.
+pub fn utf16_to_string(bytes: &[u8], context: &'static str) -> Result<String, DecodeError> {
+    if bytes.len() % 2 != 0 {
+        return Err(DecodeError::invalid(context, "odd UTF-16 byte length"));
+    }
+    let units = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]));
+    char::decode_utf16(units)
+        .collect::<Result<String, _>>()
+        .map_err(|e| DecodeError::invalid(context, format!("invalid UTF-16: {e}")))
+}
+
+/// Appends `s` as UTF-16LE.
+pub fn put_utf16(out: &mut Vec<u8>, s: &str) {
+    for unit in s.encode_utf16() {
+        out.extend_from_slice(&unit.to_le_bytes());
+    }
+}
+
+/// Appends a B_VARCHAR (one-byte character count). Longer strings are cut at
+/// 255 UTF-16 code units, the most the format can carry.
+pub fn put_b_varchar(out: &mut Vec<u8>, s: &str) {
+    let units: Vec<u16> = s.encode_utf16().take(255).collect();
+    out.push(units.len() as u8);
+    for u in units {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+}
+
+/// Appends a US_VARCHAR (two-byte character count), cut at 65535 code units.
+pub fn put_us_varchar(out: &mut Vec<u8>, s: &str) {
+    let units: Vec<u16> = s.encode_utf16().take(u16::MAX as usize).collect();
+    out.extend_from_slice(&(units.len() as u16).to_le_bytes());
+    for u in units {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_input_is_an_error_not_a_panic() {
+        let mut r = Reader::new(&[1, 2, 3], "test");
+        assert_eq!(r.u16_le().unwrap(), 0x0201);
+        assert!(matches!(
+            r.u32_le(),
+            Err(DecodeError::Truncated { needed: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn utf16_round_trip() {
+        let mut out = Vec::new();
+        put_b_varchar(&mut out, "héllo");
+        let mut r = Reader::new(&out, "test");
+        assert_eq!(r.b_varchar().unwrap(), "héllo");
+        assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn unpaired_surrogate_is_rejected() {
+        assert!(utf16_to_string(&[0x00, 0xD8], "test").is_err());
+    }
+}
