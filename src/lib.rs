@@ -1,2 +1,12 @@
 //! Sluice: a read/write-splitting TDS proxy for SQL Server and Azure SQL.
+//!
+//! The folder layout follows the data path: [`frontend`] accepts clients,
+//! [`backend`] holds pooled server connections, [`tds`] is the sans-IO wire
+//! codec both sides share, [`transport`] and [`tls`] move packets.
+pub mod backend;
+pub mod config;
+pub mod frontend;
+pub mod server;
 pub mod tds;
+pub mod tls;
+pub mod transport;

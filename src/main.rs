@@ -1,1 +1,127 @@
-fn main() {}
+//! The `sluice` command: run the proxy, check a config, hash a password.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sluice::config::Config;
+use sluice::server::Proxy;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Read/write-splitting proxy for SQL Server and Azure SQL"
+)]
+struct Cli {
+    /// Path of proxy.toml.
+    #[arg(long, global = true, default_value = "proxy.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and explain what is wrong.
+    Check,
+    /// Print a password hash (PHC string) for [[users]].password_hash.
+    /// Reads the password from the first line of standard input.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check) => check(&cli.config),
+        Some(Command::HashPassword) => hash_password(),
+        None => run(&cli.config),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: OK (listen {}, primary {}, {} replica(s), {} user(s))",
+                path.display(),
+                config.listen.address,
+                config.primary.address,
+                config.replicas.len(),
+                config.users.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
+        eprintln!("hash-password: give the password on standard input, e.g. `echo -n secret | sluice hash-password`");
+        return ExitCode::FAILURE;
+    }
+    match sluice::frontend::hash_password(line.trim_end_matches(['\r', '\n'])) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    init_logging();
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let proxy = match Proxy::new(config) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match proxy.bind().await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(address = %proxy.config.listen.address, "sluice listening");
+        tokio::select! {
+            _ = proxy.serve(listener) => {}
+            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}

@@ -101,7 +101,7 @@ impl<'a> Reader<'a> {
 
 /// Decodes UTF-16LE bytes; an odd length or an unpaired surrogate is an error.
 pub fn utf16_to_string(bytes: &[u8], context: &'static str) -> Result<String, DecodeError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(DecodeError::invalid(context, "odd UTF-16 byte length"));
     }
     let units = bytes

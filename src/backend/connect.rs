@@ -1,0 +1,397 @@
+//! Connecting and logging in to a backend [MS-TDS 3.2.5]: TCP, PRELOGIN,
+//! TLS (none, inside PRELOGIN packets, or TDS 8.0 strict), LOGIN7, and the
+//! Azure SQL routing redirect (ENVCHANGE type 20).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::conn::{BackendConn, ServerInfo};
+use crate::config::{Backend, BackendTls};
+use crate::tds::login7::Login7;
+use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE};
+use crate::tds::prelogin::{encryption, PreLogin, PreLoginVersion};
+use crate::tds::token::env_change::EnvChange;
+use crate::tds::token::walker::{TokenEvent, TokenWalker};
+use crate::tls::{client_config, server_name, PreloginFramed, TlsSetupError};
+use crate::transport::{write_message, BoxStream, PacketReader, ReadError};
+
+/// Azure SQL gateways redirect once; more hops than this means a loop.
+const MAX_REDIRECTS: usize = 3;
+/// A login reply is a handful of tokens; anything this big is not one.
+const MAX_LOGIN_REPLY: usize = 1024 * 1024;
+
+/// Everything needed to open connections to one backend.
+pub struct BackendTarget {
+    pub name: Arc<str>,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub default_database: String,
+    pub tls: BackendTls,
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
+    pub application_name: String,
+    pub packet_size: u32,
+    pub connect_timeout: Duration,
+    pub read_only_intent: bool,
+}
+
+impl std::fmt::Debug for BackendTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}:{})", self.name, self.host, self.port)
+    }
+}
+
+/// Why a backend connection could not be made; the text names the backend
+/// so that the client's error message says which server is in trouble.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to backend {backend} at {address}: {source}")]
+    Connect {
+        backend: Arc<str>,
+        address: String,
+        source: io::Error,
+    },
+    #[error("backend {backend} at {address} did not complete the login within {timeout_ms} ms")]
+    Timeout {
+        backend: Arc<str>,
+        address: String,
+        timeout_ms: u128,
+    },
+    #[error("TLS with backend {backend} failed: {detail}")]
+    Tls { backend: Arc<str>, detail: String },
+    #[error("backend {backend} refused the login: {message} (error {number})")]
+    LoginRefused {
+        backend: Arc<str>,
+        number: u32,
+        class: u8,
+        state: u8,
+        message: String,
+    },
+    #[error("protocol error from backend {backend}: {detail}")]
+    Protocol { backend: Arc<str>, detail: String },
+}
+
+impl BackendTarget {
+    pub fn from_config(cfg: &Backend, pool: &crate::config::Pool) -> Result<Self, TlsSetupError> {
+        let (host, port) = cfg.host_port();
+        let tls_config = match cfg.tls {
+            BackendTls::Off => None,
+            mode => Some(client_config(
+                cfg.trust_server_certificate,
+                cfg.ca_file.as_deref(),
+                mode == BackendTls::Strict,
+            )?),
+        };
+        Ok(BackendTarget {
+            name: Arc::from(cfg.display_name()),
+            host,
+            port,
+            user: cfg.user.clone(),
+            // Validated at load time; an unset variable became a config error.
+            password: cfg.password().unwrap_or_default(),
+            default_database: cfg.database.clone(),
+            tls: cfg.tls,
+            tls_config,
+            application_name: cfg.application_name.clone(),
+            packet_size: pool.packet_size,
+            connect_timeout: pool.connect_timeout(),
+            read_only_intent: false,
+        })
+    }
+
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn protocol_error(&self, detail: impl std::fmt::Display) -> BackendError {
+        BackendError::Protocol {
+            backend: self.name.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn tls_error(&self, detail: impl std::fmt::Display) -> BackendError {
+        BackendError::Tls {
+            backend: self.name.clone(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Opens a connection and logs in to `database` within the connect timeout.
+pub async fn connect(target: &BackendTarget, database: &str) -> Result<BackendConn, BackendError> {
+    let timeout = target.connect_timeout;
+    match tokio::time::timeout(timeout, follow_redirects(target, database)).await {
+        Ok(result) => result,
+        Err(_) => Err(BackendError::Timeout {
+            backend: target.name.clone(),
+            address: target.address(),
+            timeout_ms: timeout.as_millis(),
+        }),
+    }
+}
+
+async fn follow_redirects(
+    target: &BackendTarget,
+    database: &str,
+) -> Result<BackendConn, BackendError> {
+    let (mut host, mut port) = (target.host.clone(), target.port);
+    for _ in 0..=MAX_REDIRECTS {
+        match login_once(target, &host, port, database).await? {
+            Login::Ready(conn) => return Ok(conn),
+            Login::Redirect { server, port: to } => {
+                tracing::info!(backend = %target.name, %server, port = to, "backend redirected the login");
+                host = server;
+                port = to;
+            }
+        }
+    }
+    Err(target.protocol_error(format!("more than {MAX_REDIRECTS} routing redirects")))
+}
+
+enum Login {
+    Ready(BackendConn),
+    Redirect { server: String, port: u16 },
+}
+
+async fn login_once(
+    target: &BackendTarget,
+    host: &str,
+    port: u16,
+    database: &str,
+) -> Result<Login, BackendError> {
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|source| BackendError::Connect {
+            backend: target.name.clone(),
+            address: format!("{host}:{port}"),
+            source,
+        })?;
+    tcp.set_nodelay(true).ok();
+    let stream = negotiate_encryption(target, host, tcp).await?;
+    let (read, mut writer) = tokio::io::split(stream);
+    let mut reader = PacketReader::new(read);
+    let login = backend_login7(target, host, database);
+    let mut payload = Vec::new();
+    login.encode(&mut payload);
+    write_message(
+        &mut writer,
+        PacketType::LOGIN7,
+        0,
+        &payload,
+        DEFAULT_PACKET_SIZE,
+    )
+    .await
+    .map_err(|e| target.protocol_error(format!("sending LOGIN7: {e}")))?;
+    let (_, reply) = reader
+        .read_message(&[PacketType::TABULAR_RESULT], MAX_LOGIN_REPLY)
+        .await
+        .map_err(|e| target.protocol_error(format!("reading the login reply: {e}")))?;
+    let outcome = LoginReply::parse(target, &reply)?;
+    if let Some((server, port)) = outcome.redirect {
+        return Ok(Login::Redirect { server, port });
+    }
+    let packet_size = outcome.packet_size.unwrap_or(DEFAULT_PACKET_SIZE);
+    reader.set_max_packet(packet_size);
+    Ok(Login::Ready(BackendConn {
+        reader,
+        writer,
+        packet_size,
+        info: Arc::new(outcome.info),
+        needs_reset: false,
+        broken: false,
+        backend: target.name.clone(),
+    }))
+}
+
+fn backend_login7(target: &BackendTarget, host: &str, database: &str) -> Login7 {
+    let mut login = Login7::new_client(&target.user, &target.password, database);
+    login.packet_size = target.packet_size;
+    login.hostname = local_host_name();
+    login.app_name = target.application_name.clone();
+    login.server_name = host.to_string();
+    login.library_name = "sluice".to_string();
+    login.set_read_only_intent(target.read_only_intent);
+    login
+}
+
+fn local_host_name() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "sluice".to_string())
+}
+
+/// PRELOGIN, then TLS as the backend's `tls` mode says.
+async fn negotiate_encryption(
+    target: &BackendTarget,
+    host: &str,
+    tcp: TcpStream,
+) -> Result<BoxStream, BackendError> {
+    match target.tls {
+        BackendTls::Strict => {
+            let mut tls = tls_connector(target)?
+                .connect(server_name(host).map_err(|e| target.tls_error(e))?, tcp)
+                .await
+                .map_err(|e| target.tls_error(e))?;
+            // TDS 8.0: PRELOGIN travels inside TLS; its encryption answer no longer matters.
+            exchange_prelogin(target, &mut tls, encryption::REQ).await?;
+            Ok(Box::new(tls))
+        }
+        BackendTls::Required => {
+            let mut tcp = tcp;
+            let reply = exchange_prelogin(target, &mut tcp, encryption::ON).await?;
+            if reply == encryption::NOT_SUP {
+                return Err(
+                    target.tls_error("the backend does not support encryption; set tls = \"off\"")
+                );
+            }
+            let mut tls = tls_connector(target)?
+                .connect(
+                    server_name(host).map_err(|e| target.tls_error(e))?,
+                    PreloginFramed::new(tcp),
+                )
+                .await
+                .map_err(|e| target.tls_error(e))?;
+            tls.get_mut().0.handshake_complete();
+            Ok(Box::new(tls))
+        }
+        BackendTls::Off => {
+            let mut tcp = tcp;
+            let reply = exchange_prelogin(target, &mut tcp, encryption::NOT_SUP).await?;
+            if reply == encryption::REQ {
+                return Err(
+                    target.tls_error("the backend requires encryption; set tls = \"required\"")
+                );
+            }
+            Ok(Box::new(tcp))
+        }
+    }
+}
+
+fn tls_connector(target: &BackendTarget) -> Result<TlsConnector, BackendError> {
+    let config = target
+        .tls_config
+        .clone()
+        .ok_or_else(|| target.tls_error("no TLS configuration for this backend"))?;
+    Ok(TlsConnector::from(config))
+}
+
+/// Sends our PRELOGIN and returns the encryption byte of the reply. Real
+/// SQL Server answers with packet type 0x04; some servers use 0x12.
+async fn exchange_prelogin<S: AsyncRead + AsyncWrite + Unpin>(
+    target: &BackendTarget,
+    stream: &mut S,
+    encryption: u8,
+) -> Result<u8, BackendError> {
+    let prelogin = PreLogin {
+        version: Some(PreLoginVersion {
+            version: 0x0001_0000,
+            sub_build: 0,
+        }),
+        encryption: Some(encryption),
+        thread_id: Some(std::process::id()),
+        mars: Some(0),
+        ..PreLogin::default()
+    };
+    let mut payload = Vec::new();
+    prelogin.encode(&mut payload);
+    write_message(
+        stream,
+        PacketType::PRELOGIN,
+        0,
+        &payload,
+        DEFAULT_PACKET_SIZE,
+    )
+    .await
+    .map_err(|e| target.protocol_error(format!("sending PRELOGIN: {e}")))?;
+    stream.flush().await.ok();
+    let mut reader = PacketReader::new(&mut *stream);
+    let (_, reply) = reader
+        .read_message(
+            &[PacketType::TABULAR_RESULT, PacketType::PRELOGIN],
+            DEFAULT_PACKET_SIZE,
+        )
+        .await
+        .map_err(|e: ReadError| {
+            target.protocol_error(format!("reading the PRELOGIN reply: {e}"))
+        })?;
+    let reply = PreLogin::decode(&reply).map_err(|e| target.protocol_error(e))?;
+    Ok(reply.encryption.unwrap_or(encryption::NOT_SUP))
+}
+
+/// What the login reply said.
+struct LoginReply {
+    info: ServerInfo,
+    packet_size: Option<usize>,
+    redirect: Option<(String, u16)>,
+}
+
+impl LoginReply {
+    fn parse(target: &BackendTarget, reply: &[u8]) -> Result<LoginReply, BackendError> {
+        let mut events = Vec::new();
+        let mut walker = TokenWalker::new();
+        walker
+            .feed(reply, &mut events)
+            .map_err(|e| target.protocol_error(e))?;
+        let mut out = LoginReply {
+            info: ServerInfo {
+                tds_version: 0x7400_0004,
+                prog_name: String::new(),
+                prog_version: [0; 4],
+                collation: Vec::new(),
+                database: String::new(),
+                language: "us_english".to_string(),
+            },
+            packet_size: None,
+            redirect: None,
+        };
+        let mut acked = false;
+        for event in events {
+            match event {
+                TokenEvent::LoginAck(ack) => {
+                    acked = true;
+                    out.info.tds_version = ack.tds_version;
+                    out.info.prog_name = ack.prog_name;
+                    out.info.prog_version = ack.version;
+                }
+                TokenEvent::Error(e) => {
+                    return Err(BackendError::LoginRefused {
+                        backend: target.name.clone(),
+                        number: e.number,
+                        class: e.class,
+                        state: e.state,
+                        message: e.message,
+                    })
+                }
+                TokenEvent::EnvChange(change) => out.apply(change),
+                _ => {}
+            }
+        }
+        if !acked && out.redirect.is_none() {
+            return Err(target.protocol_error("login reply without LOGINACK"));
+        }
+        Ok(out)
+    }
+
+    fn apply(&mut self, change: EnvChange) {
+        match change {
+            EnvChange::Database { new, .. } => self.info.database = new,
+            EnvChange::Language { new, .. } => self.info.language = new,
+            EnvChange::SqlCollation { new, .. } => self.info.collation = new,
+            EnvChange::PacketSize { new, .. } => {
+                self.packet_size = new.parse::<usize>().ok().map(|n| {
+                    n.clamp(
+                        crate::tds::packet::MIN_PACKET_SIZE,
+                        crate::tds::packet::MAX_PACKET_SIZE,
+                    )
+                })
+            }
+            EnvChange::Routing { port, server } => self.redirect = Some((server, port)),
+            _ => {}
+        }
+    }
+}

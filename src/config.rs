@@ -1,0 +1,582 @@
+//! `proxy.toml`: the schema, its defaults and validation. Unknown keys and bad
+//! values stop start-up with a message naming the key and the fix.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem, phrased for the operator: which key, what is
+/// wrong with it, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} = {value}: {problem}; fix: {fix}")]
+    Invalid {
+        key: String,
+        value: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+fn invalid(key: &str, value: impl std::fmt::Display, problem: &str, fix: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        problem: problem.to_string(),
+        fix: fix.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Listen,
+    #[serde(default)]
+    pub users: Vec<User>,
+    pub primary: Backend,
+    #[serde(default)]
+    pub replicas: Vec<Backend>,
+    #[serde(default)]
+    pub pool: Pool,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub address: String,
+    #[serde(default)]
+    pub tls: ListenTls,
+    /// Time a client has to finish PRELOGIN, TLS and LOGIN7.
+    #[serde(default = "default_login_timeout_ms")]
+    pub login_timeout_ms: u64,
+    /// Name the proxy reports as the server in messages it writes itself.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenTlsMode {
+    #[default]
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTls {
+    #[serde(default)]
+    pub mode: ListenTlsMode,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendTls {
+    #[default]
+    Off,
+    Required,
+    Strict,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// Present for replicas; the primary is always called "primary".
+    pub name: Option<String>,
+    pub address: String,
+    pub user: String,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    #[serde(default = "default_database")]
+    pub database: String,
+    #[serde(default)]
+    pub tls: BackendTls,
+    #[serde(default)]
+    pub trust_server_certificate: bool,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_application_name")]
+    pub application_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Most connections per backend and database.
+    #[serde(default = "default_pool_max_size")]
+    pub max_size: u32,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Packet size Sluice asks the backend for in its own LOGIN7.
+    #[serde(default = "default_backend_packet_size")]
+    pub packet_size: u32,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            max_size: default_pool_max_size(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            packet_size: default_backend_packet_size(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest PRELOGIN or LOGIN7 message accepted from a client.
+    #[serde(default = "default_max_login_bytes")]
+    pub max_login_bytes: usize,
+    /// Request bytes held in memory before the request is forwarded; the
+    /// rest of a larger request streams through.
+    #[serde(default = "default_request_buffer_bytes")]
+    pub request_buffer_bytes: usize,
+    /// Time allowed to cancel and drain a backend connection whose client left mid-result.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_login_bytes: default_max_login_bytes(),
+            request_buffer_bytes: default_request_buffer_bytes(),
+            drain_timeout_ms: default_drain_timeout_ms(),
+        }
+    }
+}
+
+fn default_login_timeout_ms() -> u64 {
+    10_000
+}
+fn default_server_name() -> String {
+    "sluice".to_string()
+}
+fn default_database() -> String {
+    "master".to_string()
+}
+fn default_application_name() -> String {
+    "sluice".to_string()
+}
+fn default_pool_max_size() -> u32 {
+    32
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    600_000
+}
+fn default_backend_packet_size() -> u32 {
+    4096
+}
+fn default_max_login_bytes() -> usize {
+    // LOGIN7 may be at most 128 KiB [MS-TDS 2.2.6.4].
+    128 * 1024
+}
+fn default_request_buffer_bytes() -> usize {
+    1024 * 1024
+}
+fn default_drain_timeout_ms() -> u64 {
+    5_000
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: addresses, files, secrets, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen.validate()?;
+        for (i, user) in self.users.iter().enumerate() {
+            user.validate(i)?;
+        }
+        if self.users.is_empty() {
+            return Err(invalid(
+                "users",
+                "[]",
+                "no client could log in",
+                "add a [[users]] table with name and password_hash (see `sluice hash-password`)",
+            ));
+        }
+        self.primary.validate("primary")?;
+        let mut names = std::collections::HashSet::new();
+        for (i, replica) in self.replicas.iter().enumerate() {
+            let key = format!("replicas[{i}]");
+            replica.validate(&key)?;
+            let name = replica.name.clone().unwrap_or_default();
+            if name.is_empty() {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    "\"\"",
+                    "every replica needs a name",
+                    "set name = \"replica-1\"",
+                ));
+            }
+            if !names.insert(name.clone()) || name == "primary" {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    format!("{name:?}"),
+                    "replica names must be unique and not \"primary\"",
+                    "give each replica its own name",
+                ));
+            }
+        }
+        self.pool.validate()?;
+        self.limits.validate()
+    }
+
+    pub fn backend_count(&self) -> usize {
+        1 + self.replicas.len()
+    }
+}
+
+impl Listen {
+    fn validate(&self) -> Result<(), ConfigError> {
+        parse_socket_addr("listen.address", &self.address)?;
+        if self.login_timeout_ms == 0 {
+            return Err(invalid(
+                "listen.login_timeout_ms",
+                0,
+                "must be positive",
+                "use e.g. 10000",
+            ));
+        }
+        if self.tls.mode != ListenTlsMode::Off {
+            for (key, path) in [("cert", &self.tls.cert), ("key", &self.tls.key)] {
+                check_readable(&format!("listen.tls.{key}"), path.as_deref())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_millis(self.login_timeout_ms)
+    }
+}
+
+impl User {
+    fn validate(&self, i: usize) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(invalid(
+                &format!("users[{i}].name"),
+                "\"\"",
+                "empty user name",
+                "set a name",
+            ));
+        }
+        if let Err(e) = argon2::PasswordHash::new(&self.password_hash) {
+            return Err(invalid(
+                &format!("users[{i}].password_hash"),
+                "<hidden>",
+                &format!("not a PHC password hash ({e})"),
+                "generate one with `sluice hash-password`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Backend {
+    /// The backend's name in logs and metrics.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("primary")
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let (host, _) = split_host_port(&format!("{key}.address"), &self.address)?;
+        if host.is_empty() {
+            return Err(invalid(
+                &format!("{key}.address"),
+                &self.address,
+                "missing host",
+                "use host:port, e.g. 127.0.0.1:1433",
+            ));
+        }
+        match (&self.password, &self.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &format!("{key}.password_env"),
+                    self.password_env.as_deref().unwrap_or_default(),
+                    "both password and password_env are set",
+                    "keep only one of them",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    &format!("{key}.password"),
+                    "<missing>",
+                    "no backend password",
+                    "set password or password_env",
+                ))
+            }
+            _ => {}
+        }
+        self.password().map_err(|problem| {
+            invalid(
+                &format!("{key}.password_env"),
+                "",
+                &problem,
+                "export the variable before starting sluice",
+            )
+        })?;
+        if self.tls != BackendTls::Off && !self.trust_server_certificate {
+            check_readable(&format!("{key}.ca_file"), self.ca_file.as_deref()).map_err(|_| {
+                invalid(
+                    &format!("{key}.ca_file"),
+                    self.ca_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "<missing>".into()),
+                    "TLS to the backend needs a CA certificate to verify it",
+                    "set ca_file to a readable PEM file, or trust_server_certificate = true",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The backend password, from the file or the named environment variable.
+    pub fn password(&self) -> Result<String, String> {
+        if let Some(p) = &self.password {
+            return Ok(p.clone());
+        }
+        let var = self.password_env.as_deref().unwrap_or_default();
+        std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+    }
+
+    /// Host and port of `address`; validated at load time.
+    pub fn host_port(&self) -> (String, u16) {
+        split_host_port("address", &self.address).unwrap_or_else(|_| (self.address.clone(), 1433))
+    }
+}
+
+impl Pool {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_size == 0 {
+            return Err(invalid(
+                "pool.max_size",
+                0,
+                "must be at least 1",
+                "use e.g. 32",
+            ));
+        }
+        if self.connect_timeout_ms == 0 {
+            return Err(invalid(
+                "pool.connect_timeout_ms",
+                0,
+                "must be positive",
+                "use e.g. 5000",
+            ));
+        }
+        let size = self.packet_size as usize;
+        if !(crate::tds::packet::MIN_PACKET_SIZE..=crate::tds::packet::MAX_PACKET_SIZE)
+            .contains(&size)
+        {
+            return Err(invalid(
+                "pool.packet_size",
+                size,
+                "outside 512..=32767",
+                "use 4096",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_login_bytes < 1024 {
+            return Err(invalid(
+                "limits.max_login_bytes",
+                self.max_login_bytes,
+                "too small for a LOGIN7",
+                "use 131072",
+            ));
+        }
+        if self.request_buffer_bytes < crate::tds::packet::MAX_PACKET_SIZE {
+            return Err(invalid(
+                "limits.request_buffer_bytes",
+                self.request_buffer_bytes,
+                "must hold at least one maximum-size packet (32767)",
+                "use 1048576",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            value,
+            "not an IP address with a port",
+            "use e.g. 127.0.0.1:14330",
+        )
+    })
+}
+
+fn split_host_port(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| {
+        invalid(
+            key,
+            value,
+            "missing port",
+            "use host:port, e.g. db.example.com:1433",
+        )
+    })?;
+    let port = port.parse::<u16>().map_err(|_| {
+        invalid(
+            key,
+            value,
+            "the port is not a number in 1..=65535",
+            "use host:port",
+        )
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_string(), port))
+}
+
+fn check_readable(key: &str, path: Option<&Path>) -> Result<(), ConfigError> {
+    let Some(path) = path else {
+        return Err(invalid(
+            key,
+            "<missing>",
+            "required when TLS is on",
+            "set it to a PEM file path",
+        ));
+    };
+    std::fs::metadata(path).map(|_| ()).map_err(|e| {
+        invalid(
+            key,
+            path.display(),
+            &format!("cannot read it ({e})"),
+            "point it at a readable PEM file",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk";
+
+    fn base() -> String {
+        format!(
+            r#"
+[listen]
+address = "127.0.0.1:14330"
+[[users]]
+name = "app"
+password_hash = "{HASH}"
+[primary]
+address = "127.0.0.1:14331"
+user = "sa"
+password = "pw"
+"#
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(&base(), Path::new("t.toml")).unwrap();
+        assert_eq!(c.primary.database, "master");
+        assert_eq!(c.primary.tls, BackendTls::Off);
+        assert_eq!(c.pool.max_size, 32);
+        assert_eq!(c.listen.tls.mode, ListenTlsMode::Off);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let text = base() + "bogus = 1\n";
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_fix() {
+        let text = base().replace("127.0.0.1:14330", "nowhere");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listen.address") && err.contains("fix"),
+            "{err}"
+        );
+        let text =
+            base() + "[[replicas]]\naddress = \"127.0.0.1:1\"\nuser = \"sa\"\npassword = \"x\"\n";
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("replicas[0].name"), "{err}");
+        let text = base().replace(
+            "password = \"pw\"",
+            "password_env = \"SLUICE_TEST_UNSET_VAR\"",
+        );
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SLUICE_TEST_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn backend_tls_needs_trust_or_ca() {
+        let text = base().replace("password = \"pw\"", "password = \"pw\"\ntls = \"required\"");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("primary.ca_file"), "{err}");
+        let text = base().replace(
+            "password = \"pw\"",
+            "password = \"pw\"\ntls = \"required\"\ntrust_server_certificate = true",
+        );
+        assert!(Config::parse(&text, Path::new("t.toml")).is_ok());
+    }
+}

@@ -1,0 +1,187 @@
+//! The client side: accept, negotiate encryption, authenticate, then run
+//! the client's session.
+mod auth;
+mod handshake;
+mod reply;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::net::TcpStream;
+
+pub use auth::{hash_password, UserDirectory};
+pub use handshake::{acceptor, Encryption, ListenerTls};
+pub use reply::ClientError;
+pub use session::{Session, SessionError, Target};
+
+use crate::backend::BackendError;
+use crate::server::Proxy;
+use crate::tds::login7::Login7;
+use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
+use crate::transport::{write_message, BoxStream, PacketReader};
+use handshake::{negotiate, HandshakeError};
+use reply::{error_response, login_reply, LoginReplyParams};
+use session::ClientConn;
+
+/// Why a client never got past login.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error("login timed out")]
+    Timeout,
+    #[error("{0}")]
+    Refused(String),
+    #[error("writing the login reply: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// SPIDs Sluice shows clients; SQL Server's user sessions start at 51.
+static NEXT_SPID: AtomicU16 = AtomicU16::new(51);
+
+fn next_spid() -> u16 {
+    let spid = NEXT_SPID.fetch_add(1, Ordering::Relaxed);
+    if spid < 51 {
+        NEXT_SPID.store(52, Ordering::Relaxed);
+        return 51;
+    }
+    spid
+}
+
+/// Serves one accepted TCP connection to its end.
+pub async fn handle_client(proxy: Arc<Proxy>, tcp: TcpStream, peer: SocketAddr) {
+    tcp.set_nodelay(true).ok();
+    let timeout = proxy.config.listen.login_timeout();
+    let session = match tokio::time::timeout(timeout, establish(&proxy, tcp)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "login failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "login timed out");
+            return;
+        }
+    };
+    if let Err(e) = session.run().await {
+        tracing::info!(%peer, error = %e, "session ended");
+    }
+}
+
+/// PRELOGIN, TLS, LOGIN7, authentication and the login reply.
+async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginError> {
+    let handshake = negotiate(tcp, &proxy.listener_tls).await?;
+    let login = handshake.login;
+    let handshake_encryption = handshake.encryption;
+    let (read, mut writer) = tokio::io::split(handshake.stream);
+    if let Err(refusal) = check_login(proxy, &login).await {
+        let reason = refusal.message.clone();
+        send_login_error(proxy, &mut writer, &refusal).await;
+        return Err(LoginError::Refused(reason));
+    }
+    let database = if login.database.is_empty() {
+        proxy.config.primary.database.clone()
+    } else {
+        login.database.clone()
+    };
+    let conn = match proxy.primary.get(&database).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let error = backend_login_error(&e);
+            send_login_error(proxy, &mut writer, &error).await;
+            return Err(LoginError::Refused(e.to_string()));
+        }
+    };
+    let packet_size = client_packet_size(&login);
+    let spid = next_spid();
+    let params = LoginReplyParams {
+        info: &conn.info,
+        database: if conn.info.database.is_empty() {
+            &database
+        } else {
+            &conn.info.database
+        },
+        packet_size,
+        server: &proxy.config.listen.server_name,
+    };
+    let reply = login_reply(&params, &login);
+    write_message(
+        &mut writer,
+        PacketType::TABULAR_RESULT,
+        spid,
+        &reply,
+        packet_size,
+    )
+    .await?;
+    let mut reader = PacketReader::new(read);
+    reader.set_max_packet(packet_size.max(DEFAULT_PACKET_SIZE));
+    tracing::debug!(user = %login.username, %database, spid, encryption = ?handshake_encryption, "client logged in");
+    let client = ClientConn {
+        reader,
+        writer,
+        spid,
+        packet_size,
+    };
+    Ok(Session::new(proxy.clone(), client, database, Some(conn)))
+}
+
+/// Authentication: only SQL Server logins listed in `[[users]]`.
+async fn check_login(proxy: &Proxy, login: &Login7) -> Result<(), ClientError> {
+    if !login.sspi.is_empty() || login.username.is_empty() {
+        return Err(ClientError {
+            message: "Login failed: Sluice accepts SQL Server authentication only.".into(),
+            ..ClientError::login_failed("")
+        });
+    }
+    if !proxy.users.verify(&login.username, &login.password).await {
+        return Err(ClientError::login_failed(&login.username));
+    }
+    Ok(())
+}
+
+/// A backend that refused our login (a missing database, say) is reported
+/// with the backend's own error; an unreachable one as "not available".
+fn backend_login_error(e: &BackendError) -> ClientError {
+    match e {
+        BackendError::LoginRefused {
+            number,
+            class,
+            state,
+            message,
+            ..
+        } => ClientError {
+            number: *number,
+            class: *class,
+            state: *state,
+            message: message.clone(),
+        },
+        other => ClientError::backend_unavailable(other),
+    }
+}
+
+async fn send_login_error(proxy: &Proxy, writer: &mut WriteHalf<BoxStream>, error: &ClientError) {
+    let payload = error_response(error, &proxy.config.listen.server_name);
+    let sent = write_message(
+        writer,
+        PacketType::TABULAR_RESULT,
+        0,
+        &payload,
+        DEFAULT_PACKET_SIZE,
+    )
+    .await;
+    if sent.is_ok() {
+        writer.shutdown().await.ok();
+    }
+}
+
+/// The packet size the client asked for, within what TDS allows; 0 means
+/// "the server's default" [MS-TDS 2.2.6.4].
+fn client_packet_size(login: &Login7) -> usize {
+    match login.packet_size as usize {
+        0 => DEFAULT_PACKET_SIZE,
+        n => n.clamp(MIN_PACKET_SIZE, MAX_PACKET_SIZE),
+    }
+}

@@ -1,0 +1,197 @@
+//! Messages Sluice itself writes to a client: the login reply and errors.
+//! Every client-visible error goes through here, as an ERROR token with a
+//! real message number and severity, then DONE with the error bit.
+
+use crate::backend::ServerInfo;
+use crate::tds::login7::Login7;
+use crate::tds::token::done::{Done, DoneKind, DoneStatus};
+use crate::tds::token::env_change::EnvChange;
+use crate::tds::token::feature_ext_ack::FeatureExtAck;
+use crate::tds::token::login_ack::LoginAck;
+use crate::tds::token::message::ServerMessage;
+
+/// Login failed for user '%s' [SQL Server error 18456].
+pub const LOGIN_FAILED: u32 = 18456;
+/// "Database is not currently available": drivers treat it as transient and retry.
+pub const BACKEND_UNAVAILABLE: u32 = 40613;
+/// Generic connection-level failure reported by the proxy.
+pub const PROXY_ERROR: u32 = 50000;
+/// Changed database context to '%s'.
+const DATABASE_CHANGED: u32 = 5701;
+/// Changed language setting to %s.
+const LANGUAGE_CHANGED: u32 = 5703;
+
+/// A message from Sluice to one client, ready to become an ERROR token.
+#[derive(Debug, Clone)]
+pub struct ClientError {
+    pub number: u32,
+    pub class: u8,
+    pub state: u8,
+    pub message: String,
+}
+
+impl ClientError {
+    pub fn login_failed(user: &str) -> Self {
+        ClientError {
+            number: LOGIN_FAILED,
+            class: 14,
+            state: 1,
+            message: format!("Login failed for user '{user}'."),
+        }
+    }
+
+    pub fn backend_unavailable(detail: impl std::fmt::Display) -> Self {
+        ClientError {
+            number: BACKEND_UNAVAILABLE,
+            class: 16,
+            state: 1,
+            message: format!("Sluice could not reach the backend: {detail}"),
+        }
+    }
+
+    pub fn protocol(detail: impl std::fmt::Display) -> Self {
+        ClientError {
+            number: PROXY_ERROR,
+            class: 20,
+            state: 1,
+            message: format!("Sluice closed the connection: {detail}"),
+        }
+    }
+
+    fn to_token(&self, server: &str) -> ServerMessage {
+        ServerMessage {
+            number: self.number,
+            state: self.state,
+            class: self.class,
+            message: self.message.clone(),
+            server: server.to_string(),
+            procedure: String::new(),
+            line: 0,
+        }
+    }
+}
+
+/// ERROR then a final DONE with the error bit: a complete response message.
+pub fn error_response(error: &ClientError, server: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    error.to_token(server).encode_error(&mut out);
+    Done {
+        kind: DoneKind::Done,
+        status: DoneStatus::ERROR,
+        cur_cmd: 0,
+        row_count: 0,
+    }
+    .encode(&mut out);
+    out
+}
+
+/// A final DONE acknowledging an attention that reached no backend.
+pub fn attention_ack() -> Vec<u8> {
+    let mut out = Vec::new();
+    Done {
+        kind: DoneKind::Done,
+        status: DoneStatus::ATTN,
+        cur_cmd: 0,
+        row_count: 0,
+    }
+    .encode(&mut out);
+    out
+}
+
+/// Values of the login reply Sluice sends to a client.
+pub struct LoginReplyParams<'a> {
+    pub info: &'a ServerInfo,
+    pub database: &'a str,
+    pub packet_size: usize,
+    pub server: &'a str,
+}
+
+/// The login reply as SQL Server writes it [MS-TDS 4.2]: database,
+/// collation and language ENVCHANGEs, LOGINACK, packet size, then a
+/// FEATUREEXTACK when the client asked for features (acknowledging none:
+/// Sluice forwards no feature end to end) and a final DONE.
+pub fn login_reply(p: &LoginReplyParams<'_>, login: &Login7) -> Vec<u8> {
+    let mut out = Vec::new();
+    EnvChange::Database {
+        new: p.database.to_string(),
+        old: "master".to_string(),
+    }
+    .encode(&mut out);
+    info(
+        DATABASE_CHANGED,
+        &format!("Changed database context to '{}'.", p.database),
+        p.server,
+    )
+    .encode_info(&mut out);
+    if !p.info.collation.is_empty() {
+        EnvChange::SqlCollation {
+            new: p.info.collation.clone(),
+            old: Vec::new(),
+        }
+        .encode(&mut out);
+    }
+    EnvChange::Language {
+        new: p.info.language.clone(),
+        old: String::new(),
+    }
+    .encode(&mut out);
+    info(
+        LANGUAGE_CHANGED,
+        &format!("Changed language setting to {}.", p.info.language),
+        p.server,
+    )
+    .encode_info(&mut out);
+    LoginAck {
+        interface: 1,
+        tds_version: negotiated_tds_version(login.tds_version, p.info.tds_version),
+        prog_name: p.info.prog_name.clone(),
+        version: p.info.prog_version,
+    }
+    .encode(&mut out);
+    EnvChange::PacketSize {
+        new: p.packet_size.to_string(),
+        old: p.packet_size.to_string(),
+    }
+    .encode(&mut out);
+    if login.wants_feature_ext() {
+        FeatureExtAck {
+            features: Vec::new(),
+        }
+        .encode(&mut out);
+    }
+    Done {
+        kind: DoneKind::Done,
+        status: DoneStatus::default(),
+        cur_cmd: 0,
+        row_count: 0,
+    }
+    .encode(&mut out);
+    out
+}
+
+fn info(number: u32, message: &str, server: &str) -> ServerMessage {
+    ServerMessage {
+        number,
+        state: 1,
+        class: 0,
+        message: message.to_string(),
+        server: server.to_string(),
+        procedure: String::new(),
+        line: 0,
+    }
+}
+
+/// The TDS version both the client and the backend speak. Versions are
+/// compared in their wire order (7.4 = 0x74000004 > 7.3B = 0x730B0003).
+/// TDS 8.0 clients (strict encryption) send 0x08000000 and are answered
+/// with 7.4, as SQL Server does: 8.0 changes the transport, not the tokens.
+fn negotiated_tds_version(client: u32, backend: u32) -> u32 {
+    let client = if client >> 24 == 0x08 {
+        TDS_7_4
+    } else {
+        client
+    };
+    client.min(backend).max(0x7100_0001)
+}
+
+const TDS_7_4: u32 = 0x7400_0004;

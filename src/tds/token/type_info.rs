@@ -1,0 +1,330 @@
+//! TYPE_INFO [MS-TDS 2.2.5.6] and the data type ids [2.2.5.4]: what a
+//! column or parameter declares, reduced to how its values are framed
+//! [2.2.5.2.3], which is all a walker needs to step over them.
+
+use crate::tds::error::DecodeError;
+use crate::tds::read::Reader;
+
+/// A data type id, the first byte of TYPE_INFO [2.2.5.4].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DataType(pub u8);
+
+impl DataType {
+    // Fixed-length types [2.2.5.4.2].
+    pub const NULL: DataType = DataType(0x1F);
+    pub const INT1: DataType = DataType(0x30);
+    pub const BIT: DataType = DataType(0x32);
+    pub const INT2: DataType = DataType(0x34);
+    pub const INT4: DataType = DataType(0x38);
+    pub const DATETIM4: DataType = DataType(0x3A);
+    pub const FLT4: DataType = DataType(0x3B);
+    pub const MONEY: DataType = DataType(0x3C);
+    pub const DATETIME: DataType = DataType(0x3D);
+    pub const FLT8: DataType = DataType(0x3E);
+    pub const MONEY4: DataType = DataType(0x7A);
+    pub const INT8: DataType = DataType(0x7F);
+
+    // Variable-length types with a BYTELEN value length [2.2.5.4.3].
+    pub const GUID: DataType = DataType(0x24);
+    pub const INTN: DataType = DataType(0x26);
+    pub const DECIMAL: DataType = DataType(0x37);
+    pub const NUMERIC: DataType = DataType(0x3F);
+    pub const BITN: DataType = DataType(0x68);
+    pub const DECIMALN: DataType = DataType(0x6A);
+    pub const NUMERICN: DataType = DataType(0x6C);
+    pub const FLTN: DataType = DataType(0x6D);
+    pub const MONEYN: DataType = DataType(0x6E);
+    pub const DATETIMN: DataType = DataType(0x6F);
+    pub const DATEN: DataType = DataType(0x28);
+    pub const TIMEN: DataType = DataType(0x29);
+    pub const DATETIME2N: DataType = DataType(0x2A);
+    pub const DATETIMEOFFSETN: DataType = DataType(0x2B);
+    pub const CHAR: DataType = DataType(0x2F);
+    pub const VARCHAR: DataType = DataType(0x27);
+    pub const BINARY: DataType = DataType(0x2D);
+    pub const VARBINARY: DataType = DataType(0x25);
+
+    // USHORTLEN types; a maximum length of 0xFFFF means PLP values.
+    pub const BIGVARBINARY: DataType = DataType(0xA5);
+    pub const BIGVARCHAR: DataType = DataType(0xA7);
+    pub const BIGBINARY: DataType = DataType(0xAD);
+    pub const BIGCHAR: DataType = DataType(0xAF);
+    pub const NVARCHAR: DataType = DataType(0xE7);
+    pub const NCHAR: DataType = DataType(0xEF);
+    /// Always PLP values; TYPE_INFO carries XML_INFO instead of a length.
+    pub const XML: DataType = DataType(0xF1);
+    /// Always PLP values; TYPE_INFO carries UDT_INFO.
+    pub const UDT: DataType = DataType(0xF0);
+
+    // LONGLEN types.
+    pub const TEXT: DataType = DataType(0x23);
+    pub const IMAGE: DataType = DataType(0x22);
+    pub const NTEXT: DataType = DataType(0x63);
+    pub const SSVARIANT: DataType = DataType(0x62);
+
+    /// Table-valued parameters only travel from client to server.
+    pub const TVP: DataType = DataType(0xF3);
+
+    /// Value size of a fixed-length type [2.2.5.4.2], or None.
+    pub fn fixed_len(self) -> Option<u8> {
+        let n = match self {
+            DataType::NULL => 0,
+            DataType::INT1 | DataType::BIT => 1,
+            DataType::INT2 => 2,
+            DataType::INT4 | DataType::DATETIM4 | DataType::FLT4 | DataType::MONEY4 => 4,
+            DataType::MONEY | DataType::DATETIME | DataType::FLT8 | DataType::INT8 => 8,
+            _ => return None,
+        };
+        Some(n)
+    }
+}
+
+/// COLLATION is five bytes: LCID and flags, then a sort id [2.2.5.1.2].
+const COLLATION_LEN: usize = 5;
+/// A USHORTLEN maximum length of 0xFFFF marks a PLP type (varchar(max) ...).
+const PLP_MAX_LEN: u16 = 0xFFFF;
+/// TIME, DATETIME2 and DATETIMEOFFSET allow a scale of 0 to 7.
+const MAX_TIME_SCALE: u8 = 7;
+
+/// How one value of a column or parameter is laid out in ROW, NBCROW and
+/// RETURNVALUE (TYPE_VARBYTE [2.2.5.2.3]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ValueFraming {
+    /// FIXEDLENTYPE: exactly this many bytes, no length prefix.
+    Fixed(u8),
+    /// BYTELEN length then data; 0 is NULL.
+    ByteLen,
+    /// USHORTCHARBINLEN length then data; 0xFFFF is NULL.
+    UShortLen,
+    /// TEXT, NTEXT, IMAGE: B_VARBYTE TEXTPTR (empty is NULL), an 8-byte
+    /// TIMESTAMP, then LONGLEN length and data.
+    TextPtr,
+    /// sql_variant: LONGLEN length (0 is NULL), then the variant [2.2.5.5.4].
+    Variant,
+    /// PLP_BODY: ULONGLONGLEN total, then chunks up to a zero terminator.
+    Plp,
+}
+
+/// Reads one TYPE_INFO and returns how its values are framed.
+pub(crate) fn read_type_info(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeError> {
+    let ty = DataType(r.u8()?);
+    if let Some(n) = ty.fixed_len() {
+        return Ok(ValueFraming::Fixed(n));
+    }
+    let framing = match ty {
+        DataType::DATEN => ValueFraming::ByteLen,
+        DataType::TIMEN | DataType::DATETIME2N | DataType::DATETIMEOFFSETN => {
+            read_scale(r)?;
+            ValueFraming::ByteLen
+        }
+        DataType::GUID
+        | DataType::INTN
+        | DataType::BITN
+        | DataType::FLTN
+        | DataType::MONEYN
+        | DataType::DATETIMN
+        | DataType::CHAR
+        | DataType::VARCHAR
+        | DataType::BINARY
+        | DataType::VARBINARY => {
+            r.skip(1)?;
+            ValueFraming::ByteLen
+        }
+        // Length, precision, scale.
+        DataType::DECIMAL | DataType::NUMERIC | DataType::DECIMALN | DataType::NUMERICN => {
+            r.skip(3)?;
+            ValueFraming::ByteLen
+        }
+        DataType::BIGVARCHAR | DataType::BIGCHAR | DataType::NVARCHAR | DataType::NCHAR => {
+            let max = r.u16_le()?;
+            r.skip(COLLATION_LEN)?;
+            ushort_or_plp(max)
+        }
+        DataType::BIGVARBINARY | DataType::BIGBINARY => ushort_or_plp(r.u16_le()?),
+        DataType::XML => {
+            skip_xml_info(r)?;
+            ValueFraming::Plp
+        }
+        DataType::UDT => {
+            skip_udt_info(r)?;
+            ValueFraming::Plp
+        }
+        DataType::TEXT | DataType::NTEXT => {
+            r.skip(4 + COLLATION_LEN)?;
+            ValueFraming::TextPtr
+        }
+        DataType::IMAGE => {
+            r.skip(4)?;
+            ValueFraming::TextPtr
+        }
+        DataType::SSVARIANT => {
+            r.skip(4)?;
+            ValueFraming::Variant
+        }
+        other => {
+            return Err(DecodeError::invalid(
+                "TYPE_INFO",
+                format!("data type 0x{:02X} is not valid in a response", other.0),
+            ))
+        }
+    };
+    Ok(framing)
+}
+
+fn ushort_or_plp(max: u16) -> ValueFraming {
+    if max == PLP_MAX_LEN {
+        ValueFraming::Plp
+    } else {
+        ValueFraming::UShortLen
+    }
+}
+
+fn read_scale(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let scale = r.u8()?;
+    if scale > MAX_TIME_SCALE {
+        return Err(DecodeError::invalid(
+            "TYPE_INFO",
+            format!("time scale {scale}, at most {MAX_TIME_SCALE}"),
+        ));
+    }
+    Ok(())
+}
+
+/// XML_INFO: SCHEMA_PRESENT, then if set DBNAME and OWNING_SCHEMA
+/// (B_VARCHAR) and XML_SCHEMA_COLLECTION (US_VARCHAR).
+fn skip_xml_info(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    if r.u8()? != 0 {
+        skip_b_varchar(r)?;
+        skip_b_varchar(r)?;
+        skip_us_varchar(r)?;
+    }
+    Ok(())
+}
+
+/// UDT_INFO in a response: MAX_BYTE_SIZE, DB_NAME, SCHEMA_NAME, TYPE_NAME
+/// (B_VARCHAR), ASSEMBLY_QUALIFIED_NAME (US_VARCHAR).
+fn skip_udt_info(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    r.skip(2)?;
+    for _ in 0..3 {
+        skip_b_varchar(r)?;
+    }
+    skip_us_varchar(r)
+}
+
+/// Skips a B_VARCHAR (one-byte character count, UTF-16LE).
+pub(crate) fn skip_b_varchar(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let chars = r.u8()? as usize;
+    r.skip(chars * 2)
+}
+
+/// Skips a US_VARCHAR (two-byte character count, UTF-16LE).
+pub(crate) fn skip_us_varchar(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let chars = r.u16_le()? as usize;
+    r.skip(chars * 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(bytes: &[u8]) -> Result<ValueFraming, DecodeError> {
+        let mut r = Reader::new(bytes, "test");
+        let f = read_type_info(&mut r)?;
+        assert_eq!(r.remaining(), 0, "TYPE_INFO {bytes:02X?} not fully read");
+        Ok(f)
+    }
+
+    #[test]
+    fn fixed_length_types() {
+        let cases = [
+            (0x1F, 0),
+            (0x30, 1),
+            (0x32, 1),
+            (0x34, 2),
+            (0x38, 4),
+            (0x3A, 4),
+            (0x3B, 4),
+            (0x3C, 8),
+            (0x3D, 8),
+            (0x3E, 8),
+            (0x7A, 4),
+            (0x7F, 8),
+        ];
+        for (ty, n) in cases {
+            assert_eq!(framing(&[ty]).unwrap(), ValueFraming::Fixed(n));
+        }
+    }
+
+    #[test]
+    fn byte_length_types() {
+        let cases: [&[u8]; 14] = [
+            &[0x24, 16],
+            &[0x26, 4],
+            &[0x68, 1],
+            &[0x6D, 8],
+            &[0x6E, 8],
+            &[0x6F, 8],
+            &[0x28],
+            &[0x29, 7],
+            &[0x2A, 3],
+            &[0x2B, 0],
+            &[0x6A, 17, 38, 10],
+            &[0x6C, 5, 9, 0],
+            &[0x27, 30],
+            &[0x25, 30],
+        ];
+        for ti in cases {
+            assert_eq!(framing(ti).unwrap(), ValueFraming::ByteLen, "{ti:02X?}");
+        }
+    }
+
+    #[test]
+    fn ushort_length_and_plp_types() {
+        let collation = [0x09, 0x04, 0xD0, 0x00, 0x34];
+        let mut nvarchar = vec![0xE7, 100, 0];
+        nvarchar.extend_from_slice(&collation);
+        assert_eq!(framing(&nvarchar).unwrap(), ValueFraming::UShortLen);
+        let mut nvarchar_max = vec![0xE7, 0xFF, 0xFF];
+        nvarchar_max.extend_from_slice(&collation);
+        assert_eq!(framing(&nvarchar_max).unwrap(), ValueFraming::Plp);
+        assert_eq!(
+            framing(&[0xA5, 0x40, 0x1F]).unwrap(),
+            ValueFraming::UShortLen
+        );
+        assert_eq!(framing(&[0xA5, 0xFF, 0xFF]).unwrap(), ValueFraming::Plp);
+    }
+
+    #[test]
+    fn xml_udt_text_variant() {
+        assert_eq!(framing(&[0xF1, 0]).unwrap(), ValueFraming::Plp);
+        // XML with a schema collection: db "d", schema "s", collection "c".
+        let xml = [0xF1, 1, 1, b'd', 0, 1, b's', 0, 1, 0, b'c', 0];
+        assert_eq!(framing(&xml).unwrap(), ValueFraming::Plp);
+        // UDT: max size 0xFFFF, db "d", schema "s", type "t", assembly "a".
+        let udt = [
+            0xF0, 0xFF, 0xFF, 1, b'd', 0, 1, b's', 0, 1, b't', 0, 1, 0, b'a', 0,
+        ];
+        assert_eq!(framing(&udt).unwrap(), ValueFraming::Plp);
+        let text = [0x23, 0xFF, 0xFF, 0xFF, 0x7F, 0x09, 0x04, 0xD0, 0x00, 0x34];
+        assert_eq!(framing(&text).unwrap(), ValueFraming::TextPtr);
+        assert_eq!(
+            framing(&[0x22, 0xFF, 0xFF, 0xFF, 0x7F]).unwrap(),
+            ValueFraming::TextPtr
+        );
+        assert_eq!(
+            framing(&[0x62, 0x10, 0x1F, 0, 0]).unwrap(),
+            ValueFraming::Variant
+        );
+    }
+
+    #[test]
+    fn invalid_types_and_scales() {
+        assert!(framing(&[0xF3]).is_err());
+        assert!(framing(&[0x00]).is_err());
+        assert!(framing(&[0x29, 8]).is_err());
+        assert!(matches!(
+            framing(&[0xE7, 1, 0, 9]),
+            Err(DecodeError::Truncated { .. })
+        ));
+    }
+}

@@ -1,0 +1,590 @@
+//! A resumable walker over a server's token stream [MS-TDS 2.2.7], fed the
+//! payloads of a response's packets in order. Tokens, values and length
+//! prefixes may be split anywhere between packets.
+//!
+//! Memory stays bounded: values are stepped over by counting, never copied.
+//! Only a structural unit (a token header, COLMETADATA, an ENVCHANGE or
+//! message body, a value's length prefix) is buffered when a packet boundary
+//! splits it, and a unit larger than the limit is an error.
+//!
+//! Not supported, and reported as errors rather than misread: Always
+//! Encrypted columns (CekTable and CryptoMetaData appear only when column
+//! encryption was negotiated), DATACLASSIFICATION (only when negotiated) and
+//! the COMPUTE tokens ALTMETADATA/ALTROW (gone since SQL Server 2012). The
+//! proxy must not let a client negotiate the first two.
+
+use super::col_metadata::read_col_metadata;
+use super::return_value::read_return_value_header;
+use super::type_info::ValueFraming;
+use super::{Done, DoneKind, EnvChange, FeatureExtAck, LoginAck, ServerMessage, TokenType};
+use crate::tds::error::DecodeError;
+use crate::tds::read::Reader;
+
+/// Largest structural unit buffered across packets: 1 MiB.
+pub const DEFAULT_MAX_BUFFERED: usize = 1 << 20;
+/// A split-unit buffer that grew past this is released once the unit is done.
+const KEEP_BUFFER_CAPACITY: usize = 64 * 1024;
+/// PLP_NULL: the PLP value is NULL [2.2.5.2.3].
+const PLP_NULL: u64 = u64::MAX;
+/// UNKNOWN_PLP_LEN: the total length is not sent, only the chunks.
+const PLP_UNKNOWN_LEN: u64 = u64::MAX - 1;
+
+/// What the walker reports; rows and values are stepped over silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenEvent {
+    EnvChange(EnvChange),
+    Error(ServerMessage),
+    Info(ServerMessage),
+    Done(Done),
+    LoginAck(LoginAck),
+    FeatureExtAck(FeatureExtAck),
+    ReturnStatus(i32),
+    /// A COLMETADATA token; `columns` is the count now in effect (the
+    /// previous one for NoMetaData).
+    ColMetadata {
+        columns: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Next: a token type and the token's header.
+    Token,
+    /// Next: the length prefix (or TEXTPTR, or PLP length) of a value.
+    Value(ValueFraming),
+    /// Next: a PLP chunk length.
+    PlpChunk,
+    /// Step over this many bytes, then continue as told.
+    Skip(u64, AfterSkip),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterSkip {
+    Token,
+    ValueEnd,
+    PlpChunk,
+}
+
+/// Whose value is being walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Row,
+    ReturnValue,
+}
+
+/// Walks a response token stream; see the module documentation.
+#[derive(Debug)]
+pub struct TokenWalker {
+    state: State,
+    owner: Owner,
+    /// Framing of each column of the metadata in effect.
+    columns: Vec<ValueFraming>,
+    has_metadata: bool,
+    /// Next column of the current row to look at.
+    next_col: usize,
+    /// NBCROW null bitmap; empty for ROW.
+    null_bitmap: Vec<u8>,
+    /// Bytes still announced by a PLP value of known length.
+    plp_left: Option<u64>,
+    /// A structural unit split across feeds, and how many more bytes it
+    /// needs at least.
+    pending: Vec<u8>,
+    pending_need: usize,
+    max_buffered: usize,
+    failed: Option<DecodeError>,
+}
+
+impl Default for TokenWalker {
+    fn default() -> Self {
+        TokenWalker::new()
+    }
+}
+
+impl TokenWalker {
+    pub fn new() -> TokenWalker {
+        TokenWalker::with_max_buffered(DEFAULT_MAX_BUFFERED)
+    }
+
+    /// A walker that buffers at most `max_buffered` bytes of one unit.
+    pub fn with_max_buffered(max_buffered: usize) -> TokenWalker {
+        TokenWalker {
+            state: State::Token,
+            owner: Owner::Row,
+            columns: Vec::new(),
+            has_metadata: false,
+            next_col: 0,
+            null_bitmap: Vec::new(),
+            plp_left: None,
+            pending: Vec::new(),
+            pending_need: 0,
+            max_buffered,
+            failed: None,
+        }
+    }
+
+    /// Walks the next bytes of the response, appending what it finds to
+    /// `events`. After an error the walker stays failed until [`reset`].
+    ///
+    /// [`reset`]: TokenWalker::reset
+    pub fn feed(&mut self, chunk: &[u8], events: &mut Vec<TokenEvent>) -> Result<(), DecodeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.walk(chunk, events);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    /// True between tokens: everything fed so far forms whole tokens.
+    pub fn at_token_boundary(&self) -> bool {
+        self.state == State::Token && self.pending.is_empty() && self.failed.is_none()
+    }
+
+    /// Forgets a partly walked token and any error, as at the start of a new
+    /// response. The last COLMETADATA is kept: a later response may send
+    /// NoMetaData and reuse it [2.2.7.4].
+    pub fn reset(&mut self) {
+        self.state = State::Token;
+        self.owner = Owner::Row;
+        self.next_col = 0;
+        self.null_bitmap.clear();
+        self.plp_left = None;
+        self.clear_pending();
+        self.failed = None;
+    }
+
+    fn walk(&mut self, input: &[u8], events: &mut Vec<TokenEvent>) -> Result<(), DecodeError> {
+        let mut pos = 0;
+        while pos < input.len() {
+            pos = match self.state {
+                State::Skip(n, after) => pos + self.skip(n, after, input.len() - pos),
+                _ if self.pending.is_empty() => self.unit_in_place(input, pos, events)?,
+                _ => self.unit_resumed(input, pos, events)?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Steps over up to `avail` of the `n` bytes still to skip.
+    fn skip(&mut self, n: u64, after: AfterSkip, avail: usize) -> usize {
+        let k = n.min(avail as u64);
+        self.state = if k == n {
+            self.after_skip(after)
+        } else {
+            State::Skip(n - k, after)
+        };
+        k as usize
+    }
+
+    fn after_skip(&mut self, after: AfterSkip) -> State {
+        match after {
+            AfterSkip::Token => State::Token,
+            AfterSkip::ValueEnd => self.value_end(),
+            AfterSkip::PlpChunk => State::PlpChunk,
+        }
+    }
+
+    /// Parses the next unit straight from the input; if the input ends inside
+    /// it, keeps the rest of the input for the next feed.
+    fn unit_in_place(
+        &mut self,
+        input: &[u8],
+        pos: usize,
+        events: &mut Vec<TokenEvent>,
+    ) -> Result<usize, DecodeError> {
+        match self.unit(&input[pos..], events) {
+            Ok(k) => Ok(pos + k),
+            Err(DecodeError::Truncated { needed, .. }) => {
+                let rest = &input[pos..];
+                self.check_room(rest.len().saturating_add(needed))?;
+                self.pending.extend_from_slice(rest);
+                self.pending_need = needed;
+                Ok(input.len())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Completes a unit begun in an earlier feed. It first appends just the
+    /// bytes known to be missing; if the unit turns out longer (COLMETADATA),
+    /// it appends all it can, so a large unit is re-parsed a few times per
+    /// feed rather than once per field.
+    fn unit_resumed(
+        &mut self,
+        input: &[u8],
+        mut pos: usize,
+        events: &mut Vec<TokenEvent>,
+    ) -> Result<usize, DecodeError> {
+        let start = pos;
+        let mut greedy = false;
+        loop {
+            let avail = input.len() - pos;
+            let room = self.max_buffered.saturating_sub(self.pending.len());
+            let n = if greedy {
+                avail.min(room)
+            } else {
+                avail.min(self.pending_need)
+            };
+            self.pending.extend_from_slice(&input[pos..pos + n]);
+            pos += n;
+            if n < self.pending_need {
+                self.pending_need -= n;
+                return Ok(pos);
+            }
+            let buf = std::mem::take(&mut self.pending);
+            match self.unit(&buf, events) {
+                Ok(k) => return self.finish_resumed(buf, k, start, pos, events),
+                Err(DecodeError::Truncated { needed, .. }) => {
+                    self.pending = buf;
+                    self.check_room(self.pending.len().saturating_add(needed))?;
+                    self.pending_need = needed;
+                    greedy = true;
+                }
+                Err(e) => {
+                    self.pending = buf;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// After a buffered unit of `k` bytes is done, walking resumes right
+    /// after it: in the input if the rest came from this feed (always, as a
+    /// unit that failed on earlier bytes ends in later ones), else by first
+    /// walking the buffered tail.
+    fn finish_resumed(
+        &mut self,
+        mut buf: Vec<u8>,
+        k: usize,
+        start: usize,
+        pos: usize,
+        events: &mut Vec<TokenEvent>,
+    ) -> Result<usize, DecodeError> {
+        let leftover = buf.len() - k;
+        let appended = pos - start;
+        let older_tail = (leftover > appended).then(|| buf[k..buf.len() - appended].to_vec());
+        buf.clear();
+        self.pending = buf;
+        self.clear_pending();
+        match older_tail {
+            None => Ok(pos - leftover),
+            Some(tail) => {
+                self.walk(&tail, events)?;
+                Ok(start)
+            }
+        }
+    }
+
+    fn clear_pending(&mut self) {
+        self.pending.clear();
+        self.pending_need = 0;
+        if self.pending.capacity() > KEEP_BUFFER_CAPACITY {
+            self.pending = Vec::new();
+        }
+    }
+
+    fn check_room(&self, total: usize) -> Result<(), DecodeError> {
+        if total > self.max_buffered {
+            return Err(DecodeError::invalid(
+                "token stream",
+                format!(
+                    "a token header or metadata of at least {total} bytes exceeds the {}-byte buffering limit",
+                    self.max_buffered
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses one structural unit at the start of `bytes` and returns its
+    /// length. On `Truncated` nothing has changed, so it can be retried with
+    /// more bytes.
+    fn unit(&mut self, bytes: &[u8], events: &mut Vec<TokenEvent>) -> Result<usize, DecodeError> {
+        let mut r = Reader::new(bytes, "token stream");
+        match self.state {
+            State::Token => self.token(&mut r, events)?,
+            State::Value(framing) => self.value_header(framing, &mut r)?,
+            State::PlpChunk => self.plp_chunk(&mut r)?,
+            State::Skip(..) => {
+                return Err(DecodeError::invalid(
+                    "token stream",
+                    "internal: unit while skipping",
+                ))
+            }
+        }
+        Ok(r.position())
+    }
+
+    fn token(
+        &mut self,
+        r: &mut Reader<'_>,
+        events: &mut Vec<TokenEvent>,
+    ) -> Result<(), DecodeError> {
+        let ty = TokenType(r.u8()?);
+        match ty {
+            TokenType::ROW => self.start_row(&[]),
+            TokenType::NBCROW => {
+                let bitmap = r.take(self.columns.len().div_ceil(8))?;
+                self.start_row(bitmap)
+            }
+            TokenType::COLMETADATA => self.col_metadata(r, events),
+            TokenType::RETURNVALUE => {
+                let framing = read_return_value_header(r)?;
+                self.owner = Owner::ReturnValue;
+                self.state = self.start_value(framing);
+                Ok(())
+            }
+            TokenType::ORDER
+            | TokenType::COLINFO
+            | TokenType::TABNAME
+            | TokenType::SSPI
+            | TokenType::SESSIONSTATE
+            | TokenType::FEDAUTHINFO
+            | TokenType::OFFSET => {
+                self.state = skipped_token(ty, r)?;
+                Ok(())
+            }
+            _ => report_token(ty, r, events),
+        }
+    }
+
+    fn col_metadata(
+        &mut self,
+        r: &mut Reader<'_>,
+        events: &mut Vec<TokenEvent>,
+    ) -> Result<(), DecodeError> {
+        if let Some(columns) = read_col_metadata(r)? {
+            self.columns = columns;
+            self.has_metadata = true;
+        }
+        events.push(TokenEvent::ColMetadata {
+            columns: self.columns.len(),
+        });
+        Ok(())
+    }
+
+    fn start_row(&mut self, null_bitmap: &[u8]) -> Result<(), DecodeError> {
+        if !self.has_metadata {
+            return Err(DecodeError::invalid("ROW", "row before any COLMETADATA"));
+        }
+        self.null_bitmap.clear();
+        self.null_bitmap.extend_from_slice(null_bitmap);
+        self.owner = Owner::Row;
+        self.next_col = 0;
+        self.state = self.next_column();
+        Ok(())
+    }
+
+    /// The state for the rest of the row from `next_col`: NULL columns of an
+    /// NBCROW have no bytes, and adjacent fixed-length values are skipped as
+    /// one run.
+    fn next_column(&mut self) -> State {
+        let mut fixed = 0u64;
+        while let Some(&framing) = self.columns.get(self.next_col) {
+            if !self.is_null(self.next_col) {
+                match framing {
+                    ValueFraming::Fixed(n) => fixed += u64::from(n),
+                    _ if fixed > 0 => return State::Skip(fixed, AfterSkip::ValueEnd),
+                    other => {
+                        self.next_col += 1;
+                        return State::Value(other);
+                    }
+                }
+            }
+            self.next_col += 1;
+        }
+        skip_then(fixed, AfterSkip::ValueEnd, State::Token)
+    }
+
+    fn is_null(&self, col: usize) -> bool {
+        self.null_bitmap
+            .get(col / 8)
+            .is_some_and(|byte| byte >> (col % 8) & 1 == 1)
+    }
+
+    fn start_value(&mut self, framing: ValueFraming) -> State {
+        match framing {
+            ValueFraming::Fixed(n) => self.skip_value(u64::from(n)),
+            other => State::Value(other),
+        }
+    }
+
+    fn skip_value(&mut self, n: u64) -> State {
+        if n == 0 {
+            self.value_end()
+        } else {
+            State::Skip(n, AfterSkip::ValueEnd)
+        }
+    }
+
+    fn value_end(&mut self) -> State {
+        match self.owner {
+            Owner::Row => self.next_column(),
+            Owner::ReturnValue => State::Token,
+        }
+    }
+
+    /// Reads a value's length prefix [2.2.5.2.3] and steps into its data.
+    fn value_header(
+        &mut self,
+        framing: ValueFraming,
+        r: &mut Reader<'_>,
+    ) -> Result<(), DecodeError> {
+        self.state = match framing {
+            ValueFraming::Fixed(n) => self.skip_value(u64::from(n)),
+            ValueFraming::ByteLen => {
+                let n = r.u8()?;
+                self.skip_value(u64::from(n))
+            }
+            ValueFraming::UShortLen => match r.u16_le()? {
+                0xFFFF => self.value_end(),
+                n => self.skip_value(u64::from(n)),
+            },
+            ValueFraming::TextPtr => match text_len(r)? {
+                None => self.value_end(),
+                Some(n) => self.skip_value(n),
+            },
+            ValueFraming::Variant => match r.u32_le()? {
+                u32::MAX => self.value_end(),
+                n => self.skip_value(u64::from(n)),
+            },
+            ValueFraming::Plp => match r.u64_le()? {
+                PLP_NULL => self.value_end(),
+                total => {
+                    self.plp_left = (total != PLP_UNKNOWN_LEN).then_some(total);
+                    State::PlpChunk
+                }
+            },
+        };
+        Ok(())
+    }
+
+    /// PLP_CHUNK: a ULONG length and data; length 0 is PLP_TERMINATOR. With a
+    /// known total, the chunks must add up to it, which catches a desync.
+    fn plp_chunk(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let n = u64::from(r.u32_le()?);
+        let left = match (n, self.plp_left) {
+            (0, Some(left)) if left != 0 => {
+                return Err(plp_mismatch(format!(
+                    "ended {left} byte(s) short of its length"
+                )))
+            }
+            (0, _) => {
+                self.state = self.value_end();
+                return Ok(());
+            }
+            (n, Some(left)) if n > left => {
+                return Err(plp_mismatch(format!("chunk of {n} bytes with {left} left")))
+            }
+            (n, left) => left.map(|l| l - n),
+        };
+        self.plp_left = left;
+        self.state = State::Skip(n, AfterSkip::PlpChunk);
+        Ok(())
+    }
+}
+
+/// Tokens the walker reports; each is decoded whole.
+fn report_token(
+    ty: TokenType,
+    r: &mut Reader<'_>,
+    events: &mut Vec<TokenEvent>,
+) -> Result<(), DecodeError> {
+    let event = match ty {
+        TokenType::DONE | TokenType::DONEPROC | TokenType::DONEINPROC => {
+            let kind = DoneKind::from_token_type(ty).unwrap_or(DoneKind::Done);
+            TokenEvent::Done(Done::decode(kind, r.take(Done::BODY_LEN)?)?)
+        }
+        TokenType::RETURNSTATUS => TokenEvent::ReturnStatus(r.u32_le()? as i32),
+        TokenType::ENVCHANGE => {
+            let declared = r.u16_le()?;
+            let body = r.take(EnvChange::body_len(declared, r.rest())?)?;
+            let changes = EnvChange::decode_all(body).map_err(in_body)?;
+            events.extend(changes.into_iter().map(TokenEvent::EnvChange));
+            return Ok(());
+        }
+        TokenType::ERROR => {
+            TokenEvent::Error(ServerMessage::decode(u16_body(r)?).map_err(in_body)?)
+        }
+        TokenType::INFO => TokenEvent::Info(ServerMessage::decode(u16_body(r)?).map_err(in_body)?),
+        TokenType::LOGINACK => {
+            TokenEvent::LoginAck(LoginAck::decode(u16_body(r)?).map_err(in_body)?)
+        }
+        TokenType::FEATUREEXTACK => TokenEvent::FeatureExtAck(FeatureExtAck::read(r)?),
+        TokenType::DATACLASSIFICATION | TokenType::ALTMETADATA | TokenType::ALTROW => {
+            return Err(DecodeError::invalid(
+                "token stream",
+                format!("token 0x{:02X} is not supported (never negotiated)", ty.0),
+            ))
+        }
+        other => {
+            return Err(DecodeError::invalid(
+                "token stream",
+                format!("unknown token type 0x{:02X}", other.0),
+            ))
+        }
+    };
+    events.push(event);
+    Ok(())
+}
+
+/// Tokens stepped over by their length: ORDER, COLINFO, TABNAME and SSPI
+/// (USHORT), SESSIONSTATE and FEDAUTHINFO (DWORD), OFFSET (two USHORTs).
+fn skipped_token(ty: TokenType, r: &mut Reader<'_>) -> Result<State, DecodeError> {
+    let n = match ty {
+        TokenType::SESSIONSTATE | TokenType::FEDAUTHINFO => u64::from(r.u32_le()?),
+        TokenType::OFFSET => 4,
+        _ => u64::from(r.u16_le()?),
+    };
+    Ok(skip_then(n, AfterSkip::Token, State::Token))
+}
+
+/// Skip `n` bytes then continue as `after`; with nothing to skip, `now`.
+fn skip_then(n: u64, after: AfterSkip, now: State) -> State {
+    if n == 0 {
+        now
+    } else {
+        State::Skip(n, after)
+    }
+}
+
+/// A USHORT-length token body.
+fn u16_body<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
+    let n = r.u16_le()? as usize;
+    r.take(n)
+}
+
+/// A body is complete once taken: running out inside it means its length
+/// was too short, not that more input is needed.
+fn in_body(e: DecodeError) -> DecodeError {
+    match e {
+        DecodeError::Truncated { context, needed } => DecodeError::invalid(
+            context,
+            format!("contents run {needed} byte(s) past the token length"),
+        ),
+        other => other,
+    }
+}
+
+/// TEXT/NTEXT/IMAGE value header: TEXTPTR (empty means NULL), TIMESTAMP,
+/// then the data length (0xFFFFFFFF also means NULL). None for NULL.
+fn text_len(r: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
+    let ptr_len = r.u8()? as usize;
+    if ptr_len == 0 {
+        return Ok(None);
+    }
+    r.skip(ptr_len + 8)?;
+    Ok(match r.u32_le()? {
+        u32::MAX => None,
+        n => Some(u64::from(n)),
+    })
+}
+
+fn plp_mismatch(detail: String) -> DecodeError {
+    DecodeError::invalid("PLP value", detail)
+}
+
+#[cfg(test)]
+mod tests;

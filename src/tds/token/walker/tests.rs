@@ -1,0 +1,412 @@
+use super::*;
+use crate::tds::token::test_responses::{
+    every_framing_response, spec_login_events, spec_login_packet, spec_select_events,
+    spec_select_packet,
+};
+use crate::tds::token::DoneStatus;
+
+const HEADER_LEN: usize = 8;
+
+/// Feeds `bytes` in chunks of `size` and requires a token boundary at the end.
+fn walk_in_chunks(bytes: &[u8], size: usize) -> Vec<TokenEvent> {
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    for chunk in bytes.chunks(size) {
+        walker.feed(chunk, &mut events).unwrap();
+    }
+    assert!(walker.at_token_boundary(), "chunk size {size}");
+    events
+}
+
+fn walk_split(bytes: &[u8], cuts: &[usize]) -> Vec<TokenEvent> {
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    let mut from = 0;
+    for &cut in cuts.iter().chain([bytes.len()].iter()) {
+        walker.feed(&bytes[from..cut], &mut events).unwrap();
+        from = cut;
+    }
+    assert!(walker.at_token_boundary(), "cuts {cuts:?}");
+    events
+}
+
+fn walk_err(bytes: &[u8]) -> DecodeError {
+    let mut events = Vec::new();
+    TokenWalker::new().feed(bytes, &mut events).unwrap_err()
+}
+
+#[test]
+fn spec_login_response() {
+    let packet = spec_login_packet();
+    assert_eq!(packet.len(), 0x0161);
+    assert_eq!(
+        walk_in_chunks(&packet[HEADER_LEN..], usize::MAX),
+        spec_login_events()
+    );
+}
+
+#[test]
+fn spec_select_response() {
+    let packet = spec_select_packet();
+    assert_eq!(packet.len(), 0x33);
+    assert_eq!(
+        walk_in_chunks(&packet[HEADER_LEN..], usize::MAX),
+        spec_select_events()
+    );
+}
+
+#[test]
+fn every_framing_in_one_feed() {
+    let response = every_framing_response();
+    assert_eq!(walk_in_chunks(&response.bytes, usize::MAX), response.events);
+}
+
+#[test]
+fn every_chunk_size_gives_the_same_events() {
+    let login = spec_login_packet();
+    let select = spec_select_packet();
+    let every = every_framing_response();
+    let cases = [
+        (&login[HEADER_LEN..], spec_login_events()),
+        (&select[HEADER_LEN..], spec_select_events()),
+        (&every.bytes[..], every.events.clone()),
+    ];
+    for (bytes, want) in cases {
+        for size in [1, 2, 3, 7, 13, 64, 512] {
+            assert_eq!(walk_in_chunks(bytes, size), want, "chunk size {size}");
+        }
+    }
+}
+
+#[test]
+fn every_split_point_gives_the_same_events() {
+    let every = every_framing_response();
+    let login = spec_login_packet();
+    for (bytes, want) in [
+        (&every.bytes[..], &every.events),
+        (&login[HEADER_LEN..], &spec_login_events()),
+    ] {
+        for cut in 0..=bytes.len() {
+            assert_eq!(&walk_split(bytes, &[cut]), want, "cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn every_pair_of_split_points_of_a_short_response() {
+    let packet = spec_select_packet();
+    let bytes = &packet[HEADER_LEN..];
+    for a in 0..=bytes.len() {
+        for b in a..=bytes.len() {
+            assert_eq!(
+                walk_split(bytes, &[a, b]),
+                spec_select_events(),
+                "cuts {a} {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn boundary_only_between_tokens() {
+    let packet = spec_select_packet();
+    let bytes = &packet[HEADER_LEN..];
+    // Token starts: COLMETADATA 0, ROW 24, DONE 30, end 43.
+    let boundaries = [0, 24, 30, 43];
+    for cut in 0..=bytes.len() {
+        let mut walker = TokenWalker::new();
+        walker.feed(&bytes[..cut], &mut Vec::new()).unwrap();
+        assert_eq!(
+            walker.at_token_boundary(),
+            boundaries.contains(&cut),
+            "cut at {cut}"
+        );
+    }
+}
+
+/// COLMETADATA for the given TYPE_INFOs, columns named "c".
+fn colmetadata(type_infos: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![0x81];
+    out.extend_from_slice(&(type_infos.len() as u16).to_le_bytes());
+    for ti in type_infos {
+        out.extend_from_slice(&[0, 0, 0, 0, 1, 0]);
+        out.extend_from_slice(ti);
+        out.extend_from_slice(&[1, b'c', 0]);
+    }
+    out
+}
+
+fn done_final() -> Vec<u8> {
+    let mut out = Vec::new();
+    Done {
+        kind: DoneKind::Done,
+        status: DoneStatus::COUNT,
+        cur_cmd: 0xC1,
+        row_count: 1,
+    }
+    .encode(&mut out);
+    out
+}
+
+fn walk_rows(meta: &[u8], rows: &[u8]) -> Result<Vec<TokenEvent>, DecodeError> {
+    let bytes = [meta, rows, &done_final()].concat();
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    for chunk in bytes.chunks(5) {
+        walker.feed(chunk, &mut events)?;
+    }
+    assert!(walker.at_token_boundary());
+    Ok(events)
+}
+
+fn ok_rows(meta: &[u8], rows: &[u8]) {
+    let events = walk_rows(meta, rows).unwrap();
+    assert!(
+        matches!(events.last(), Some(TokenEvent::Done(d)) if d.row_count == 1),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn nbcrow_null_bitmap_spans_bytes() {
+    // Ten nullable ints; columns 0, 8 and 9 are NULL: the bitmap is 2 bytes.
+    let ints: Vec<&[u8]> = vec![&[0x26, 4]; 10];
+    let meta = colmetadata(&ints);
+    let mut row = vec![0xD2, 0b0000_0001, 0b0000_0011];
+    for _ in 1..8 {
+        row.extend_from_slice(&[4, 1, 0, 0, 0]);
+    }
+    ok_rows(&meta, &row);
+    // As a ROW the same values are three short: DONE is read as values.
+    let mut bytes = [&meta[..], &[0xD1]].concat();
+    for _ in 1..8 {
+        bytes.extend_from_slice(&[4, 1, 0, 0, 0]);
+    }
+    bytes.extend_from_slice(&done_final());
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    walker.feed(&bytes, &mut events).unwrap();
+    assert!(!walker.at_token_boundary());
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn nbcrow_of_fixed_columns() {
+    let meta = colmetadata(&[&[0x38], &[0x7F], &[0x30]]);
+    // Column 1 (bigint) NULL: 4 + 1 bytes of data.
+    ok_rows(&meta, &[0xD2, 0b010, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn plp_chunks_null_and_unknown_length() {
+    let meta = colmetadata(&[&[0xA5, 0xFF, 0xFF]]);
+    let mut rows = vec![0xD1];
+    rows.extend_from_slice(&[0xFF; 8]); // PLP_NULL
+    rows.push(0xD1);
+    rows.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    rows.extend_from_slice(&[2, 0, 0, 0, 0xD1, 0xFD, 1, 0, 0, 0, 0xAA, 0, 0, 0, 0]);
+    rows.push(0xD1);
+    rows.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0]);
+    rows.extend_from_slice(&[1, 0, 0, 0, 7, 2, 0, 0, 0, 8, 9, 0, 0, 0, 0]);
+    rows.push(0xD1);
+    rows.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // empty
+    ok_rows(&meta, &rows);
+}
+
+#[test]
+fn plp_chunks_must_match_a_known_length() {
+    let meta = colmetadata(&[&[0xE7, 0xFF, 0xFF, 9, 4, 0xD0, 0, 0x34]]);
+    let mut short = vec![0xD1, 4, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 2];
+    short.extend_from_slice(&[0, 0, 0, 0]);
+    assert!(matches!(
+        walk_rows(&meta, &short),
+        Err(DecodeError::Invalid { .. })
+    ));
+    let long = [0xD1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 2, 0, 0, 0, 0];
+    assert!(matches!(
+        walk_rows(&meta, &long),
+        Err(DecodeError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn sql_variant_values() {
+    let meta = colmetadata(&[&[0x62, 0x50, 0x1F, 0, 0], &[0x38]]);
+    let mut rows = vec![0xD1, 0, 0, 0, 0, 1, 2, 3, 4]; // NULL variant
+                                                       // nvarchar variant: base type, 7 property bytes (collation, max length), data.
+    let mut v = vec![0xE7, 7, 9, 4, 0xD0, 0, 0x34, 0x40, 0x1F, b'h', 0, b'i', 0];
+    rows.push(0xD1);
+    rows.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    rows.append(&mut v);
+    rows.extend_from_slice(&[1, 2, 3, 4]);
+    ok_rows(&meta, &rows);
+}
+
+#[test]
+fn decimal_and_datetimeoffset_values() {
+    let meta = colmetadata(&[&[0x6A, 17, 38, 4], &[0x2B, 7], &[0x2B, 0], &[0x6C, 5, 9, 0]]);
+    let mut row = vec![0xD1];
+    row.extend_from_slice(&[17, 1]);
+    row.extend_from_slice(&[0x15, 0xCD, 0x5B, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    row.extend_from_slice(&[10, 1, 2, 3, 4, 5, 6, 7, 8, 0x3C, 0x00]); // +01:00
+    row.extend_from_slice(&[8, 1, 2, 3, 6, 7, 8, 0xC4, 0xFF]); // scale 0, -01:00
+    row.extend_from_slice(&[0]); // NULL numeric
+    ok_rows(&meta, &row);
+}
+
+#[test]
+fn text_and_image_values() {
+    let text = [
+        0x23, 0xFF, 0xFF, 0xFF, 0x7F, 9, 4, 0xD0, 0, 0x34, 1, 1, 0, b't', 0,
+    ];
+    let image = [0x22, 0xFF, 0xFF, 0xFF, 0x7F, 0];
+    let meta = colmetadata(&[&text, &image]);
+    let mut row = vec![0xD1, 16];
+    row.extend_from_slice(&[0x55; 24]);
+    row.extend_from_slice(&[5, 0, 0, 0]);
+    row.extend_from_slice(b"hello");
+    row.push(0); // NULL image (no TEXTPTR)
+    row.extend_from_slice(&[0xD1, 0, 16]);
+    row.extend_from_slice(&[0x55; 24]);
+    row.extend_from_slice(&[2, 0, 0, 0, 0xFF, 0xD8]);
+    ok_rows(&meta, &row);
+}
+
+#[test]
+fn return_values_split_everywhere() {
+    let response = every_framing_response();
+    let marker = [0xAC, 1, 0, 4, b'@'];
+    let start = response.bytes.windows(5).position(|w| w == marker).unwrap();
+    let bytes = &response.bytes[start..];
+    let want = walk_in_chunks(bytes, usize::MAX);
+    assert_eq!(want.first(), Some(&TokenEvent::ReturnStatus(-2)));
+    for size in 1..8 {
+        assert_eq!(walk_in_chunks(bytes, size), want, "chunk size {size}");
+    }
+}
+
+#[test]
+fn no_metadata_keeps_the_previous_columns() {
+    let meta = colmetadata(&[&[0x38], &[0x26, 2]]);
+    let bytes = [
+        &meta[..],
+        &[0x81, 0xFF, 0xFF, 0xD1, 1, 2, 3, 4, 2, 5, 6],
+        &done_final(),
+    ]
+    .concat();
+    let events = walk_in_chunks(&bytes, 3);
+    assert_eq!(events[0], TokenEvent::ColMetadata { columns: 2 });
+    assert_eq!(events[1], TokenEvent::ColMetadata { columns: 2 });
+    assert!(matches!(events[2], TokenEvent::Done(_)));
+}
+
+#[test]
+fn a_100_mb_value_is_skipped_not_buffered() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    let mut head = colmetadata(&[&[0xA5, 0xFF, 0xFF]]);
+    head.push(0xD1);
+    head.extend_from_slice(&SIZE.to_le_bytes());
+    head.extend_from_slice(&(SIZE as u32).to_le_bytes());
+    walker.feed(&head, &mut events).unwrap();
+    let packet = vec![0u8; 32 * 1024];
+    for _ in 0..SIZE / packet.len() as u64 {
+        walker.feed(&packet, &mut events).unwrap();
+        assert!(walker.pending.capacity() <= 64);
+    }
+    walker.feed(&[0, 0, 0, 0], &mut events).unwrap();
+    walker.feed(&done_final(), &mut events).unwrap();
+    assert!(walker.at_token_boundary());
+    assert_eq!(events.len(), 2);
+}
+
+#[test]
+fn buffered_units_are_capped() {
+    // A COLMETADATA of 30 nvarchar columns (~400 bytes) split across feeds.
+    let nvarchar: &[u8] = &[0xE7, 20, 0, 9, 4, 0xD0, 0, 0x34];
+    let meta = colmetadata(&vec![nvarchar; 30]);
+    let mut walker = TokenWalker::with_max_buffered(256);
+    let mut events = Vec::new();
+    let result = meta
+        .chunks(100)
+        .try_for_each(|c| walker.feed(c, &mut events));
+    assert!(matches!(result, Err(DecodeError::Invalid { .. })));
+    // In one feed nothing needs buffering.
+    let mut walker = TokenWalker::with_max_buffered(256);
+    walker.feed(&meta, &mut events).unwrap();
+    // A FEATUREEXTACK entry announcing 4 GiB fails at once, before the data.
+    let mut walker = TokenWalker::new();
+    let huge = [0xAE, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x00];
+    assert!(matches!(
+        walker.feed(&huge, &mut events),
+        Err(DecodeError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn large_skipped_tokens_are_not_buffered() {
+    let mut walker = TokenWalker::with_max_buffered(16);
+    let mut events = Vec::new();
+    let mut bytes = vec![0xE4];
+    bytes.extend_from_slice(&100_000u32.to_le_bytes());
+    bytes.extend(std::iter::repeat_n(7u8, 100_000));
+    bytes.extend_from_slice(&done_final());
+    for chunk in bytes.chunks(1000) {
+        walker.feed(chunk, &mut events).unwrap();
+    }
+    assert!(walker.at_token_boundary());
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn rejected_tokens() {
+    assert!(matches!(walk_err(&[0x00]), DecodeError::Invalid { .. }));
+    assert!(matches!(
+        walk_err(&[0xA3, 0, 0]),
+        DecodeError::Invalid { .. }
+    ));
+    assert!(matches!(
+        walk_err(&[0x88, 0, 0]),
+        DecodeError::Invalid { .. }
+    ));
+    assert!(matches!(
+        walk_err(&[0xD3, 0, 0]),
+        DecodeError::Invalid { .. }
+    ));
+    // A row before any COLMETADATA.
+    assert!(matches!(
+        walk_err(&[0xD1, 0xFD]),
+        DecodeError::Invalid { .. }
+    ));
+    // An ERROR whose length is shorter than its contents.
+    assert!(matches!(
+        walk_err(&[0xAA, 2, 0, 1, 2, 0xFD]),
+        DecodeError::Invalid { .. }
+    ));
+}
+
+#[test]
+fn failure_is_sticky_until_reset() {
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    let err = walker.feed(&[0x00], &mut events).unwrap_err();
+    assert!(!walker.at_token_boundary());
+    assert_eq!(walker.feed(&done_final(), &mut events).unwrap_err(), err);
+    walker.reset();
+    assert!(walker.at_token_boundary());
+    walker.feed(&done_final(), &mut events).unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn reset_drops_a_partial_token() {
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    walker.feed(&[0xFD, 0x10, 0x00], &mut events).unwrap();
+    assert!(!walker.at_token_boundary());
+    walker.reset();
+    walker.feed(&done_final(), &mut events).unwrap();
+    assert!(walker.at_token_boundary());
+    assert_eq!(events.len(), 1);
+}

@@ -1,0 +1,158 @@
+//! Shared test harness: embedded iridium backends, a Sluice in front of
+//! them, and tiberius clients. Everything binds 127.0.0.1 port 0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use iridium_core::{Database, SessionManager, StatementExecutor};
+use iridium_server::{ServerConfig, TdsServer};
+use sluice::config::Config;
+use tiberius::{AuthMethod, Client, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+pub const USER: &str = "app";
+pub const PASSWORD: &str = "app-password";
+
+pub type TestClient = Client<Compat<TcpStream>>;
+
+/// One PHC hash for the whole test binary: argon2 is slow on purpose.
+pub fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| sluice::frontend::hash_password(PASSWORD).expect("hash"))
+}
+
+/// An embedded iridium engine with its TDS listener on an ephemeral port.
+pub struct Backend {
+    pub engine: Database,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start() -> Backend {
+        Backend::start_on(Database::new()).await
+    }
+
+    /// A second listener over an existing engine (instant "replication").
+    pub async fn start_on(engine: Database) -> Backend {
+        let mut server = TdsServer::new_with_database(
+            engine.clone(),
+            ServerConfig::default().port(0).disable_tls(),
+        );
+        let addr = server.bind().await.expect("bind iridium");
+        let task = tokio::spawn(async move {
+            let _ = server.run().await;
+        });
+        Backend { engine, addr, task }
+    }
+
+    /// Runs T-SQL directly on the engine, bypassing TDS (for seeding).
+    pub fn exec(&self, sql: &str) {
+        let session = self.engine.create_session();
+        self.engine
+            .execute_session_batch_sql(session, sql)
+            .unwrap_or_else(|e| panic!("seeding failed: {e}\n{sql}"));
+        let _ = self.engine.close_session(session);
+    }
+
+    /// Stops accepting new connections (existing ones keep running).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// proxy.toml text for a Sluice listening on port 0 in front of `primary`.
+pub fn config_text(primary: SocketAddr, replicas: &[SocketAddr]) -> String {
+    let mut text = format!(
+        r#"
+[listen]
+address = "127.0.0.1:0"
+login_timeout_ms = 5000
+[[users]]
+name = "{USER}"
+password_hash = "{}"
+[primary]
+address = "{primary}"
+user = "sa"
+password = "unused-by-iridium"
+[pool]
+max_size = 8
+connect_timeout_ms = 2000
+"#,
+        password_hash()
+    );
+    for (i, r) in replicas.iter().enumerate() {
+        text.push_str(&format!(
+            "[[replicas]]\nname = \"replica-{}\"\naddress = \"{r}\"\nuser = \"sa\"\npassword = \"x\"\n",
+            i + 1
+        ));
+    }
+    text
+}
+
+pub fn parse_config(text: &str) -> Config {
+    Config::parse(text, std::path::Path::new("<test>")).expect("test config is valid")
+}
+
+/// Starts Sluice with `config` on an ephemeral port and returns its address.
+pub async fn start_sluice(config: Config) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sluice");
+    let (addr, _task) = sluice::server::spawn(config, listener)
+        .await
+        .expect("start sluice");
+    addr
+}
+
+/// A primary, and Sluice in front of it with default settings.
+pub async fn primary_and_sluice() -> (Backend, SocketAddr) {
+    let primary = Backend::start().await;
+    let addr = start_sluice(parse_config(&config_text(primary.addr, &[]))).await;
+    (primary, addr)
+}
+
+pub fn tiberius_config(addr: SocketAddr, user: &str, password: &str) -> tiberius::Config {
+    let mut config = tiberius::Config::new();
+    config.host("127.0.0.1");
+    config.port(addr.port());
+    config.authentication(AuthMethod::sql_server(user, password));
+    config.encryption(EncryptionLevel::NotSupported);
+    config.trust_cert();
+    config
+}
+
+pub async fn connect_with(config: tiberius::Config) -> tiberius::Result<TestClient> {
+    let tcp = TcpStream::connect(config.get_addr()).await?;
+    tcp.set_nodelay(true)?;
+    Client::connect(config, tcp.compat_write()).await
+}
+
+pub async fn connect(addr: SocketAddr) -> TestClient {
+    connect_with(tiberius_config(addr, USER, PASSWORD))
+        .await
+        .expect("tiberius connects through sluice")
+}
+
+/// The single integer a query returns, whatever its integer type (iridium
+/// types COUNT(*) as bigint).
+pub async fn scalar_i32(client: &mut TestClient, sql: &str) -> Option<i32> {
+    let row = client
+        .simple_query(sql)
+        .await
+        .expect("query runs")
+        .into_row()
+        .await
+        .expect("row arrives")?;
+    let value = row.cells().next().map(|(_, v)| v.clone())?;
+    match value {
+        tiberius::ColumnData::U8(v) => v.map(i32::from),
+        tiberius::ColumnData::I16(v) => v.map(i32::from),
+        tiberius::ColumnData::I32(v) => v,
+        tiberius::ColumnData::I64(v) => v.map(|n| i32::try_from(n).expect("fits in i32")),
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+pub mod raw;

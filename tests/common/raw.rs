@@ -1,0 +1,129 @@
+//! A bare-bones TDS client for tests that real drivers cannot express:
+//! cancelling mid-result, vanishing mid-result, sending malformed bytes.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice::tds::login7::Login7;
+use sluice::tds::packet::{encode_message, PacketHeader, PacketType, Status};
+use sluice::tds::prelogin::{encryption, PreLogin};
+use sluice::tds::read::put_utf16;
+use sluice::tds::token::walker::{TokenEvent, TokenWalker};
+use sluice::transport::{Packet, PacketReader};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+pub struct RawClient {
+    pub reader: PacketReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).ok();
+        let (read, writer) = tcp.into_split();
+        RawClient {
+            reader: PacketReader::new(read),
+            writer,
+        }
+    }
+
+    /// PRELOGIN without encryption, then LOGIN7; panics unless LOGINACK comes back.
+    pub async fn login(addr: SocketAddr, user: &str, password: &str) -> RawClient {
+        let mut client = RawClient::connect(addr).await;
+        let prelogin = PreLogin {
+            encryption: Some(encryption::NOT_SUP),
+            ..PreLogin::default()
+        };
+        let mut payload = Vec::new();
+        prelogin.encode(&mut payload);
+        client.send(PacketType::PRELOGIN, &payload).await;
+        client.read_message().await;
+        let mut login = Login7::new_client(user, password, "");
+        login.packet_size = 4096;
+        let mut payload = Vec::new();
+        login.encode(&mut payload);
+        client.send(PacketType::LOGIN7, &payload).await;
+        let events = client.read_response().await;
+        assert!(
+            events.iter().any(|e| matches!(e, TokenEvent::LoginAck(_))),
+            "no LOGINACK: {events:?}"
+        );
+        client
+    }
+
+    pub async fn send(&mut self, ty: PacketType, payload: &[u8]) {
+        let mut out = Vec::new();
+        encode_message(&mut out, ty, Status::NORMAL, 0, payload, 4096);
+        self.writer.write_all(&out).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes).await
+    }
+
+    /// A SQL batch with the ALL_HEADERS a TDS 7.2+ client sends: the
+    /// transaction descriptor header, auto-commit [MS-TDS 2.2.5.3.2].
+    pub async fn send_batch(&mut self, sql: &str) {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&22u32.to_le_bytes());
+        payload.extend_from_slice(&18u32.to_le_bytes());
+        payload.extend_from_slice(&2u16.to_le_bytes());
+        payload.extend_from_slice(&0u64.to_le_bytes());
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        put_utf16(&mut payload, sql);
+        self.send(PacketType::SQL_BATCH, &payload).await;
+    }
+
+    pub async fn send_attention(&mut self) {
+        let header = PacketHeader::new(PacketType::ATTENTION, Status::EOM, 0);
+        self.writer
+            .write_all(&header.encode())
+            .await
+            .expect("attention");
+    }
+
+    pub async fn read_packet(&mut self) -> Packet {
+        tokio::time::timeout(Duration::from_secs(10), self.reader.read_packet())
+            .await
+            .expect("packet within 10 s")
+            .expect("packet")
+    }
+
+    pub async fn read_message(&mut self) -> Vec<u8> {
+        let mut payload = Vec::new();
+        loop {
+            let p = self.read_packet().await;
+            payload.extend_from_slice(p.payload());
+            if p.is_eom() {
+                return payload;
+            }
+        }
+    }
+
+    /// Reads one response message and returns its token events.
+    pub async fn read_response(&mut self) -> Vec<TokenEvent> {
+        let payload = self.read_message().await;
+        let mut events = Vec::new();
+        TokenWalker::new()
+            .feed(&payload, &mut events)
+            .expect("well-formed response");
+        events
+    }
+
+    /// True once the peer has closed the connection (within `limit`).
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        let result = tokio::time::timeout(limit, async {
+            loop {
+                if self.reader.read_packet().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        result.is_ok()
+    }
+}
