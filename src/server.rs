@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::backend::{BackendPools, BackendTarget};
 use crate::config::{Config, ListenTlsMode};
-use crate::frontend::{acceptor, handle_client, ListenerTls, UserDirectory};
+use crate::frontend::{handle_client, ListenerTls, UserDirectory};
 use crate::tls::TlsSetupError;
 
 /// Version Sluice reports in its PRELOGIN reply (SQL Server 2022, 16.0).
@@ -42,7 +42,7 @@ impl Proxy {
                     config.listen.tls.cert.clone(),
                     config.listen.tls.key.clone(),
                 );
-                Some(crate::tls::server_config(
+                Some(crate::tls::server_configs(
                     cert.as_deref().unwrap_or(std::path::Path::new("")),
                     key.as_deref().unwrap_or(std::path::Path::new("")),
                 )?)
@@ -61,12 +61,12 @@ impl Proxy {
         }
         Ok(Arc::new(Proxy {
             users: UserDirectory::new(&config.users),
-            listener_tls: ListenerTls {
-                mode: config.listen.tls.mode,
-                acceptor: acceptor(tls_config),
-                max_login_bytes: config.limits.max_login_bytes,
-                version: PRELOGIN_VERSION,
-            },
+            listener_tls: ListenerTls::new(
+                config.listen.tls.mode,
+                tls_config,
+                config.limits.max_login_bytes,
+                PRELOGIN_VERSION,
+            ),
             primary,
             replicas,
             config: Arc::new(config),

@@ -75,15 +75,35 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
         })
 }
 
-/// The listener's TLS configuration: one certificate, TLS 1.2 and 1.3, and
-/// ALPN `tds/8.0` so strict-mode clients can connect.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+/// The listener's two TLS configurations, over one certificate.
+pub struct ListenerTlsConfigs {
+    /// TLS inside PRELOGIN packets (TDS 7.x): TLS 1.2 only and no ALPN, as
+    /// SQL Server does. With 1.3 negotiated, ODBC Driver 18 sends its final
+    /// handshake message outside the PRELOGIN framing and FreeTDS stalls;
+    /// ODBC also offers ALPN `tds/8.0` here, which must not be taken up.
+    pub prelogin: Arc<rustls::ServerConfig>,
+    /// TDS 8.0 strict: TLS 1.2 or 1.3 from the first byte, ALPN `tds/8.0`.
+    pub strict: Arc<rustls::ServerConfig>,
+}
+
+pub fn server_configs(cert: &Path, key: &Path) -> Result<ListenerTlsConfigs, TlsSetupError> {
+    let (certs, key) = (load_certs(cert)?, load_key(key)?);
+    let mut prelogin = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs.clone(), key.clone_key())?;
+    // TLS 1.3 session tickets would follow the handshake outside the
+    // PRELOGIN framing; clients do not resume sessions anyway.
+    prelogin.send_tls13_tickets = 0;
+    let mut strict = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
-    config.alpn_protocols = vec![ALPN_TDS_8.to_vec()];
-    Ok(Arc::new(config))
+        .with_single_cert(certs, key)?;
+    strict.alpn_protocols = vec![ALPN_TDS_8.to_vec()];
+    Ok(ListenerTlsConfigs {
+        prelogin: Arc::new(prelogin),
+        strict: Arc::new(strict),
+    })
 }
 
 /// TLS settings for connections to a backend.
@@ -180,6 +200,10 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 pub struct PreloginFramed<S> {
     inner: S,
     handshake: bool,
+    /// Reads are no longer framed: the peer finished its side of the
+    /// handshake and sent a bare TLS record. Bytes of it already read sit in
+    /// `read_header[..read_header_len]`, served before anything else.
+    read_bare: bool,
     /// Header bytes of the incoming packet read so far.
     read_header: [u8; HEADER_LEN],
     read_header_len: usize,
@@ -197,6 +221,7 @@ impl<S> PreloginFramed<S> {
         PreloginFramed {
             inner,
             handshake: true,
+            read_bare: false,
             read_header: [0; HEADER_LEN],
             read_header_len: 0,
             read_remaining: 0,
@@ -209,6 +234,7 @@ impl<S> PreloginFramed<S> {
     /// Ends the framing: from now on TLS records go bare on the socket.
     pub fn handshake_complete(&mut self) {
         self.handshake = false;
+        self.read_bare = true;
     }
 
     pub fn get_ref(&self) -> &S {
@@ -222,6 +248,8 @@ impl<S> PreloginFramed<S> {
 
 impl<S: AsyncRead + Unpin> PreloginFramed<S> {
     /// Reads the next packet header; returns false on a clean EOF before it.
+    /// A bare TLS record instead of a header (the peer's handshake is over,
+    /// and it already sent application data) switches reads to bare.
     fn poll_read_header(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         while self.read_header_len < HEADER_LEN {
             let mut buf = ReadBuf::new(&mut self.read_header[self.read_header_len..]);
@@ -234,12 +262,40 @@ impl<S: AsyncRead + Unpin> PreloginFramed<S> {
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
             }
             self.read_header_len += n;
+            if is_tls_record_type(self.read_header[0]) {
+                self.read_bare = true;
+                return Poll::Ready(Ok(true));
+            }
         }
         let header = PacketHeader::decode(&self.read_header, MAX_PACKET_SIZE)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.read_header_len = 0;
         self.read_remaining = header.payload_len();
         Poll::Ready(Ok(true))
+    }
+}
+
+/// TLS record content types (change_cipher_spec, alert, handshake,
+/// application_data); no TDS packet type uses these values.
+fn is_tls_record_type(byte: u8) -> bool {
+    (0x14..=0x17).contains(&byte)
+}
+
+impl<S: AsyncRead + Unpin> PreloginFramed<S> {
+    /// Bare mode: first the bytes taken for a header, then the socket.
+    fn poll_read_bare(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read_header_len == 0 {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.read_header_len.min(buf.remaining());
+        buf.put_slice(&self.read_header[..n]);
+        self.read_header.copy_within(n..self.read_header_len, 0);
+        self.read_header_len -= n;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -250,12 +306,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for PreloginFramed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if !this.handshake {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.read_bare {
+            return this.poll_read_bare(cx, buf);
         }
         while this.read_remaining == 0 {
             if !ready!(this.poll_read_header(cx))? {
                 return Poll::Ready(Ok(()));
+            }
+            if this.read_bare {
+                return this.poll_read_bare(cx, buf);
             }
         }
         // Handshake traffic only, so a small copy keeps this free of unsafe.

@@ -49,13 +49,13 @@ impl std::fmt::Debug for BackendTarget {
 
 /// Why a backend connection could not be made; the text names the backend
 /// so that the client's error message says which server is in trouble.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
-    #[error("cannot connect to backend {backend} at {address}: {source}")]
+    #[error("cannot connect to backend {backend} at {address}: {cause}")]
     Connect {
         backend: Arc<str>,
         address: String,
-        source: io::Error,
+        cause: Arc<io::Error>,
     },
     #[error("backend {backend} at {address} did not complete the login within {timeout_ms} ms")]
     Timeout {
@@ -168,10 +168,10 @@ async fn login_once(
 ) -> Result<Login, BackendError> {
     let tcp = TcpStream::connect((host, port))
         .await
-        .map_err(|source| BackendError::Connect {
+        .map_err(|e| BackendError::Connect {
             backend: target.name.clone(),
             address: format!("{host}:{port}"),
-            source,
+            cause: Arc::new(e),
         })?;
     tcp.set_nodelay(true).ok();
     let stream = negotiate_encryption(target, host, tcp).await?;

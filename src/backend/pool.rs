@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
 use super::conn::{BackendConn, ServerInfo};
 use super::connect::{connect, BackendError, BackendTarget};
 
@@ -67,6 +69,29 @@ impl Drop for PooledBackend {
     }
 }
 
+/// bb8 makes connections in the background and only logs their errors; a
+/// waiting `get` would see nothing but its own timeout. This sink publishes
+/// each connect error so a waiting client learns the real cause at once.
+#[derive(Clone)]
+struct ConnectErrors(watch::Sender<Option<BackendError>>);
+
+impl bb8::ErrorSink<BackendError> for ConnectErrors {
+    fn sink(&self, error: BackendError) {
+        tracing::warn!(%error, "backend connection failed");
+        self.0.send_replace(Some(error));
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<BackendError>> {
+        Box::new(self.clone())
+    }
+}
+
+impl std::fmt::Debug for ConnectErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectErrors")
+    }
+}
+
 /// The pools of one backend, keyed by database name (case-insensitive, as
 /// SQL Server's default collations compare names).
 pub struct BackendPools {
@@ -74,6 +99,7 @@ pub struct BackendPools {
     settings: crate::config::Pool,
     pools: Mutex<HashMap<String, bb8::Pool<BackendManager>>>,
     learned: Arc<Mutex<Option<Arc<ServerInfo>>>>,
+    errors: ConnectErrors,
 }
 
 impl BackendPools {
@@ -83,6 +109,7 @@ impl BackendPools {
             settings,
             pools: Mutex::new(HashMap::new()),
             learned: Arc::new(Mutex::new(None)),
+            errors: ConnectErrors(watch::channel(None).0),
         }
     }
 
@@ -99,14 +126,27 @@ impl BackendPools {
     /// backend's configured default).
     pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
         let pool = self.pool_for(database)?;
-        match pool.get_owned().await {
+        let mut errors = self.errors.0.subscribe();
+        errors.borrow_and_update();
+        let result = tokio::select! {
+            result = pool.get_owned() => result,
+            Ok(()) = errors.changed() => {
+                let error = errors.borrow().clone();
+                return Err(error.unwrap_or_else(|| self.timeout_error()));
+            }
+        };
+        match result {
             Ok(conn) => Ok(PooledBackend(conn)),
             Err(bb8::RunError::User(e)) => Err(e),
-            Err(bb8::RunError::TimedOut) => Err(BackendError::Timeout {
-                backend: self.target.name.clone(),
-                address: self.target.address(),
-                timeout_ms: self.settings.connect_timeout().as_millis(),
-            }),
+            Err(bb8::RunError::TimedOut) => Err(self.timeout_error()),
+        }
+    }
+
+    fn timeout_error(&self) -> BackendError {
+        BackendError::Timeout {
+            backend: self.target.name.clone(),
+            address: self.target.address(),
+            timeout_ms: self.settings.connect_timeout().as_millis(),
         }
     }
 
@@ -135,6 +175,7 @@ impl BackendPools {
             )))
             .test_on_check_out(false)
             .retry_connection(false)
+            .error_sink(Box::new(self.errors.clone()))
             .build_unchecked(BackendManager {
                 target: self.target.clone(),
                 database: database.to_string(),

@@ -1,8 +1,6 @@
 //! The client side of connection setup [MS-TDS 3.3.5]: PRELOGIN, the
 //! encryption the listener's mode allows, then the client's LOGIN7.
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -40,7 +38,10 @@ pub enum HandshakeError {
 /// What the listener needs to negotiate encryption.
 pub struct ListenerTls {
     pub mode: ListenTlsMode,
+    /// For TLS inside PRELOGIN packets (TDS 7.x).
     pub acceptor: Option<TlsAcceptor>,
+    /// For TDS 8.0 strict connections.
+    pub strict_acceptor: Option<TlsAcceptor>,
     pub max_login_bytes: usize,
     /// Version reported in the PRELOGIN reply, learned from the backend.
     pub version: u32,
@@ -231,7 +232,26 @@ async fn read_login7<S: AsyncRead + Unpin>(
     Login7::decode(&payload).map_err(HandshakeError::Login7)
 }
 
-/// Shared TLS acceptor for the listener, if TLS is configured.
-pub fn acceptor(config: Option<Arc<rustls::ServerConfig>>) -> Option<TlsAcceptor> {
-    config.map(TlsAcceptor::from)
+impl ListenerTls {
+    pub fn new(
+        mode: ListenTlsMode,
+        configs: Option<crate::tls::ListenerTlsConfigs>,
+        max_login_bytes: usize,
+        version: u32,
+    ) -> Self {
+        let (acceptor, strict_acceptor) = match configs {
+            Some(c) => (
+                Some(TlsAcceptor::from(c.prelogin)),
+                Some(TlsAcceptor::from(c.strict)),
+            ),
+            None => (None, None),
+        };
+        ListenerTls {
+            mode,
+            acceptor,
+            strict_acceptor,
+            max_login_bytes,
+            version,
+        }
+    }
 }

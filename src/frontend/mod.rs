@@ -13,7 +13,7 @@ use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 
 pub use auth::{hash_password, UserDirectory};
-pub use handshake::{acceptor, Encryption, ListenerTls};
+pub use handshake::{Encryption, ListenerTls};
 pub use reply::ClientError;
 pub use session::{Session, SessionError, Target};
 
