@@ -93,11 +93,13 @@ password_hash = "{hash}"
 address = "{primary}"
 user = "sa"
 password = "demo"
+transaction_requests = "emulate"
 [[replicas]]
 name = "replica-1"
 address = "{replica}"
 user = "sa"
 password = "demo"
+transaction_requests = "emulate"
 "#
     );
     Ok(Config::parse(&text, std::path::Path::new("<demo>"))?)

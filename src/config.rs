@@ -99,6 +99,17 @@ pub enum BackendTls {
     Strict,
 }
 
+/// How Transaction Manager requests (packet type 0x0E) reach a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionRequests {
+    /// Forwarded as they are (SQL Server, Azure SQL).
+    #[default]
+    Forward,
+    /// Run as the equivalent T-SQL, for TDS servers that do not implement them.
+    Emulate,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
@@ -117,6 +128,8 @@ pub struct Backend {
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_application_name")]
     pub application_name: String,
+    #[serde(default)]
+    pub transaction_requests: TransactionRequests,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -279,3 +279,68 @@ async fn login_error(config: tiberius::Config) -> tiberius::error::Error {
         Err(e) => e,
     }
 }
+
+/// Transaction Manager requests (what tedious, pytds and ODBC send) against
+/// a backend configured with `transaction_requests = "emulate"`.
+#[tokio::test]
+async fn transaction_manager_requests_begin_commit_and_roll_back() {
+    use sluice::tds::token::env_change::EnvChange;
+    use sluice::tds::token::walker::TokenEvent;
+    let (primary, sluice) = primary_and_sluice().await;
+    primary.exec("CREATE TABLE dbo.tm (id INT)");
+    let mut client = common::raw::RawClient::login(sluice, USER, PASSWORD).await;
+    // TM_BEGIN_XACT (5): isolation level "no change", no name.
+    client.send_tm(0, 5, &[0, 0]).await;
+    let events = client.read_response().await;
+    let descriptor = match events.first() {
+        Some(TokenEvent::EnvChange(EnvChange::BeginTransaction { descriptor })) => *descriptor,
+        other => panic!("expected a begin-transaction ENVCHANGE, got {other:?}"),
+    };
+    client.send_batch("INSERT INTO dbo.tm VALUES (1)").await;
+    client.read_response().await;
+    // TM_ROLLBACK_XACT (8): no name, no new transaction.
+    client.send_tm(descriptor, 8, &[0, 0]).await;
+    let events = client.read_response().await;
+    assert!(
+        matches!(events.first(), Some(TokenEvent::EnvChange(EnvChange::RollbackTransaction { descriptor: d })) if *d == descriptor),
+        "{events:?}"
+    );
+    client.send_tm(0, 5, &[0, 0]).await;
+    client.read_response().await;
+    client.send_batch("INSERT INTO dbo.tm VALUES (2)").await;
+    client.read_response().await;
+    // TM_COMMIT_XACT (7).
+    client.send_tm(descriptor + 1, 7, &[0, 0]).await;
+    let events = client.read_response().await;
+    assert!(
+        matches!(
+            events.first(),
+            Some(TokenEvent::EnvChange(EnvChange::CommitTransaction { .. }))
+        ),
+        "{events:?}"
+    );
+    let mut check = connect(sluice).await;
+    assert_eq!(
+        scalar_i32(&mut check, "SELECT COUNT(*) FROM dbo.tm").await,
+        Some(1)
+    );
+    assert_eq!(
+        scalar_i32(&mut check, "SELECT MAX(id) FROM dbo.tm").await,
+        Some(2)
+    );
+    // Distributed transactions cannot be emulated: a clear error, the connection stays.
+    client.send_tm(0, 6, &[]).await;
+    let events = client.read_response().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TokenEvent::Error(m) if m.message.contains("TM_PROMOTE_XACT"))),
+        "{events:?}"
+    );
+    client.send_batch("SELECT 1").await;
+    assert!(!client
+        .read_response()
+        .await
+        .iter()
+        .any(|e| matches!(e, TokenEvent::Error(_))));
+}

@@ -39,6 +39,8 @@ pub struct BackendTarget {
     pub packet_size: u32,
     pub connect_timeout: Duration,
     pub read_only_intent: bool,
+    /// Answer Transaction Manager requests with T-SQL (`transaction_requests = "emulate"`).
+    pub emulate_transaction_requests: bool,
 }
 
 impl std::fmt::Debug for BackendTarget {
@@ -102,6 +104,8 @@ impl BackendTarget {
             packet_size: pool.packet_size,
             connect_timeout: pool.connect_timeout(),
             read_only_intent: false,
+            emulate_transaction_requests: cfg.transaction_requests
+                == crate::config::TransactionRequests::Emulate,
         })
     }
 

@@ -4,6 +4,7 @@ mod auth;
 mod handshake;
 mod reply;
 mod session;
+mod transaction_emulation;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};

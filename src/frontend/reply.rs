@@ -49,6 +49,16 @@ impl ClientError {
         }
     }
 
+    /// A request Sluice cannot carry out; the connection stays usable.
+    pub fn request(detail: impl std::fmt::Display) -> Self {
+        ClientError {
+            number: PROXY_ERROR,
+            class: 16,
+            state: 1,
+            message: detail.to_string(),
+        }
+    }
+
     pub fn protocol(detail: impl std::fmt::Display) -> Self {
         ClientError {
             number: PROXY_ERROR,

@@ -7,9 +7,11 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::reply::{attention_ack, error_response, ClientError};
+use super::transaction_emulation::{self, EmulatedTransaction};
 use crate::backend::{BackendError, PooledBackend};
 use crate::server::Proxy;
 use crate::tds::packet::{PacketHeader, PacketType, Status};
+use crate::tds::request::TransactionManagerRequest;
 use crate::tds::token::done::DoneStatus;
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
 use crate::transport::{
@@ -49,7 +51,24 @@ pub struct Session {
     client: ClientConn,
     database: String,
     primary: Option<PooledBackend>,
+    emulated: EmulatedTransaction,
 }
+
+impl Drop for Session {
+    /// A client that leaves inside an emulated transaction leaves it open on
+    /// a backend that may not roll it back on RESETCONNECTION: that
+    /// connection is discarded instead of pooled.
+    fn drop(&mut self) {
+        if self.emulated.is_open() {
+            if let Some(conn) = self.primary.as_mut() {
+                conn.mark_broken();
+            }
+        }
+    }
+}
+
+/// Largest backend reply to an emulated Transaction Manager request.
+const MAX_EMULATED_REPLY: usize = 1024 * 1024;
 
 /// How a response relay ended.
 enum Relay {
@@ -71,6 +90,7 @@ impl Session {
             client,
             database,
             primary,
+            emulated: EmulatedTransaction::default(),
         }
     }
 
@@ -117,6 +137,11 @@ impl Session {
     async fn handle_request(&mut self, first: Packet) -> Result<(), SessionError> {
         let (buffered, complete) = self.buffer_request(first).await?;
         let target = Target::Primary;
+        if buffered[0].ty() == PacketType::TRANSACTION_MANAGER
+            && self.proxy.primary.target().emulate_transaction_requests
+        {
+            return self.emulate_transaction_request(buffered, complete).await;
+        }
         let mut conn = match self.checkout(target).await {
             Ok(conn) => conn,
             Err(e) => {
@@ -133,6 +158,74 @@ impl Session {
         }
         self.primary = Some(conn);
         self.relay_response(false).await
+    }
+
+    /// Runs a Transaction Manager request as T-SQL and answers as SQL
+    /// Server would (see `transaction_emulation`).
+    async fn emulate_transaction_request(
+        &mut self,
+        packets: Vec<Packet>,
+        complete: bool,
+    ) -> Result<(), SessionError> {
+        let payload: Vec<u8> = packets
+            .iter()
+            .flat_map(|p| p.payload().iter().copied())
+            .collect();
+        let decoded = TransactionManagerRequest::decode(&payload)
+            .map_err(|e| {
+                ClientError::request(format!("malformed Transaction Manager request: {e}"))
+            })
+            .and_then(|r| {
+                let sql =
+                    transaction_emulation::to_sql(&r.request).map_err(ClientError::request)?;
+                Ok((r, sql))
+            });
+        let (request, sql) = match decoded {
+            Ok(ok) if complete => ok,
+            Ok(_) => {
+                return self
+                    .fail_request(
+                        false,
+                        ClientError::request("oversized Transaction Manager request"),
+                    )
+                    .await
+            }
+            Err(error) => return self.fail_request(complete, error).await,
+        };
+        let mut conn = match self.checkout(Target::Primary).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                return self
+                    .fail_request(true, ClientError::backend_unavailable(e))
+                    .await
+            }
+        };
+        let reply =
+            match run_batch(&mut conn, &payload[..request_headers_len(&payload)], &sql).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    conn.mark_broken();
+                    return self
+                        .fail_request(true, ClientError::backend_unavailable(e))
+                        .await;
+                }
+            };
+        self.primary = Some(conn);
+        let answer = if reply_has_error(&reply) {
+            reply
+        } else {
+            self.emulated.reply(&request.request)
+        };
+        let c = &mut self.client;
+        write_message(
+            &mut c.writer,
+            PacketType::TABULAR_RESULT,
+            c.spid,
+            &answer,
+            c.packet_size,
+        )
+        .await
+        .map_err(SessionError::ClientGone)
     }
 
     /// Reads request packets until EOM or until the buffer limit; the
@@ -296,6 +389,56 @@ impl Session {
             }
         }
     }
+}
+
+/// Length of the ALL_HEADERS block that starts a request (validated by the
+/// request's decoder before this is called).
+fn request_headers_len(payload: &[u8]) -> usize {
+    payload
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .unwrap_or(0)
+        .min(payload.len())
+}
+
+/// Sends one SQL batch (with the client's ALL_HEADERS) and returns the
+/// whole reply; used only for small, Sluice-made requests.
+async fn run_batch(
+    conn: &mut PooledBackend,
+    headers: &[u8],
+    sql: &str,
+) -> Result<Vec<u8>, std::io::Error> {
+    let mut payload = headers.to_vec();
+    crate::tds::read::put_utf16(&mut payload, sql);
+    let first_status = if conn.needs_reset {
+        Status::RESET_CONNECTION
+    } else {
+        Status::NORMAL
+    };
+    let mut out = Vec::new();
+    crate::tds::packet::encode_message(
+        &mut out,
+        PacketType::SQL_BATCH,
+        first_status,
+        0,
+        &payload,
+        conn.packet_size,
+    );
+    conn.writer.write_all(&out).await?;
+    conn.writer.flush().await?;
+    conn.needs_reset = false;
+    let (_, reply) = conn
+        .reader
+        .read_message(&[PacketType::TABULAR_RESULT], MAX_EMULATED_REPLY)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(reply)
+}
+
+fn reply_has_error(reply: &[u8]) -> bool {
+    let mut events = Vec::new();
+    let walked = TokenWalker::new().feed(reply, &mut events);
+    walked.is_err() || events.iter().any(|e| matches!(e, TokenEvent::Error(_)))
 }
 
 /// What the response stream has shown so far.

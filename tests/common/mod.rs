@@ -77,6 +77,8 @@ password_hash = "{}"
 address = "{primary}"
 user = "sa"
 password = "unused-by-iridium"
+# iridium never answers Transaction Manager requests.
+transaction_requests = "emulate"
 [pool]
 max_size = 8
 connect_timeout_ms = 2000
@@ -85,7 +87,7 @@ connect_timeout_ms = 2000
     );
     for (i, r) in replicas.iter().enumerate() {
         text.push_str(&format!(
-            "[[replicas]]\nname = \"replica-{}\"\naddress = \"{r}\"\nuser = \"sa\"\npassword = \"x\"\n",
+            "[[replicas]]\nname = \"replica-{}\"\naddress = \"{r}\"\nuser = \"sa\"\npassword = \"x\"\ntransaction_requests = \"emulate\"\n",
             i + 1
         ));
     }

@@ -65,17 +65,20 @@ impl RawClient {
         self.writer.write_all(bytes).await
     }
 
-    /// A SQL batch with the ALL_HEADERS a TDS 7.2+ client sends: the
-    /// transaction descriptor header, auto-commit [MS-TDS 2.2.5.3.2].
+    /// A SQL batch with the ALL_HEADERS a TDS 7.2+ client sends.
     pub async fn send_batch(&mut self, sql: &str) {
-        let mut payload = Vec::new();
-        payload.extend_from_slice(&22u32.to_le_bytes());
-        payload.extend_from_slice(&18u32.to_le_bytes());
-        payload.extend_from_slice(&2u16.to_le_bytes());
-        payload.extend_from_slice(&0u64.to_le_bytes());
-        payload.extend_from_slice(&1u32.to_le_bytes());
+        let mut payload = all_headers(0);
         put_utf16(&mut payload, sql);
         self.send(PacketType::SQL_BATCH, &payload).await;
+    }
+
+    /// A Transaction Manager request [MS-TDS 2.2.6.9]: `request_type`
+    /// followed by its payload bytes.
+    pub async fn send_tm(&mut self, descriptor: u64, request_type: u16, body: &[u8]) {
+        let mut payload = all_headers(descriptor);
+        payload.extend_from_slice(&request_type.to_le_bytes());
+        payload.extend_from_slice(body);
+        self.send(PacketType::TRANSACTION_MANAGER, &payload).await;
     }
 
     pub async fn send_attention(&mut self) {
@@ -126,4 +129,15 @@ impl RawClient {
         .await;
         result.is_ok()
     }
+}
+
+/// ALL_HEADERS with only the transaction descriptor header [MS-TDS 2.2.5.3.2].
+fn all_headers(descriptor: u64) -> Vec<u8> {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&22u32.to_le_bytes());
+    payload.extend_from_slice(&18u32.to_le_bytes());
+    payload.extend_from_slice(&2u16.to_le_bytes());
+    payload.extend_from_slice(&descriptor.to_le_bytes());
+    payload.extend_from_slice(&1u32.to_le_bytes());
+    payload
 }
