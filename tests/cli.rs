@@ -1,0 +1,70 @@
+//! The `sluice` command line: check, hash-password.
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("sluice-cli-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn hash_password(password: &str) -> String {
+    let mut child = sluice()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn hash_password_prints_a_verifiable_phc_string() {
+    let hash = hash_password("s3cret");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let config = write_config(
+        "hash",
+        &format!(
+            "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"{hash}\"\n\
+             [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n"
+        ),
+    );
+    let out = sluice().args(["check", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn check_explains_what_is_wrong() {
+    let config = write_config(
+        "bad",
+        "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"plain\"\n\
+         [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n",
+    );
+    let out = sluice().args(["check", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("users[0].password_hash") && err.contains("sluice hash-password"), "{err}");
+
+    let config = write_config("typo", "[listen]\nadress = \"127.0.0.1:1\"\n");
+    let out = sluice().args(["check", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("adress"));
+}
+
+#[test]
+fn the_example_proxy_toml_is_valid() {
+    let out = sluice()
+        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml")])
+        .env("SLUICE_REPLICA_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
