@@ -49,6 +49,55 @@ pub struct Config {
     pub pool: Pool,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub routing: Routing,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// After a client's write, its reads stay on the primary this long.
+    #[serde(default = "default_read_your_writes_ms")]
+    pub read_your_writes_ms: u64,
+    /// Procedures whose EXEC (or RPC call) is a read and may run on a replica.
+    #[serde(default)]
+    pub read_only_procedures: Vec<String>,
+    /// Distinct statement texts whose classification is cached.
+    #[serde(default = "default_classifier_cache_entries")]
+    pub classifier_cache_entries: usize,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            read_your_writes_ms: default_read_your_writes_ms(),
+            read_only_procedures: Vec::new(),
+            classifier_cache_entries: default_classifier_cache_entries(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleTarget {
+    Primary,
+    Replica,
+}
+
+/// One `[[routing.rules]]` entry: every condition given must match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: Option<String>,
+    pub match_sql: Option<String>,
+    pub procedure: Option<String>,
+    pub user: Option<String>,
+    pub application: Option<String>,
+    pub database: Option<String>,
+    pub target: RuleTarget,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +179,9 @@ pub struct Backend {
     pub application_name: String,
     #[serde(default)]
     pub transaction_requests: TransactionRequests,
+    /// Share of reads relative to other replicas (replicas only).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +235,15 @@ impl Default for Limits {
     }
 }
 
+fn default_read_your_writes_ms() -> u64 {
+    1_000
+}
+fn default_classifier_cache_entries() -> usize {
+    4096
+}
+fn default_weight() -> u32 {
+    1
+}
 fn default_login_timeout_ms() -> u64 {
     10_000
 }
@@ -275,7 +336,18 @@ impl Config {
             }
         }
         self.pool.validate()?;
-        self.limits.validate()
+        self.limits.validate()?;
+        self.routing.validate()
+    }
+
+    /// The compiled routing rules (validated at load time).
+    pub fn compiled_rules(&self) -> Result<Vec<crate::router::Rule>, ConfigError> {
+        self.routing
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.compile(i))
+            .collect()
     }
 
     pub fn backend_count(&self) -> usize {
@@ -400,6 +472,66 @@ impl Backend {
     /// Host and port of `address`; validated at load time.
     pub fn host_port(&self) -> (String, u16) {
         split_host_port("address", &self.address).unwrap_or_else(|_| (self.address.clone(), 1433))
+    }
+}
+
+impl Routing {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            rule.compile(i)?;
+        }
+        Ok(())
+    }
+
+    pub fn read_your_writes(&self) -> Duration {
+        Duration::from_millis(self.read_your_writes_ms)
+    }
+}
+
+impl RuleConfig {
+    fn compile(&self, index: usize) -> Result<crate::router::Rule, ConfigError> {
+        let key = format!("routing.rules[{index}]");
+        let conditions = [
+            &self.match_sql,
+            &self.procedure,
+            &self.user,
+            &self.application,
+            &self.database,
+        ];
+        if conditions.iter().all(|c| c.is_none()) {
+            return Err(invalid(
+                &key,
+                "{}",
+                "a rule without conditions matches everything",
+                "add match_sql, procedure, user, application or database",
+            ));
+        }
+        let sql = match &self.match_sql {
+            Some(pattern) => Some(regex::Regex::new(pattern).map_err(|e| {
+                invalid(
+                    &format!("{key}.match_sql"),
+                    format!("{pattern:?}"),
+                    &e.to_string(),
+                    "write a valid regular expression",
+                )
+            })?),
+            None => None,
+        };
+        Ok(crate::router::Rule {
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("#{}", index + 1)),
+            action: match self.target {
+                RuleTarget::Primary => crate::router::RuleAction::Primary,
+                RuleTarget::Replica => crate::router::RuleAction::Replica,
+            },
+            sql,
+            procedure: self.procedure.clone(),
+            user: self.user.clone(),
+            application: self.application.clone(),
+            database: self.database.clone(),
+        })
     }
 }
 

@@ -4,9 +4,13 @@
 //! [`backend`] holds pooled server connections, [`tds`] is the sans-IO wire
 //! codec both sides share, [`transport`] and [`tls`] move packets.
 pub mod backend;
+pub mod classify;
 pub mod config;
 pub mod frontend;
+pub mod router;
 pub mod server;
 pub mod tds;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod transport;

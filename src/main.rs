@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use sluice::config::Config;
 use sluice::server::Proxy;
 
+mod explain;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
@@ -15,9 +17,9 @@ use sluice::server::Proxy;
     about = "Read/write-splitting proxy for SQL Server and Azure SQL"
 )]
 struct Cli {
-    /// Path of proxy.toml.
-    #[arg(long, global = true, default_value = "proxy.toml")]
-    config: PathBuf,
+    /// Path of proxy.toml (default: ./proxy.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -29,14 +31,25 @@ enum Command {
     /// Print a password hash (PHC string) for [[users]].password_hash.
     /// Reads the password from the first line of standard input.
     HashPassword,
+    /// Show where a statement would go, and why, for a fresh client session.
+    /// Without --config, built-in defaults and one replica are assumed.
+    Explain {
+        /// Print one JSON object (target, replica, class, reason, flags).
+        #[arg(long)]
+        json: bool,
+        /// The SQL text, or `-` to read it from standard input.
+        sql: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_path = PathBuf::from("proxy.toml");
     match cli.command {
-        Some(Command::Check) => check(&cli.config),
+        Some(Command::Check) => check(cli.config.as_ref().unwrap_or(&default_path)),
         Some(Command::HashPassword) => hash_password(),
-        None => run(&cli.config),
+        Some(Command::Explain { json, sql }) => explain::run(cli.config.as_deref(), json, &sql),
+        None => run(cli.config.as_ref().unwrap_or(&default_path)),
     }
 }
 

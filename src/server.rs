@@ -6,8 +6,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::backend::{BackendPools, BackendTarget};
+use crate::classify::Classifier;
 use crate::config::{Config, ListenTlsMode};
 use crate::frontend::{handle_client, ListenerTls, UserDirectory};
+use crate::router::Router;
 use crate::tls::TlsSetupError;
 
 /// Version Sluice reports in its PRELOGIN reply (SQL Server 2022, 16.0).
@@ -15,6 +17,8 @@ const PRELOGIN_VERSION: u32 = 0x1000_0000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("TLS setup: {0}")]
     Tls(#[from] TlsSetupError),
     #[error("cannot listen on {address}: {source}")]
@@ -31,6 +35,7 @@ pub struct Proxy {
     pub listener_tls: ListenerTls,
     pub primary: Arc<BackendPools>,
     pub replicas: Vec<Arc<BackendPools>>,
+    pub router: Router,
 }
 
 impl Proxy {
@@ -59,7 +64,9 @@ impl Proxy {
                 config.pool.clone(),
             )));
         }
+        let router = router_for(&config)?;
         Ok(Arc::new(Proxy {
+            router,
             users: UserDirectory::new(&config.users),
             listener_tls: ListenerTls::new(
                 config.listen.tls.mode,
@@ -96,6 +103,19 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The router `config` describes: classifier, rules, read-your-writes.
+pub fn router_for(config: &Config) -> Result<Router, StartError> {
+    let classifier = Classifier::new(
+        config.routing.classifier_cache_entries,
+        &config.routing.read_only_procedures,
+    );
+    Ok(Router::new(
+        classifier,
+        config.compiled_rules()?,
+        config.routing.read_your_writes(),
+    ))
 }
 
 /// Starts a proxy on an already-bound listener in the background and

@@ -102,7 +102,14 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             if let Some(packet) = self.split_packet()? {
                 return Ok(packet);
             }
-            if self.inner.read_buf(&mut self.buf).await? == 0 {
+            let read = match self.inner.read_buf(&mut self.buf).await {
+                Ok(n) => n,
+                // TLS peers (most drivers) close the socket without
+                // close_notify; between packets that is an ordinary close.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(e.into()),
+            };
+            if read == 0 {
                 return Err(if self.buf.is_empty() {
                     ReadError::Closed
                 } else {

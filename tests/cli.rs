@@ -19,7 +19,12 @@ fn hash_password(password: &str) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -36,8 +41,16 @@ fn hash_password_prints_a_verifiable_phc_string() {
              [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n"
         ),
     );
-    let out = sluice().args(["check", "--config"]).arg(&config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -48,13 +61,24 @@ fn check_explains_what_is_wrong() {
         "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"plain\"\n\
          [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n",
     );
-    let out = sluice().args(["check", "--config"]).arg(&config).output().unwrap();
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("users[0].password_hash") && err.contains("sluice hash-password"), "{err}");
+    assert!(
+        err.contains("users[0].password_hash") && err.contains("sluice hash-password"),
+        "{err}"
+    );
 
     let config = write_config("typo", "[listen]\nadress = \"127.0.0.1:1\"\n");
-    let out = sluice().args(["check", "--config"]).arg(&config).output().unwrap();
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("adress"));
 }
@@ -62,9 +86,62 @@ fn check_explains_what_is_wrong() {
 #[test]
 fn the_example_proxy_toml_is_valid() {
     let out = sluice()
-        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml")])
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml"),
+        ])
         .env("SLUICE_REPLICA_PASSWORD", "x")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn explain_json(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = sluice()
+        .arg("explain")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn explain_prints_target_class_and_reason() {
+    let read = explain_json(
+        &["--json", "SELECT name FROM dbo.users WHERE id = @id"],
+        None,
+    );
+    assert!(read.starts_with("{\"target\":\"replica\""), "{read}");
+    assert!(read.contains("\"class\":\"read\""), "{read}");
+    let write = explain_json(
+        &["--json", "-"],
+        Some("UPDATE dbo.users SET name = N'x' WHERE id = 1"),
+    );
+    assert!(write.starts_with("{\"target\":\"primary\""), "{write}");
+    assert!(
+        write.contains("\"class\":\"write\"") && write.contains("\"reason\":\""),
+        "{write}"
+    );
+    let text = explain_json(&["/* sluice:primary */ SELECT 1"], None);
+    assert!(
+        text.contains("target: primary") && text.contains("hint sluice:primary"),
+        "{text}"
+    );
 }

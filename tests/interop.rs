@@ -28,26 +28,7 @@ const INSTALL: &str = "run `bash .ci/install-interop.sh`";
 /// binary to a fresh directory.
 fn certificate() -> &'static (PathBuf, PathBuf) {
     static CERTIFICATE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    CERTIFICATE.get_or_init(write_certificate)
-}
-
-fn write_certificate() -> (PathBuf, PathBuf) {
-    let generated =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("cert");
-    let dir = std::env::temp_dir().join(format!(
-        "sluice-interop-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, generated.cert.pem()).unwrap();
-    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
-    (cert, key)
+    CERTIFICATE.get_or_init(self_signed_certificate)
 }
 
 /// iridium with `table` created, and Sluice in front of it with listener TLS

@@ -7,24 +7,8 @@ use std::path::PathBuf;
 use common::*;
 use tiberius::EncryptionLevel;
 
-/// A self-signed certificate for 127.0.0.1/localhost, written to a fresh directory.
 fn certificate() -> (PathBuf, PathBuf) {
-    let generated =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("cert");
-    let dir = std::env::temp_dir().join(format!(
-        "sluice-tls-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, generated.cert.pem()).unwrap();
-    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
-    (cert, key)
+    self_signed_certificate()
 }
 
 fn with_listener_tls(

@@ -1,6 +1,7 @@
 //! One bb8 pool of raw backend connections per backend and database.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -100,6 +101,11 @@ pub struct BackendPools {
     pools: Mutex<HashMap<String, bb8::Pool<BackendManager>>>,
     learned: Arc<Mutex<Option<Arc<ServerInfo>>>>,
     errors: ConnectErrors,
+    /// Requests running on this backend now (replica choice by load).
+    pub in_flight: AtomicU32,
+    /// Prepared-statement handles can be read from this backend's replies
+    /// (cleared when a reply to sp_prepare carried none Sluice could read).
+    pub follows_handles: AtomicBool,
 }
 
 impl BackendPools {
@@ -110,6 +116,8 @@ impl BackendPools {
             pools: Mutex::new(HashMap::new()),
             learned: Arc::new(Mutex::new(None)),
             errors: ConnectErrors(watch::channel(None).0),
+            in_flight: AtomicU32::new(0),
+            follows_handles: AtomicBool::new(true),
         }
     }
 

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 pub use auth::{hash_password, UserDirectory};
 pub use handshake::{Encryption, ListenerTls};
 pub use reply::ClientError;
-pub use session::{Session, SessionError, Target};
+pub use session::{ClientIdentity, Session, SessionError};
 
 use crate::backend::BackendError;
 use crate::server::Proxy;
@@ -126,7 +126,17 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
         spid,
         packet_size,
     };
-    Ok(Session::new(proxy.clone(), client, database, Some(conn)))
+    let identity = ClientIdentity {
+        user: login.username.clone(),
+        application: login.app_name.clone(),
+    };
+    Ok(Session::new(
+        proxy.clone(),
+        client,
+        identity,
+        database,
+        Some(conn),
+    ))
 }
 
 /// Authentication: only SQL Server logins listed in `[[users]]`.

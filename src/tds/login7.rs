@@ -626,7 +626,7 @@ fn encode_feature_ext(features: &[FeatureExt]) -> Vec<u8> {
 pub(crate) mod tests {
     use super::*;
     use crate::tds::packet::{PacketHeader, PacketType, MAX_PACKET_SIZE};
-    use crate::tds::prelogin::tests::XorShift;
+    use crate::testing::XorShift;
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace()

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use super::error::DecodeError;
 use super::read::{utf16_to_string, Reader};
+use super::token::type_info::decode_integer;
 
 /// HeaderType values of ALL_HEADERS [MS-TDS 2.2.5.3].
 pub mod header_type {
@@ -196,6 +197,20 @@ pub struct RpcHead {
     /// and @params), and likewise for the cursor procedures. `None` for other
     /// procedures, a NULL or non-Unicode value, or a call that stops early.
     pub sql_text: Option<String>,
+    /// The prepared handle the call uses: the first parameter of sp_execute
+    /// and sp_unprepare (a handle from sp_prepare / sp_prepexec), or of
+    /// sp_cursorexecute and sp_cursorunprepare (a handle from
+    /// sp_cursorprepare / sp_cursorprepexec). Drivers send it as INT4 or
+    /// INTN(4); any integer type whose value fits an int is taken, as the
+    /// server converts it. `None` for other procedures, a NULL, non-integer
+    /// or out-of-range value, or a call without parameters.
+    pub handle: Option<i32>,
+    /// More RPCs follow this one in the same message (BatchFlag): routing
+    /// the message by its first call alone would be unsafe.
+    pub batched: bool,
+    /// The parameter declarations (`@P1 int, ...`) of sp_prepare /
+    /// sp_prepexec, the parameter before the statement.
+    pub params_decl: Option<String>,
 }
 
 impl RpcHead {
@@ -210,16 +225,93 @@ impl RpcHead {
         let mut r = Reader::new(body, "RPCRequest");
         let procedure = decode_proc_ref(&mut r)?;
         let option_flags = r.u16_le()?;
-        let sql_text = match procedure.well_known_id().and_then(statement_position) {
-            Some(position) => statement_text(&mut r, position)?,
+        let params = r.rest();
+        let id = procedure.well_known_id();
+        let sql_text = match id.and_then(statement_position) {
+            Some(position) => statement_text(&mut Reader::new(params, "RPCRequest"), position)?,
             None => None,
+        };
+        let handle = match id.filter(|&id| takes_prepared_handle(id)) {
+            Some(_) => handle_param(&mut Reader::new(params, "RPCRequest"))?,
+            None => None,
+        };
+        let params_decl = match id {
+            Some(proc_id::SP_PREPARE | proc_id::SP_PREPEXEC) => {
+                statement_text(&mut Reader::new(params, "RPCRequest"), 1)?
+            }
+            _ => None,
         };
         Ok(RpcHead {
             procedure,
             option_flags,
             sql_text,
+            handle,
+            batched: more_calls_follow(params)?,
+            params_decl,
         })
     }
+}
+
+/// Re-expresses `sp_execute handle, values...` as `sp_executesql statement,
+/// params_decl, values...`: the same statement and bound values, runnable
+/// on a connection that never prepared the handle. ALL_HEADERS, option flags
+/// and the bound values are kept byte for byte.
+pub fn execute_as_executesql(
+    payload: &[u8],
+    statement: &str,
+    params_decl: &str,
+) -> Result<Vec<u8>, DecodeError> {
+    let (_, body) = split_all_headers(payload)?;
+    let headers_len = payload.len() - body.len();
+    let mut r = Reader::new(body, "RPCRequest");
+    if decode_proc_ref(&mut r)?.well_known_id() != Some(proc_id::SP_EXECUTE) {
+        return Err(DecodeError::invalid("RPCRequest", "not an sp_execute call"));
+    }
+    let option_flags = r.u16_le()?;
+    read_param(&mut r)?;
+    let mut out =
+        Vec::with_capacity(payload.len() + 2 * (statement.len() + params_decl.len()) + 64);
+    out.extend_from_slice(&payload[..headers_len]);
+    out.extend_from_slice(&0xFFFFu16.to_le_bytes());
+    out.extend_from_slice(&proc_id::SP_EXECUTESQL.to_le_bytes());
+    out.extend_from_slice(&option_flags.to_le_bytes());
+    put_nvarchar_param(&mut out, statement);
+    put_nvarchar_param(&mut out, params_decl);
+    out.extend_from_slice(r.rest());
+    Ok(out)
+}
+
+/// An unnamed NVARCHAR input parameter: NVARCHAR(4000) when it fits, else
+/// NVARCHAR(MAX) as one PLP chunk [MS-TDS 2.2.5.2.3].
+fn put_nvarchar_param(out: &mut Vec<u8>, value: &str) {
+    /// Latin1_General_CI_AS; the server converts to the column collation.
+    const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
+    let mut bytes = Vec::with_capacity(value.len() * 2);
+    crate::tds::read::put_utf16(&mut bytes, value);
+    out.extend_from_slice(&[0, 0, NVARCHARTYPE]);
+    if bytes.len() <= 8000 {
+        out.extend_from_slice(&8000u16.to_le_bytes());
+        out.extend_from_slice(&COLLATION);
+        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&0xFFFFu16.to_le_bytes());
+        out.extend_from_slice(&COLLATION);
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    }
+    out.extend_from_slice(&bytes);
+    if bytes.len() > 8000 {
+        out.extend_from_slice(&0u32.to_le_bytes());
+    }
+}
+
+/// Skips the first call's parameters; anything left is another call.
+fn more_calls_follow(params: &[u8]) -> Result<bool, DecodeError> {
+    let mut r = Reader::new(params, "RPCRequest");
+    while !params_ended(&r) {
+        read_param(&mut r)?;
+    }
+    Ok(r.remaining() > 0)
 }
 
 fn decode_proc_ref(r: &mut Reader<'_>) -> Result<ProcRef, DecodeError> {
@@ -242,6 +334,37 @@ fn statement_position(id: u16) -> Option<usize> {
         proc_id::SP_CURSORPREPEXEC => Some(3),
         _ => None,
     }
+}
+
+/// Procedures whose first parameter is an existing prepared handle
+/// (`sp_execute handle [, bound param ...]`, `sp_unprepare handle`,
+/// `sp_cursorexecute prepared_handle, cursor ...`,
+/// `sp_cursorunprepare prepared_handle`).
+fn takes_prepared_handle(id: u16) -> bool {
+    matches!(
+        id,
+        proc_id::SP_EXECUTE
+            | proc_id::SP_UNPREPARE
+            | proc_id::SP_CURSOREXECUTE
+            | proc_id::SP_CURSORUNPREPARE
+    )
+}
+
+/// The first parameter as a handle: a non-NULL integer that fits an int.
+fn handle_param(r: &mut Reader<'_>) -> Result<Option<i32>, DecodeError> {
+    if params_ended(r) {
+        return Ok(None);
+    }
+    let param = read_param(r)?;
+    let integer = matches!(
+        param.type_id,
+        INT1TYPE | INT2TYPE | INT4TYPE | INT8TYPE | INTNTYPE
+    );
+    Ok(param
+        .value
+        .filter(|_| integer)
+        .and_then(|bytes| decode_integer(&bytes))
+        .and_then(|value| i32::try_from(value).ok()))
 }
 
 /// Skips `position` parameters and decodes the next as text.
@@ -611,8 +734,8 @@ mod tests {
     use super::*;
     use crate::tds::login7::tests::hex;
     use crate::tds::packet::{PacketHeader, PacketType, MAX_PACKET_SIZE};
-    use crate::tds::prelogin::tests::XorShift;
     use crate::tds::read::put_utf16;
+    use crate::testing::XorShift;
 
     /// MS-TDS 4.6 SQL Batch Client Request, packet header included.
     fn spec_4_6() -> Vec<u8> {
@@ -982,6 +1105,112 @@ mod tests {
         assert!(RpcHead::decode(&payload).is_err());
     }
 
+    /// An input parameter of a fixed-length type, or of INTN with the given
+    /// maximum length (`None` value: NULL).
+    fn int_param(type_id: u8, intn_max: u8, value: Option<&[u8]>) -> Vec<u8> {
+        let mut v = param_head("", 0, type_id);
+        if type_id == INTNTYPE {
+            v.push(intn_max);
+            v.push(value.map_or(0, |b| b.len() as u8));
+        }
+        v.extend_from_slice(value.unwrap_or_default());
+        v
+    }
+
+    /// `sp_execute 7, @P0 = N'x'` as JDBC sends it: the handle as an
+    /// unnamed INTN(4) input, then the bound parameters.
+    fn sp_execute_7() -> Vec<u8> {
+        rpc(
+            &ProcRef::Id(proc_id::SP_EXECUTE),
+            &[
+                int_param(INTNTYPE, 4, Some(&7i32.to_le_bytes())),
+                nvarchar("@P0", Some("x")),
+            ],
+        )
+    }
+
+    #[test]
+    fn sp_execute_and_sp_unprepare_carry_the_handle() {
+        let head = RpcHead::decode(&sp_execute_7()).unwrap();
+        assert_eq!(head.procedure, ProcRef::Id(proc_id::SP_EXECUTE));
+        assert_eq!(head.handle, Some(7));
+        assert_eq!(head.sql_text, None);
+        let unprepare = rpc(
+            &ProcRef::Id(proc_id::SP_UNPREPARE),
+            &[int_param(INTNTYPE, 4, Some(&7i32.to_le_bytes()))],
+        );
+        assert_eq!(RpcHead::decode(&unprepare).unwrap().handle, Some(7));
+        // By name, with INT4, and a batched RPC after it.
+        let mut by_name = rpc(
+            &ProcRef::Name("sys.sp_unprepare".into()),
+            &[int_param(INT4TYPE, 0, Some(&(-3i32).to_le_bytes()))],
+        );
+        assert!(!RpcHead::decode(&by_name).unwrap().batched);
+        by_name.push(0xFF);
+        let head = RpcHead::decode(&by_name).unwrap();
+        assert_eq!(head.handle, Some(-3));
+        assert!(
+            head.batched,
+            "a BatchFlag after the first call means more calls"
+        );
+        for id in [proc_id::SP_CURSOREXECUTE, proc_id::SP_CURSORUNPREPARE] {
+            let payload = rpc(
+                &ProcRef::Id(id),
+                &[
+                    int_param(INTNTYPE, 4, Some(&9i32.to_le_bytes())),
+                    handle(None),
+                ],
+            );
+            assert_eq!(RpcHead::decode(&payload).unwrap().handle, Some(9), "{id}");
+        }
+    }
+
+    #[test]
+    fn handle_of_other_integer_types() {
+        let execute = |param: Vec<u8>| {
+            RpcHead::decode(&rpc(&ProcRef::Id(proc_id::SP_EXECUTE), &[param]))
+                .map(|head| head.handle)
+        };
+        assert_eq!(
+            execute(int_param(INTNTYPE, 8, Some(&7i64.to_le_bytes()))),
+            Ok(Some(7))
+        );
+        assert_eq!(
+            execute(int_param(INT8TYPE, 0, Some(&7i64.to_le_bytes()))),
+            Ok(Some(7))
+        );
+        assert_eq!(execute(int_param(INT2TYPE, 0, Some(&[7, 0]))), Ok(Some(7)));
+        assert_eq!(execute(int_param(INT1TYPE, 0, Some(&[200]))), Ok(Some(200)));
+        let too_big = (i64::from(i32::MAX) + 1).to_le_bytes();
+        assert_eq!(execute(int_param(INT8TYPE, 0, Some(&too_big))), Ok(None));
+    }
+
+    #[test]
+    fn no_handle_when_absent_null_or_not_an_integer() {
+        let execute = |params: &[Vec<u8>]| {
+            RpcHead::decode(&rpc(&ProcRef::Id(proc_id::SP_EXECUTE), params)).map(|head| head.handle)
+        };
+        assert_eq!(execute(&[]), Ok(None));
+        assert_eq!(execute(&[int_param(INTNTYPE, 4, None)]), Ok(None));
+        assert_eq!(execute(&[nvarchar("", Some("7"))]), Ok(None));
+        let mut float = param_head("", 0, FLT8TYPE);
+        float.extend_from_slice(&7f64.to_le_bytes());
+        assert_eq!(execute(&[float]), Ok(None));
+        // Other procedures report no handle, even with an int first.
+        let executesql = rpc(
+            &ProcRef::Id(proc_id::SP_EXECUTESQL),
+            &[int_param(INT4TYPE, 0, Some(&[7, 0, 0, 0]))],
+        );
+        assert_eq!(RpcHead::decode(&executesql).unwrap().handle, None);
+        let prepexec = rpc(&ProcRef::Id(proc_id::SP_PREPEXEC), &[handle(Some(7))]);
+        assert_eq!(RpcHead::decode(&prepexec).unwrap().handle, None);
+        // A truncated handle is an error, not a guess.
+        let mut cut = sp_execute_7();
+        let handle_end = cut.len() - nvarchar("@P0", Some("x")).len();
+        cut.truncate(handle_end - 1);
+        assert!(RpcHead::decode(&cut).is_err());
+    }
+
     fn tm(request_type: u16, body: &[u8]) -> Vec<u8> {
         let mut v = all_headers(0x1122_3344_5566_7788);
         v.extend_from_slice(&request_type.to_le_bytes());
@@ -1073,6 +1302,7 @@ mod tests {
                 ],
             ),
             rpc(&ProcRef::Name("sp_executesql".into()), &[ntext("SELECT 2")]),
+            sp_execute_7(),
             tm(8, &[2, b'x', 0, 1, 2, 0]),
         ]
     }

@@ -158,3 +158,24 @@ pub async fn scalar_i32(client: &mut TestClient, sql: &str) -> Option<i32> {
     }
 }
 pub mod raw;
+
+/// A self-signed certificate for 127.0.0.1/localhost, written to a fresh
+/// directory; returns the certificate and key paths.
+pub fn self_signed_certificate() -> (std::path::PathBuf, std::path::PathBuf) {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("cert");
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-cert-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).expect("write cert");
+    std::fs::write(&key, generated.key_pair.serialize_pem()).expect("write key");
+    (cert, key)
+}

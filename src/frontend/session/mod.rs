@@ -1,22 +1,32 @@
-//! The request loop of one logged-in client: read a request, pick the
-//! backend connection, forward the request, stream the response back.
+//! The request loop of one logged-in client: read a request, route it,
+//! forward it on the chosen backend connection, stream the response back.
 
+mod relay;
+mod request;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::reply::{attention_ack, error_response, ClientError};
 use super::transaction_emulation::{self, EmulatedTransaction};
-use crate::backend::{BackendError, PooledBackend};
+use crate::backend::{BackendError, BackendPools, PooledBackend};
+use crate::router::{Decision, ReplicaView, Request, Target};
 use crate::server::Proxy;
-use crate::tds::packet::{PacketHeader, PacketType, Status};
-use crate::tds::request::TransactionManagerRequest;
-use crate::tds::token::done::DoneStatus;
-use crate::tds::token::walker::{TokenEvent, TokenWalker};
+use crate::tds::packet::{PacketType, Status};
+use crate::tds::request::{execute_as_executesql, TransactionManagerRequest};
 use crate::transport::{
     write_message, write_packet_resized, BoxStream, Packet, PacketReader, ReadError,
 };
+use relay::{
+    cancel_and_drain, relay, reply_has_error, request_headers_len, run_batch, send_attention, Relay,
+};
+use request::RequestHead;
+use state::RoutingState;
 
 /// Why a session ended other than by the client logging off.
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +41,6 @@ pub enum SessionError {
     BackendLost(String),
 }
 
-/// Where a request goes. Routing (next issue) picks between these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Primary,
-}
-
 /// The client half of a session.
 pub struct ClientConn {
     pub reader: PacketReader<ReadHalf<BoxStream>>,
@@ -46,12 +50,47 @@ pub struct ClientConn {
     pub packet_size: usize,
 }
 
+/// Who the client is, for routing rules.
+pub struct ClientIdentity {
+    pub user: String,
+    pub application: String,
+}
+
+/// Replica-prepared statements a session may hold; more are prepared on
+/// the primary (where no tracking is needed).
+const MAX_REPLICA_HANDLES: usize = 4096;
+
+/// A statement prepared on a replica connection: its handle is only valid
+/// there, and the text lets it run elsewhere as sp_executesql.
+#[derive(Debug, Clone)]
+struct ReplicaStatement {
+    replica: usize,
+    sql: String,
+    params: String,
+}
+
+/// A backend connection the session holds, and the settings version it has applied.
+struct Held {
+    conn: PooledBackend,
+    synced: u64,
+}
+
 pub struct Session {
     proxy: Arc<Proxy>,
     client: ClientConn,
+    identity: ClientIdentity,
+    /// Current database (login database, then ENVCHANGEs).
     database: String,
-    primary: Option<PooledBackend>,
+    primary: Option<Held>,
+    replica: Option<(usize, Held)>,
+    /// Where the last request went: a late attention goes there too.
+    last_target: Target,
+    routing: RoutingState,
     emulated: EmulatedTransaction,
+    /// Handles of statements prepared on the replica connection.
+    prepared: HashMap<i32, ReplicaStatement>,
+    /// Integer output parameters of the last response (a new handle).
+    return_values: Vec<i64>,
 }
 
 impl Drop for Session {
@@ -60,37 +99,33 @@ impl Drop for Session {
     /// connection is discarded instead of pooled.
     fn drop(&mut self) {
         if self.emulated.is_open() {
-            if let Some(conn) = self.primary.as_mut() {
-                conn.mark_broken();
+            if let Some(held) = self.primary.as_mut() {
+                held.conn.mark_broken();
             }
         }
     }
-}
-
-/// Largest backend reply to an emulated Transaction Manager request.
-const MAX_EMULATED_REPLY: usize = 1024 * 1024;
-
-/// How a response relay ended.
-enum Relay {
-    Complete,
-    /// The client vanished; the backend connection was cancelled and drained
-    /// (or marked broken).
-    ClientGone(std::io::Error),
 }
 
 impl Session {
     pub fn new(
         proxy: Arc<Proxy>,
         client: ClientConn,
+        identity: ClientIdentity,
         database: String,
         primary: Option<PooledBackend>,
     ) -> Self {
         Session {
             proxy,
             client,
+            identity,
             database,
-            primary,
+            primary: primary.map(|conn| Held { conn, synced: 0 }),
+            replica: None,
+            last_target: Target::Primary,
+            routing: RoutingState::default(),
             emulated: EmulatedTransaction::default(),
+            prepared: HashMap::new(),
+            return_values: Vec::new(),
         }
     }
 
@@ -123,12 +158,16 @@ impl Session {
 
     async fn send_error(&mut self, error: &ClientError) -> std::io::Result<()> {
         let payload = error_response(error, &self.proxy.config.listen.server_name);
+        self.send_to_client(&payload).await
+    }
+
+    async fn send_to_client(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let c = &mut self.client;
         write_message(
             &mut c.writer,
             PacketType::TABULAR_RESULT,
             c.spid,
-            &payload,
+            payload,
             c.packet_size,
         )
         .await
@@ -136,28 +175,312 @@ impl Session {
 
     async fn handle_request(&mut self, first: Packet) -> Result<(), SessionError> {
         let (buffered, complete) = self.buffer_request(first).await?;
-        let target = Target::Primary;
+        if buffered[0].header.status.resets_connection() {
+            self.client_reset();
+        }
         if buffered[0].ty() == PacketType::TRANSACTION_MANAGER
             && self.proxy.primary.target().emulate_transaction_requests
         {
             return self.emulate_transaction_request(buffered, complete).await;
         }
-        let mut conn = match self.checkout(target).await {
-            Ok(conn) => conn,
+        let head = request::decode(&buffered, complete);
+        if let Some(statement) = self.replica_statement(&head) {
+            return self
+                .run_replica_statement(&head, statement, buffered, complete)
+                .await;
+        }
+        let mut decision = self.route(&head);
+        if let (RequestHead::Prepare { .. }, Target::Replica(i)) = (&head, decision.target) {
+            if !self
+                .replica_pools(i)
+                .is_ok_and(|p| p.follows_handles.load(Ordering::Relaxed))
+            {
+                decision.target = Target::Primary;
+                decision.reason =
+                    "prepared statement: this replica's handles cannot be followed".into();
+            }
+        }
+        tracing::debug!(spid = self.client.spid, target = ?decision.target, reason = %decision.reason, "routed");
+        let ran_on = self.execute(decision, buffered, complete).await?;
+        if let (RequestHead::Prepare { sql, params }, Some(Target::Replica(replica))) =
+            (&head, ran_on)
+        {
+            self.remember_handle(replica, sql, params);
+        }
+        Ok(())
+    }
+
+    /// The replica statement an sp_execute / sp_unprepare refers to.
+    fn replica_statement(&self, head: &RequestHead) -> Option<ReplicaStatement> {
+        match head {
+            RequestHead::Execute(Some(h)) | RequestHead::Unprepare(Some(h)) => {
+                self.prepared.get(h).cloned()
+            }
+            _ => None,
+        }
+    }
+
+    /// A statement prepared on the replica runs there, unless the session
+    /// must stay on the primary (a transaction began since): then it runs on
+    /// the primary as sp_executesql, so the transaction does not split.
+    async fn run_replica_statement(
+        &mut self,
+        head: &RequestHead,
+        statement: ReplicaStatement,
+        packets: Vec<Packet>,
+        complete: bool,
+    ) -> Result<(), SessionError> {
+        let on_replica = Decision {
+            target: Target::Replica(statement.replica),
+            reason: "statement prepared on this replica".into(),
+            classification: None,
+        };
+        if let RequestHead::Unprepare(Some(handle)) = head {
+            self.prepared.remove(handle);
+            return self.execute(on_replica, packets, complete).await.map(drop);
+        }
+        if !complete || !self.view().holds_primary() {
+            return self.execute(on_replica, packets, complete).await.map(drop);
+        }
+        let payload: Vec<u8> = packets
+            .iter()
+            .flat_map(|p| p.payload().iter().copied())
+            .collect();
+        let rewritten = match execute_as_executesql(&payload, &statement.sql, &statement.params) {
+            Ok(rewritten) => rewritten,
             Err(e) => {
                 return self
-                    .fail_request(complete, ClientError::backend_unavailable(e))
+                    .fail_request(
+                        true,
+                        ClientError::request(format!(
+                            "cannot re-run a prepared statement on the primary: {e}"
+                        )),
+                    )
                     .await
             }
         };
-        if let Err(e) = self.send_request(&mut conn, buffered, complete).await {
-            conn.mark_broken();
-            return self
-                .fail_request(true, ClientError::backend_unavailable(e))
-                .await;
+        let packets = packets_of(PacketType::RPC, packets[0].header.status, &rewritten);
+        let on_primary = Decision {
+            target: Target::Primary,
+            reason: "statement prepared on a replica, run as sp_executesql inside the transaction"
+                .into(),
+            classification: None,
+        };
+        self.execute(on_primary, packets, true).await.map(drop)
+    }
+
+    fn remember_handle(&mut self, replica: usize, sql: &str, params: &str) {
+        let Some(&handle) = self.return_values.first() else {
+            // Its sp_execute will go to the primary and fail there; later
+            // prepares for this replica stay on the primary.
+            if let Ok(pools) = self.replica_pools(replica) {
+                if pools.follows_handles.swap(false, Ordering::Relaxed) {
+                    tracing::error!(backend = %pools.target().name, "no readable handle in a reply to sp_prepare; prepared statements now stay on the primary");
+                }
+            }
+            return;
+        };
+        if let (Ok(handle), true) = (
+            i32::try_from(handle),
+            self.prepared.len() < MAX_REPLICA_HANDLES,
+        ) {
+            let statement = ReplicaStatement {
+                replica,
+                sql: sql.to_string(),
+                params: params.to_string(),
+            };
+            self.prepared.insert(handle, statement);
         }
-        self.primary = Some(conn);
-        self.relay_response(false).await
+    }
+
+    /// Handles die with their connection.
+    fn forget_handles(&mut self, replica: usize) {
+        self.prepared.retain(|_, s| s.replica != replica);
+    }
+
+    fn view(&self) -> crate::router::SessionView<'_> {
+        let mut view = self.routing.view(
+            &self.identity.user,
+            &self.identity.application,
+            &self.database,
+            self.emulated.is_open(),
+        );
+        view.current_replica = self.replica.as_ref().map(|(i, _)| *i);
+        view
+    }
+
+    /// Asks the router, then records what the request does to the session.
+    fn route(&mut self, head: &RequestHead) -> Decision {
+        let request = match head {
+            RequestHead::Sql(sql) | RequestHead::Prepare { sql, .. } => Request::Sql(sql),
+            RequestHead::Procedure(name) => Request::Procedure(name),
+            // Handles not prepared on the replica were prepared on the primary.
+            RequestHead::Execute(_) | RequestHead::Unprepare(_) => {
+                Request::PrimaryOnly("statement prepared on the primary")
+            }
+            RequestHead::PrimaryOnly(why) => Request::PrimaryOnly(why),
+        };
+        let now = Instant::now();
+        let decision = self
+            .proxy
+            .router
+            .route(request, &self.view(), &self.replica_views(), now);
+        match (&decision.classification, head) {
+            (Some(c), _) => self.routing.apply(c, now),
+            (None, RequestHead::PrimaryOnly(_)) => self.routing.record_write(now),
+            (None, _) => {}
+        }
+        decision
+    }
+
+    fn replica_views(&self) -> Vec<ReplicaView> {
+        self.proxy
+            .replicas
+            .iter()
+            .zip(&self.proxy.config.replicas)
+            .map(|(pools, cfg)| ReplicaView {
+                available: true,
+                weight: cfg.weight,
+                outstanding: pools.in_flight.load(Ordering::Relaxed),
+                lag: None,
+            })
+            .collect()
+    }
+
+    /// The client's own RESETCONNECTION starts a new logical session.
+    fn client_reset(&mut self) {
+        self.routing.reset();
+        // The replica connection still has the old session's settings and
+        // statements: back to the pool, where it will be reset before its
+        // next use.
+        self.replica = None;
+        self.prepared.clear();
+        if let Some(held) = self.primary.as_mut() {
+            held.conn.needs_reset = true;
+            held.synced = self.routing.version();
+        }
+    }
+
+    /// Forwards the request to the decided target and relays the answer.
+    /// A replica that cannot be reached sends the read to the primary.
+    /// Returns where the request ran (`None`: it failed before reaching a backend).
+    async fn execute(
+        &mut self,
+        decision: Decision,
+        packets: Vec<Packet>,
+        complete: bool,
+    ) -> Result<Option<Target>, SessionError> {
+        let mut target = decision.target;
+        let taken = match self.take_synced(target).await {
+            Err(e) if target.is_replica() => {
+                tracing::warn!(error = %e, "replica unavailable; sending the read to the primary");
+                target = Target::Primary;
+                self.take_synced(target).await
+            }
+            taken => taken,
+        };
+        let mut held = match taken {
+            Ok(held) => held,
+            Err(e) => {
+                let error = ClientError::backend_unavailable(e);
+                return self.fail_request(complete, error).await.map(|_| None);
+            }
+        };
+        held.synced = self.routing.version();
+        if let Err(e) = self.send_request(&mut held.conn, packets, complete).await {
+            held.conn.mark_broken();
+            let error = ClientError::backend_unavailable(e);
+            return self.fail_request(true, error).await.map(|_| None);
+        }
+        self.put_back(target, held);
+        self.relay_response(target, false)
+            .await
+            .map(|_| Some(target))
+    }
+
+    /// The held connection for `target` (checked out on first use, kept for
+    /// the session), brought up to the session's settings.
+    async fn take_synced(&mut self, target: Target) -> Result<Held, BackendError> {
+        let mut held = self.take(target).await?;
+        let version = self.routing.version();
+        if held.synced < version {
+            let replay = self.routing.replay_batch();
+            if !replay.is_empty() {
+                if let Err(e) = self.replay_settings(&mut held, &replay).await {
+                    if !target.is_replica() {
+                        held.conn.mark_broken();
+                    }
+                    return Err(e);
+                }
+            }
+            held.synced = version;
+        }
+        Ok(held)
+    }
+
+    async fn replay_settings(&mut self, held: &mut Held, replay: &str) -> Result<(), BackendError> {
+        let backend = held.conn.backend.clone();
+        let protocol = |detail: String| BackendError::Protocol {
+            backend: backend.clone(),
+            detail,
+        };
+        // ALL_HEADERS with the auto-commit transaction descriptor.
+        let mut headers = Vec::with_capacity(22);
+        headers.extend_from_slice(&22u32.to_le_bytes());
+        headers.extend_from_slice(&18u32.to_le_bytes());
+        headers.extend_from_slice(&2u16.to_le_bytes());
+        headers.extend_from_slice(&0u64.to_le_bytes());
+        headers.extend_from_slice(&1u32.to_le_bytes());
+        let reply = run_batch(&mut held.conn, &headers, replay)
+            .await
+            .map_err(|e| protocol(format!("replaying session settings: {e}")))?;
+        if reply_has_error(&reply) {
+            return Err(protocol("replaying session settings failed".into()));
+        }
+        Ok(())
+    }
+
+    async fn take(&mut self, target: Target) -> Result<Held, BackendError> {
+        match target {
+            Target::Primary => match self.primary.take() {
+                Some(held) => Ok(held),
+                None => Ok(Held {
+                    conn: self.proxy.primary.get(&self.database).await?,
+                    synced: 0,
+                }),
+            },
+            Target::Replica(index) => match self.replica.take() {
+                Some((i, held)) if i == index => Ok(held),
+                other => {
+                    if let Some((old, _)) = other {
+                        self.forget_handles(old);
+                    }
+                    Ok(Held {
+                        conn: self.replica_pools(index)?.get(&self.database).await?,
+                        synced: 0,
+                    })
+                }
+            },
+        }
+    }
+
+    fn replica_pools(&self, index: usize) -> Result<Arc<BackendPools>, BackendError> {
+        self.proxy
+            .replicas
+            .get(index)
+            .cloned()
+            .ok_or_else(|| BackendError::Protocol {
+                backend: Arc::from("replica"),
+                detail: format!("no replica #{index}"),
+            })
+    }
+
+    fn put_back(&mut self, target: Target, held: Held) {
+        match target {
+            Target::Primary => self.primary = Some(held),
+            Target::Replica(index) => self.replica = Some((index, held)),
+        }
+        self.last_target = target;
     }
 
     /// Runs a Transaction Manager request as T-SQL and answers as SQL
@@ -192,40 +515,38 @@ impl Session {
             }
             Err(error) => return self.fail_request(complete, error).await,
         };
-        let mut conn = match self.checkout(Target::Primary).await {
-            Ok(conn) => conn,
+        let mut held = match self.take_synced(Target::Primary).await {
+            Ok(held) => held,
             Err(e) => {
                 return self
                     .fail_request(true, ClientError::backend_unavailable(e))
                     .await
             }
         };
-        let reply =
-            match run_batch(&mut conn, &payload[..request_headers_len(&payload)], &sql).await {
-                Ok(reply) => reply,
-                Err(e) => {
-                    conn.mark_broken();
-                    return self
-                        .fail_request(true, ClientError::backend_unavailable(e))
-                        .await;
-                }
-            };
-        self.primary = Some(conn);
+        let reply = match run_batch(
+            &mut held.conn,
+            &payload[..request_headers_len(&payload)],
+            &sql,
+        )
+        .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                held.conn.mark_broken();
+                return self
+                    .fail_request(true, ClientError::backend_unavailable(e))
+                    .await;
+            }
+        };
+        self.put_back(Target::Primary, held);
         let answer = if reply_has_error(&reply) {
             reply
         } else {
             self.emulated.reply(&request.request)
         };
-        let c = &mut self.client;
-        write_message(
-            &mut c.writer,
-            PacketType::TABULAR_RESULT,
-            c.spid,
-            &answer,
-            c.packet_size,
-        )
-        .await
-        .map_err(SessionError::ClientGone)
+        self.send_to_client(&answer)
+            .await
+            .map_err(SessionError::ClientGone)
     }
 
     /// Reads request packets until EOM or until the buffer limit; the
@@ -238,23 +559,12 @@ impl Session {
         let mut packets = vec![first];
         while !complete && size < limit {
             let packet = self.client.reader.read_packet().await?;
-            self.check_continuation(ty, &packet)?;
+            check_continuation(ty, &packet)?;
             size += packet.bytes.len();
             complete = packet.is_eom();
             packets.push(packet);
         }
         Ok((packets, complete))
-    }
-
-    fn check_continuation(&self, ty: PacketType, packet: &Packet) -> Result<(), SessionError> {
-        if packet.ty() != ty {
-            return Err(SessionError::Protocol(format!(
-                "packet type 0x{:02X} inside a message of type 0x{:02X}",
-                packet.ty().0,
-                ty.0
-            )));
-        }
-        Ok(())
     }
 
     /// Answers a request that could not be forwarded with an error. The
@@ -277,17 +587,6 @@ impl Session {
             .map_err(SessionError::ClientGone)
     }
 
-    /// The connection for `target`, checked out on first use and held for
-    /// the session (session pool mode).
-    async fn checkout(&mut self, target: Target) -> Result<PooledBackend, BackendError> {
-        match target {
-            Target::Primary => match self.primary.take() {
-                Some(conn) => Ok(conn),
-                None => self.proxy.primary.get(&self.database).await,
-            },
-        }
-    }
-
     /// Writes the buffered request and streams the rest of it, cut to the
     /// backend's packet size. A reused connection gets RESETCONNECTION on
     /// the first packet so it starts clean for this client.
@@ -297,14 +596,12 @@ impl Session {
         packets: Vec<Packet>,
         complete: bool,
     ) -> Result<(), std::io::Error> {
-        let mut first = true;
         let ty = packets.first().map(|p| p.ty());
-        for mut packet in packets {
-            if first && conn.needs_reset && !packet.header.status.resets_connection() {
+        for (i, mut packet) in packets.into_iter().enumerate() {
+            if i == 0 && conn.needs_reset && !packet.header.status.resets_connection() {
                 let status = packet.header.status.with(Status::RESET_CONNECTION);
                 packet.set_status(status);
             }
-            first = false;
             let size = conn.packet_size;
             write_packet_resized(&mut conn.writer, &packet, size).await?;
         }
@@ -342,242 +639,123 @@ impl Session {
     }
 
     /// An attention with no request running (it crossed the end of the
-    /// response): the backend, if any, must still acknowledge it.
+    /// response): the backend that served the last request must still
+    /// acknowledge it.
     async fn handle_idle_attention(&mut self) -> Result<(), SessionError> {
-        match self.primary.as_mut() {
-            Some(conn) => {
-                send_attention(conn)
+        let target = self.last_target;
+        let held = match target {
+            Target::Primary => self.primary.as_mut(),
+            Target::Replica(_) => self.replica.as_mut().map(|(_, h)| h),
+        };
+        match held {
+            Some(held) => {
+                send_attention(&mut held.conn)
                     .await
                     .map_err(|e| SessionError::BackendLost(e.to_string()))?;
-                self.relay_response(true).await
+                self.relay_response(target, true).await
             }
-            None => {
-                let c = &mut self.client;
-                write_message(
-                    &mut c.writer,
-                    PacketType::TABULAR_RESULT,
-                    c.spid,
-                    &attention_ack(),
-                    c.packet_size,
-                )
+            None => self
+                .send_to_client(&attention_ack())
                 .await
-                .map_err(SessionError::ClientGone)
-            }
+                .map_err(SessionError::ClientGone),
         }
     }
 
-    /// Streams the response of the held primary connection to the client,
-    /// packet by packet, while watching the client for an attention.
-    async fn relay_response(&mut self, attention_sent: bool) -> Result<(), SessionError> {
-        let Some(mut conn) = self.primary.take() else {
+    /// Streams the response of the held connection for `target`.
+    async fn relay_response(
+        &mut self,
+        target: Target,
+        attention_sent: bool,
+    ) -> Result<(), SessionError> {
+        let taken = match target {
+            Target::Primary => self.primary.take(),
+            Target::Replica(_) => self.replica.take().map(|(_, h)| h),
+        };
+        let Some(mut held) = taken else {
             return Err(SessionError::BackendLost("no backend connection".into()));
         };
+        let in_flight = self.replica_pools_for(target);
+        if let Some(pools) = &in_flight {
+            pools.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
         let drain = Duration::from_millis(self.proxy.config.limits.drain_timeout_ms);
-        let result = relay(&mut self.client, &mut conn, attention_sent).await;
+        self.return_values.clear();
+        let result = relay(
+            &mut self.client,
+            &mut held.conn,
+            attention_sent,
+            &mut self.routing,
+            &mut self.database,
+            &mut self.return_values,
+        )
+        .await;
+        if let Some(pools) = &in_flight {
+            pools.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         match result {
             Ok(Relay::Complete) => {
-                self.primary = Some(conn);
+                self.put_back(target, held);
                 Ok(())
             }
             Ok(Relay::ClientGone(e)) => {
-                cancel_and_drain(&mut conn, drain).await;
+                cancel_and_drain(&mut held.conn, drain).await;
                 Err(SessionError::ClientGone(e))
             }
             Err(e) => {
-                conn.mark_broken();
+                held.conn.mark_broken();
+                if let Target::Replica(i) = target {
+                    self.forget_handles(i);
+                }
                 Err(e)
             }
         }
     }
+
+    /// The replica whose in-flight count a request to `target` raises.
+    fn replica_pools_for(&self, target: Target) -> Option<Arc<BackendPools>> {
+        match target {
+            Target::Primary => None,
+            Target::Replica(i) => self.proxy.replicas.get(i).cloned(),
+        }
+    }
 }
 
-/// Length of the ALL_HEADERS block that starts a request (validated by the
-/// request's decoder before this is called).
-fn request_headers_len(payload: &[u8]) -> usize {
-    payload
-        .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .unwrap_or(0)
-        .min(payload.len())
-}
-
-/// Sends one SQL batch (with the client's ALL_HEADERS) and returns the
-/// whole reply; used only for small, Sluice-made requests.
-async fn run_batch(
-    conn: &mut PooledBackend,
-    headers: &[u8],
-    sql: &str,
-) -> Result<Vec<u8>, std::io::Error> {
-    let mut payload = headers.to_vec();
-    crate::tds::read::put_utf16(&mut payload, sql);
-    let first_status = if conn.needs_reset {
-        Status::RESET_CONNECTION
-    } else {
-        Status::NORMAL
-    };
-    let mut out = Vec::new();
+/// A message of `ty` cut into packets, as a client would send it.
+fn packets_of(ty: PacketType, first_status: Status, payload: &[u8]) -> Vec<Packet> {
+    let mut bytes = Vec::new();
+    let first_status = first_status.without(Status::EOM);
     crate::tds::packet::encode_message(
-        &mut out,
-        PacketType::SQL_BATCH,
+        &mut bytes,
+        ty,
         first_status,
         0,
-        &payload,
-        conn.packet_size,
+        payload,
+        crate::tds::packet::DEFAULT_PACKET_SIZE,
     );
-    conn.writer.write_all(&out).await?;
-    conn.writer.flush().await?;
-    conn.needs_reset = false;
-    let (_, reply) = conn
-        .reader
-        .read_message(&[PacketType::TABULAR_RESULT], MAX_EMULATED_REPLY)
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(reply)
-}
-
-fn reply_has_error(reply: &[u8]) -> bool {
-    let mut events = Vec::new();
-    let walked = TokenWalker::new().feed(reply, &mut events);
-    walked.is_err() || events.iter().any(|e| matches!(e, TokenEvent::Error(_)))
-}
-
-/// What the response stream has shown so far.
-#[derive(Default)]
-struct ResponseState {
-    attention_sent: bool,
-    attention_acked: bool,
-}
-
-impl ResponseState {
-    fn observe(&mut self, events: &mut Vec<TokenEvent>) {
-        for event in events.drain(..) {
-            if let TokenEvent::Done(done) = event {
-                if done.status.contains(DoneStatus::ATTN) {
-                    self.attention_acked = true;
-                }
-            }
-        }
+    let mut bytes = bytes::BytesMut::from(&bytes[..]);
+    let mut packets = Vec::new();
+    while bytes.len() >= crate::tds::packet::HEADER_LEN {
+        let Ok(header) = crate::tds::PacketHeader::decode(
+            &bytes[..crate::tds::packet::HEADER_LEN],
+            crate::tds::packet::MAX_PACKET_SIZE,
+        ) else {
+            break;
+        };
+        packets.push(Packet {
+            header,
+            bytes: bytes.split_to(header.length as usize),
+        });
     }
+    packets
+}
 
-    /// A response ends at EOM, unless an attention is still owed its
-    /// acknowledgement (a DONE with the ATTN bit) [MS-TDS 2.2.1.7].
-    fn finished_at_eom(&self) -> bool {
-        !self.attention_sent || self.attention_acked
+fn check_continuation(ty: PacketType, packet: &Packet) -> Result<(), SessionError> {
+    if packet.ty() != ty {
+        return Err(SessionError::Protocol(format!(
+            "packet type 0x{:02X} inside a message of type 0x{:02X}",
+            packet.ty().0,
+            ty.0
+        )));
     }
-}
-
-async fn relay(
-    client: &mut ClientConn,
-    conn: &mut PooledBackend,
-    attention_sent: bool,
-) -> Result<Relay, SessionError> {
-    let mut walker = TokenWalker::new();
-    let mut events = Vec::new();
-    let mut state = ResponseState {
-        attention_sent,
-        attention_acked: false,
-    };
-    loop {
-        tokio::select! {
-            biased;
-            packet = conn.reader.read_packet() => {
-                let mut packet = packet.map_err(|e| SessionError::BackendLost(e.to_string()))?;
-                let eom = packet.is_eom();
-                if let Err(e) = walker.feed(packet.payload(), &mut events) {
-                    tracing::warn!(backend = %conn.backend, error = %e, "response token walk failed");
-                }
-                state.observe(&mut events);
-                packet.set_spid(client.spid);
-                if let Err(e) = forward(&mut client.writer, &packet, client.packet_size).await {
-                    return Ok(Relay::ClientGone(e));
-                }
-                if eom {
-                    walker.reset();
-                    if state.finished_at_eom() {
-                        return Ok(Relay::Complete);
-                    }
-                }
-            }
-            packet = client.reader.read_packet(), if !state.attention_sent => {
-                match packet {
-                    Ok(p) if p.ty() == PacketType::ATTENTION => {
-                        send_attention(conn).await.map_err(|e| SessionError::BackendLost(e.to_string()))?;
-                        state.attention_sent = true;
-                    }
-                    Ok(p) => {
-                        return Err(SessionError::Protocol(format!(
-                            "packet type 0x{:02X} while a response was streaming (MARS is off)", p.ty().0
-                        )))
-                    }
-                    Err(ReadError::Closed) => {
-                        return Ok(Relay::ClientGone(std::io::ErrorKind::ConnectionReset.into()))
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-    }
-}
-
-async fn forward<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    packet: &Packet,
-    packet_size: usize,
-) -> std::io::Result<()> {
-    write_packet_resized(w, packet, packet_size).await?;
-    w.flush().await
-}
-
-/// An ATTENTION packet: a header alone, with EOM [MS-TDS 2.2.1.7].
-async fn send_attention(conn: &mut PooledBackend) -> std::io::Result<()> {
-    let header = PacketHeader::new(PacketType::ATTENTION, Status::EOM, 0);
-    conn.writer.write_all(&header.encode()).await?;
-    conn.writer.flush().await
-}
-
-/// The client left mid-response: cancel the request and read the backend
-/// up to the attention acknowledgement, so the connection can serve
-/// another client. If that does not finish in time, the connection is
-/// marked broken and the pool drops it.
-async fn cancel_and_drain(conn: &mut PooledBackend, timeout: Duration) {
-    let drained = tokio::time::timeout(timeout, async {
-        send_attention(conn).await?;
-        drain_until_attention_ack(conn).await
-    })
-    .await;
-    match drained {
-        Ok(Ok(())) => {
-            tracing::debug!(backend = %conn.backend, "cancelled and drained after client left")
-        }
-        _ => {
-            tracing::warn!(backend = %conn.backend, "could not drain backend connection; discarding it");
-            conn.mark_broken();
-        }
-    }
-}
-
-async fn drain_until_attention_ack(conn: &mut PooledBackend) -> std::io::Result<()> {
-    let mut walker = TokenWalker::new();
-    let mut events = Vec::new();
-    let mut state = ResponseState {
-        attention_sent: true,
-        attention_acked: false,
-    };
-    loop {
-        let packet = conn
-            .reader
-            .read_packet()
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        walker
-            .feed(packet.payload(), &mut events)
-            .map_err(std::io::Error::other)?;
-        state.observe(&mut events);
-        if packet.is_eom() {
-            walker.reset();
-            if state.finished_at_eom() {
-                return Ok(());
-            }
-        }
-    }
+    Ok(())
 }

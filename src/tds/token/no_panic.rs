@@ -7,35 +7,7 @@ use super::test_responses::{every_framing_response, spec_login_packet, spec_sele
 use super::type_info::read_type_info;
 use super::*;
 use crate::tds::read::Reader;
-
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        // Lengths and markers at their edges are the interesting values.
-        const EDGES: [u8; 6] = [0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF];
-        match self.below(4) {
-            0 => EDGES[self.below(EDGES.len())],
-            _ => self.next() as u8,
-        }
-    }
-
-    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        (0..self.below(max_len + 1)).map(|_| self.byte()).collect()
-    }
-}
+use crate::testing::XorShift;
 
 fn seeds() -> Vec<Vec<u8>> {
     let mut seeds = vec![
@@ -57,11 +29,11 @@ fn seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
-fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
+fn mutate(rng: &mut XorShift, mut bytes: Vec<u8>) -> Vec<u8> {
     for _ in 0..1 + rng.below(4) {
         let at = rng.below(bytes.len());
         match rng.below(5) {
-            0 if !bytes.is_empty() => bytes[at] = rng.byte(),
+            0 if !bytes.is_empty() => bytes[at] = rng.next() as u8,
             1 if !bytes.is_empty() => bytes[at] ^= 1 << rng.below(8),
             2 => bytes.truncate(at),
             3 => {
@@ -78,7 +50,7 @@ fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 /// Feeds `bytes` in random chunks, sometimes resetting, ignoring errors.
-fn walk(rng: &mut Rng, bytes: &[u8]) {
+fn walk(rng: &mut XorShift, bytes: &[u8]) {
     let mut walker = TokenWalker::with_max_buffered(1 << 12);
     let mut events = Vec::new();
     let mut rest = bytes;
@@ -94,7 +66,7 @@ fn walk(rng: &mut Rng, bytes: &[u8]) {
 }
 
 /// Runs every decoder on `bytes` and on a random suffix of it.
-fn decode_everything(rng: &mut Rng, bytes: &[u8]) {
+fn decode_everything(rng: &mut XorShift, bytes: &[u8]) {
     let suffix = &bytes[rng.below(bytes.len() + 1)..];
     for b in [bytes, suffix] {
         let _ = Done::decode(DoneKind::DoneProc, b);
@@ -112,7 +84,7 @@ fn decode_everything(rng: &mut Rng, bytes: &[u8]) {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15);
     const TOKEN_TYPES: [u8; 8] = [0x81, 0xD1, 0xD2, 0xAC, 0xE3, 0xAA, 0xAD, 0xAE];
     for _ in 0..10_000 {
         let mut bytes = rng.bytes(200);
@@ -126,7 +98,7 @@ fn random_bytes_never_panic() {
 
 #[test]
 fn mutated_responses_never_panic() {
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut rng = XorShift::new(0xD1B5_4A32_D192_ED03);
     let seeds = seeds();
     for _ in 0..12_000 {
         let seed = seeds[rng.below(seeds.len())].clone();

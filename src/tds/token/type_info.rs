@@ -65,6 +65,15 @@ impl DataType {
     /// Table-valued parameters only travel from client to server.
     pub const TVP: DataType = DataType(0xF3);
 
+    /// TINYINT, SMALLINT, INT, BIGINT and their nullable INTN form
+    /// [2.2.5.5.1.1].
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            DataType::INT1 | DataType::INT2 | DataType::INT4 | DataType::INT8 | DataType::INTN
+        )
+    }
+
     /// Value size of a fixed-length type [2.2.5.4.2], or None.
     pub fn fixed_len(self) -> Option<u8> {
         let n = match self {
@@ -77,6 +86,19 @@ impl DataType {
         };
         Some(n)
     }
+}
+
+/// An integer's little-endian bytes [2.2.5.5.1.1]: TINYINT (1 byte) is
+/// unsigned, SMALLINT, INT and BIGINT (2, 4, 8 bytes) are signed. None for
+/// any other length.
+pub(crate) fn decode_integer(bytes: &[u8]) -> Option<i64> {
+    Some(match *bytes {
+        [a] => i64::from(a),
+        [a, b] => i64::from(i16::from_le_bytes([a, b])),
+        [a, b, c, d] => i64::from(i32::from_le_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => return None,
+    })
 }
 
 /// COLLATION is five bytes: LCID and flags, then a sort id [2.2.5.1.2].
@@ -107,9 +129,15 @@ pub(crate) enum ValueFraming {
 
 /// Reads one TYPE_INFO and returns how its values are framed.
 pub(crate) fn read_type_info(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeError> {
+    read_typed_info(r).map(|(_, framing)| framing)
+}
+
+/// Reads one TYPE_INFO and returns its data type and how its values are
+/// framed.
+pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFraming), DecodeError> {
     let ty = DataType(r.u8()?);
     if let Some(n) = ty.fixed_len() {
-        return Ok(ValueFraming::Fixed(n));
+        return Ok((ty, ValueFraming::Fixed(n)));
     }
     let framing = match ty {
         DataType::DATEN => ValueFraming::ByteLen,
@@ -168,7 +196,7 @@ pub(crate) fn read_type_info(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeE
             ))
         }
     };
-    Ok(framing)
+    Ok((ty, framing))
 }
 
 fn ushort_or_plp(max: u16) -> ValueFraming {
@@ -315,6 +343,16 @@ mod tests {
             framing(&[0x62, 0x10, 0x1F, 0, 0]).unwrap(),
             ValueFraming::Variant
         );
+    }
+
+    #[test]
+    fn integers_by_width() {
+        assert_eq!(decode_integer(&[0xFF]), Some(255));
+        assert_eq!(decode_integer(&[0xFF, 0xFF]), Some(-1));
+        assert_eq!(decode_integer(&[0, 0, 0, 0x80]), Some(i64::from(i32::MIN)));
+        assert_eq!(decode_integer(&[0xFF; 8]), Some(-1));
+        assert_eq!(decode_integer(&[]), None);
+        assert_eq!(decode_integer(&[1, 2, 3]), None);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! Memory stays bounded: values are stepped over by counting, never copied.
 //! Only a structural unit (a token header, COLMETADATA, an ENVCHANGE or
-//! message body, a value's length prefix) is buffered when a packet boundary
-//! splits it, and a unit larger than the limit is an error.
+//! message body, a value's length prefix, a RETURNVALUE with an integer
+//! value) is buffered when a packet boundary splits it, and a unit larger
+//! than the limit is an error.
 //!
 //! Not supported, and reported as errors rather than misread: Always
 //! Encrypted columns (CekTable and CryptoMetaData appear only when column
@@ -14,7 +15,7 @@
 //! proxy must not let a client negotiate the first two.
 
 use super::col_metadata::read_col_metadata;
-use super::return_value::read_return_value_header;
+use super::return_value::{read_integer_value, read_return_value_header};
 use super::type_info::ValueFraming;
 use super::{Done, DoneKind, EnvChange, FeatureExtAck, LoginAck, ServerMessage, TokenType};
 use crate::tds::error::DecodeError;
@@ -29,7 +30,8 @@ const PLP_NULL: u64 = u64::MAX;
 /// UNKNOWN_PLP_LEN: the total length is not sent, only the chunks.
 const PLP_UNKNOWN_LEN: u64 = u64::MAX - 1;
 
-/// What the walker reports; rows and values are stepped over silently.
+/// What the walker reports; rows and values are stepped over silently, all
+/// but the integer value of a RETURNVALUE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenEvent {
     EnvChange(EnvChange),
@@ -43,6 +45,16 @@ pub enum TokenEvent {
     /// previous one for NoMetaData).
     ColMetadata {
         columns: usize,
+    },
+    /// A RETURNVALUE token [2.2.7.19]: an output parameter, such as the
+    /// `@handle` of sp_prepare / sp_prepexec (ordinal 0), or a UDF's result.
+    /// `value` holds an INT1/INT2/INT4/INT8/INTN value and is None for NULL
+    /// and for every other type, whose value is stepped over unread.
+    ReturnValue {
+        ordinal: u16,
+        /// ParamName as sent, e.g. `@handle`; empty for an unnamed parameter.
+        name: String,
+        value: Option<i64>,
     },
 }
 
@@ -330,12 +342,7 @@ impl TokenWalker {
                 self.start_row(bitmap)
             }
             TokenType::COLMETADATA => self.col_metadata(r, events),
-            TokenType::RETURNVALUE => {
-                let framing = read_return_value_header(r)?;
-                self.owner = Owner::ReturnValue;
-                self.state = self.start_value(framing);
-                Ok(())
-            }
+            TokenType::RETURNVALUE => self.return_value(r, events),
             TokenType::ORDER
             | TokenType::COLINFO
             | TokenType::TABNAME
@@ -361,6 +368,29 @@ impl TokenWalker {
         }
         events.push(TokenEvent::ColMetadata {
             columns: self.columns.len(),
+        });
+        Ok(())
+    }
+
+    /// An integer value (at most 9 bytes) is read with the header, as one
+    /// unit; any other value is stepped over like a column value.
+    fn return_value(
+        &mut self,
+        r: &mut Reader<'_>,
+        events: &mut Vec<TokenEvent>,
+    ) -> Result<(), DecodeError> {
+        let header = read_return_value_header(r)?;
+        let value = if header.data_type.is_integer() {
+            read_integer_value(r, header.framing)?
+        } else {
+            self.owner = Owner::ReturnValue;
+            self.state = self.start_value(header.framing);
+            None
+        };
+        events.push(TokenEvent::ReturnValue {
+            ordinal: header.ordinal,
+            name: header.name,
+            value,
         });
         Ok(())
     }

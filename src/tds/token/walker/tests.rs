@@ -1,11 +1,38 @@
 use super::*;
 use crate::tds::token::test_responses::{
     every_framing_response, spec_login_events, spec_login_packet, spec_select_events,
-    spec_select_packet,
+    spec_select_packet, Response,
 };
 use crate::tds::token::DoneStatus;
 
 const HEADER_LEN: usize = 8;
+
+/// [`every_framing_response`] with the events of its three RETURNVALUEs
+/// (nvarchar(max) "@out", INT4 9, NULL INTN), which come before its
+/// RETURNSTATUS, unless the fixture already lists them.
+fn every_framing() -> Response {
+    let mut response = every_framing_response();
+    let events = &mut response.events;
+    if !events
+        .iter()
+        .any(|e| matches!(e, TokenEvent::ReturnValue { .. }))
+    {
+        let at = events
+            .iter()
+            .position(|e| *e == TokenEvent::ReturnStatus(-2))
+            .expect("the fixture has a RETURNSTATUS");
+        let return_values =
+            [(1, "@out", None), (2, "", Some(9)), (3, "", None)].map(|(ordinal, name, value)| {
+                TokenEvent::ReturnValue {
+                    ordinal,
+                    name: name.into(),
+                    value,
+                }
+            });
+        events.splice(at..at, return_values);
+    }
+    response
+}
 
 /// Feeds `bytes` in chunks of `size` and requires a token boundary at the end.
 fn walk_in_chunks(bytes: &[u8], size: usize) -> Vec<TokenEvent> {
@@ -57,7 +84,7 @@ fn spec_select_response() {
 
 #[test]
 fn every_framing_in_one_feed() {
-    let response = every_framing_response();
+    let response = every_framing();
     assert_eq!(walk_in_chunks(&response.bytes, usize::MAX), response.events);
 }
 
@@ -65,7 +92,7 @@ fn every_framing_in_one_feed() {
 fn every_chunk_size_gives_the_same_events() {
     let login = spec_login_packet();
     let select = spec_select_packet();
-    let every = every_framing_response();
+    let every = every_framing();
     let cases = [
         (&login[HEADER_LEN..], spec_login_events()),
         (&select[HEADER_LEN..], spec_select_events()),
@@ -80,7 +107,7 @@ fn every_chunk_size_gives_the_same_events() {
 
 #[test]
 fn every_split_point_gives_the_same_events() {
-    let every = every_framing_response();
+    let every = every_framing();
     let login = spec_login_packet();
     for (bytes, want) in [
         (&every.bytes[..], &every.events),
@@ -274,15 +301,148 @@ fn text_and_image_values() {
 
 #[test]
 fn return_values_split_everywhere() {
-    let response = every_framing_response();
+    let response = every_framing();
     let marker = [0xAC, 1, 0, 4, b'@'];
     let start = response.bytes.windows(5).position(|w| w == marker).unwrap();
     let bytes = &response.bytes[start..];
     let want = walk_in_chunks(bytes, usize::MAX);
-    assert_eq!(want.first(), Some(&TokenEvent::ReturnStatus(-2)));
+    assert_eq!(
+        want[..4],
+        [
+            TokenEvent::ReturnValue {
+                ordinal: 1,
+                name: "@out".into(),
+                value: None
+            },
+            TokenEvent::ReturnValue {
+                ordinal: 2,
+                name: String::new(),
+                value: Some(9)
+            },
+            TokenEvent::ReturnValue {
+                ordinal: 3,
+                name: String::new(),
+                value: None
+            },
+            TokenEvent::ReturnStatus(-2),
+        ]
+    );
     for size in 1..8 {
         assert_eq!(walk_in_chunks(bytes, size), want, "chunk size {size}");
     }
+}
+
+/// The RETURNVALUE of an `@handle int OUTPUT` parameter: ordinal 0, status
+/// 1 (output), user type 0, flags 1 (nullable), INTN(4), then the value.
+fn handle_return_value(name: &str, handle: Option<i32>) -> Vec<u8> {
+    let mut out = vec![0xAC, 0, 0];
+    crate::tds::read::put_b_varchar(&mut out, name);
+    out.extend_from_slice(&[1, 0, 0, 0, 0, 1, 0, 0x26, 4]);
+    match handle {
+        Some(h) => {
+            out.push(4);
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+    out
+}
+
+/// An sp_prepexec reply for `SELECT 42 AS a`: the handle, one int column,
+/// one row, DONEINPROC, RETURNSTATUS 0, DONEPROC. `handle_first` puts the
+/// RETURNVALUE before the result set, else after RETURNSTATUS, where SQL
+/// Server sends output parameters once the procedure has run; a proxy must
+/// accept either.
+fn sp_prepexec_reply(handle_first: bool, name: &str, handle: i32) -> (Vec<u8>, Vec<TokenEvent>) {
+    let return_value = handle_return_value(name, Some(handle));
+    let return_value_event = TokenEvent::ReturnValue {
+        ordinal: 0,
+        name: name.into(),
+        value: Some(i64::from(handle)),
+    };
+    let done_in_proc = Done {
+        kind: DoneKind::DoneInProc,
+        status: DoneStatus::COUNT.with(DoneStatus::MORE),
+        cur_cmd: 0xC1,
+        row_count: 1,
+    };
+    let done_proc = Done {
+        kind: DoneKind::DoneProc,
+        status: DoneStatus::FINAL,
+        cur_cmd: 0xE0,
+        row_count: 0,
+    };
+    let mut bytes = Vec::new();
+    let mut events = Vec::new();
+    if handle_first {
+        bytes.extend_from_slice(&return_value);
+        events.push(return_value_event.clone());
+    }
+    bytes.extend_from_slice(&colmetadata(&[&[0x26, 4]]));
+    bytes.extend_from_slice(&[0xD1, 4, 42, 0, 0, 0]);
+    done_in_proc.encode(&mut bytes);
+    bytes.extend_from_slice(&[0x79, 0, 0, 0, 0]);
+    events.extend([
+        TokenEvent::ColMetadata { columns: 1 },
+        TokenEvent::Done(done_in_proc),
+        TokenEvent::ReturnStatus(0),
+    ]);
+    if !handle_first {
+        bytes.extend_from_slice(&return_value);
+        events.push(return_value_event);
+    }
+    done_proc.encode(&mut bytes);
+    events.push(TokenEvent::Done(done_proc));
+    (bytes, events)
+}
+
+#[test]
+fn sp_prepexec_handle_survives_every_pair_of_split_points() {
+    for (handle_first, name, handle) in [(true, "", 1), (false, "@handle", -7)] {
+        let (bytes, want) = sp_prepexec_reply(handle_first, name, handle);
+        assert_eq!(walk_in_chunks(&bytes, usize::MAX), want);
+        for a in 0..=bytes.len() {
+            for b in a..=bytes.len() {
+                assert_eq!(walk_split(&bytes, &[a, b]), want, "cuts {a} {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn return_value_integers_and_skipped_values() {
+    let mut bytes = handle_return_value("", None);
+    // Ordinal 1 "@n" bigint (INT8) -2, ordinal 2 "@t" tinyint (INT1) 200.
+    bytes.extend_from_slice(&[0xAC, 1, 0, 2, b'@', 0, b'n', 0, 1, 0, 0, 0, 0, 1, 0, 0x7F]);
+    bytes.extend_from_slice(&(-2i64).to_le_bytes());
+    bytes.extend_from_slice(&[
+        0xAC, 2, 0, 2, b'@', 0, b't', 0, 1, 0, 0, 0, 0, 1, 0, 0x30, 200,
+    ]);
+    // Ordinal 3, float (FLT8): stepped over, no value.
+    bytes.extend_from_slice(&[0xAC, 3, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0x3E]);
+    bytes.extend_from_slice(&1.5f64.to_le_bytes());
+    bytes.extend_from_slice(&done_final());
+    let want = [
+        (0, "", None),
+        (1, "@n", Some(-2)),
+        (2, "@t", Some(200)),
+        (3, "", None),
+    ]
+    .map(|(ordinal, name, value)| TokenEvent::ReturnValue {
+        ordinal,
+        name: name.into(),
+        value,
+    });
+    for size in [1, 2, 5, usize::MAX] {
+        let events = walk_in_chunks(&bytes, size);
+        assert_eq!(events[..4], want, "chunk size {size}");
+        assert!(matches!(events[4], TokenEvent::Done(_)));
+    }
+    // An INTN value of 3 bytes is not an integer.
+    let mut bad = handle_return_value("", Some(1));
+    let len_at = bad.len() - 5;
+    bad[len_at] = 3;
+    assert!(matches!(walk_err(&bad), DecodeError::Invalid { .. }));
 }
 
 #[test]

@@ -1,0 +1,437 @@
+//! A fast T-SQL tokenizer for the keyword scan.
+//!
+//! It only needs to find the words that matter for routing, so it skips
+//! everything that could hide one: `--` and nested `/* */` comments, string
+//! literals (`'..'`, `N'..'`, doubled quotes), `[bracketed]` and `"quoted"`
+//! identifiers. Tokens are spans into the input (one `Vec` per batch, no
+//! allocation per token); keywords are looked up without allocating.
+
+use std::sync::OnceLock;
+
+/// What a token is; words carry a [`Kw`] when they are a keyword we care about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Unquoted identifier or keyword (`SELECT`, `dbo`, `$action`).
+    Word,
+    /// `[identifier]` or `"identifier"`.
+    Quoted,
+    /// `'string'` or `N'string'`.
+    Str,
+    Number,
+    /// `@local_variable` or `@parameter`.
+    Var,
+    /// `@@IDENTITY`, `@@SPID`, ...
+    SysVar,
+    /// `#temp` or `##global_temp`.
+    Temp,
+    /// Any other single character: `( ) , ; . = + :` ...
+    Punct,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Token {
+    pub kind: Kind,
+    pub kw: Kw,
+    /// The character for [`Kind::Punct`], 0 otherwise.
+    pub punct: u8,
+    /// Parenthesis depth outside the token (a `(` and its `)` share it).
+    pub depth: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Token {
+    pub fn is(&self, kw: Kw) -> bool {
+        self.kind == Kind::Word && self.kw == kw
+    }
+
+    pub fn is_punct(&self, c: u8) -> bool {
+        self.kind == Kind::Punct && self.punct == c
+    }
+
+    pub fn text<'a>(&self, sql: &'a str) -> &'a str {
+        sql.get(self.start..self.end).unwrap_or("")
+    }
+}
+
+/// A tokenized batch.
+pub(super) struct Tokens {
+    pub toks: Vec<Token>,
+    /// An unterminated string, comment or quoted identifier: the server
+    /// will reject the batch, and nothing after it can be trusted.
+    pub unterminated: bool,
+}
+
+pub(super) fn tokenize(sql: &str) -> Tokens {
+    let b = sql.as_bytes();
+    let mut toks = Vec::with_capacity(b.len() / 5 + 4);
+    let mut unterminated = false;
+    let mut depth: u32 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let start = i;
+        let tok = |kind, kw, punct, end: usize, depth| Token {
+            kind,
+            kw,
+            punct,
+            depth,
+            start,
+            end,
+        };
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => i += 1,
+            // A byte-order mark (U+FEFF) or a no-break space (U+00A0) that an
+            // editor left in the text: whitespace, not part of a word.
+            0xef if b.get(i + 1..i + 3) == Some(&[0xbb, 0xbf]) => i += 3,
+            0xc2 if b.get(i + 1) == Some(&0xa0) => i += 2,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = memchr(b'\n', b, i).unwrap_or(b.len());
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => match skip_block_comment(b, i) {
+                Some(end) => i = end,
+                None => {
+                    unterminated = true;
+                    i = b.len();
+                }
+            },
+            b'\'' => {
+                let (end, ok) = skip_quoted(b, i, b'\'');
+                unterminated |= !ok;
+                toks.push(tok(Kind::Str, Kw::None, 0, end, depth));
+                i = end;
+            }
+            b'N' | b'n' if b.get(i + 1) == Some(&b'\'') => {
+                let (end, ok) = skip_quoted(b, i + 1, b'\'');
+                unterminated |= !ok;
+                toks.push(tok(Kind::Str, Kw::None, 0, end, depth));
+                i = end;
+            }
+            b'[' => {
+                let (end, ok) = skip_quoted(b, i, b']');
+                unterminated |= !ok;
+                toks.push(tok(Kind::Quoted, Kw::None, 0, end, depth));
+                i = end;
+            }
+            b'"' => {
+                let (end, ok) = skip_quoted(b, i, b'"');
+                unterminated |= !ok;
+                toks.push(tok(Kind::Quoted, Kw::None, 0, end, depth));
+                i = end;
+            }
+            b'@' | b'#' if b.get(i + 1).is_some_and(|&n| is_ident_part(n) || n == c) => {
+                let doubled = b.get(i + 1) == Some(&c);
+                let end = word_end(b, i + 1 + usize::from(doubled));
+                let kind = match (c, doubled) {
+                    (b'@', true) => Kind::SysVar,
+                    (b'@', false) => Kind::Var,
+                    _ => Kind::Temp,
+                };
+                toks.push(tok(kind, Kw::None, 0, end, depth));
+                i = end;
+            }
+            b'0'..=b'9' => {
+                let end = number_end(b, i);
+                toks.push(tok(Kind::Number, Kw::None, 0, end, depth));
+                i = end;
+            }
+            b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let end = number_end(b, i + 1);
+                toks.push(tok(Kind::Number, Kw::None, 0, end, depth));
+                i = end;
+            }
+            c if is_ident_start(c)
+                || (c == b'$' && b.get(i + 1).is_some_and(|&n| is_ident_start(n))) =>
+            {
+                let end = word_end(b, i + 1);
+                // After a dot a word is a member name (`t.update`), never a keyword.
+                let member = toks.last().is_some_and(|t: &Token| t.is_punct(b'.'));
+                let kw = if member {
+                    Kw::None
+                } else {
+                    keyword(&b[i..end])
+                };
+                toks.push(tok(Kind::Word, kw, 0, end, depth));
+                i = end;
+            }
+            _ => {
+                if c == b')' {
+                    depth = depth.saturating_sub(1);
+                }
+                toks.push(tok(Kind::Punct, Kw::None, c, i + 1, depth));
+                if c == b'(' {
+                    depth = depth.saturating_add(1);
+                }
+                // A multi-byte UTF-8 character that is not a letter start
+                // never reaches here (bytes >= 0x80 start words), so `i + 1`
+                // stays on a character boundary.
+                i += 1;
+            }
+        }
+    }
+    Tokens { toks, unterminated }
+}
+
+fn is_ident_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+}
+
+fn is_ident_part(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'@' | b'#' | b'$') || c >= 0x80
+}
+
+fn word_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_ident_part(b[i]) && !is_unicode_space(b, i) {
+        i += 1;
+    }
+    i
+}
+
+/// U+00A0 (no-break space) or U+FEFF (byte-order mark) starts at `b[i]`.
+fn is_unicode_space(b: &[u8], i: usize) -> bool {
+    match b[i] {
+        0xc2 => b.get(i + 1) == Some(&0xa0),
+        0xef => b.get(i + 1..i + 3) == Some(&[0xbb, 0xbf]),
+        _ => false,
+    }
+}
+
+fn number_end(b: &[u8], mut i: usize) -> usize {
+    // Digits, a decimal point, an exponent, 0x hex: close enough, the scan
+    // never looks inside numbers.
+    while i < b.len() {
+        let c = b[i];
+        let exp_sign = matches!(c, b'+' | b'-') && i > 0 && matches!(b[i - 1], b'e' | b'E');
+        if c.is_ascii_alphanumeric() || c == b'.' || exp_sign {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+fn memchr(needle: u8, b: &[u8], from: usize) -> Option<usize> {
+    b.get(from..)?
+        .iter()
+        .position(|&c| c == needle)
+        .map(|p| from + p)
+}
+
+/// Skips `/* ... */`, which nests in T-SQL. Returns the index after the
+/// comment, or `None` when it never closes.
+fn skip_block_comment(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut nesting = 0usize;
+    while i + 1 < b.len() {
+        match (b[i], b[i + 1]) {
+            (b'/', b'*') => {
+                nesting += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                nesting -= 1;
+                i += 2;
+                if nesting == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Skips a quoted run opened at `b[open]`, where the closing quote is
+/// escaped by doubling it (`''`, `]]`, `""`). Returns (end, terminated).
+fn skip_quoted(b: &[u8], open: usize, close: u8) -> (usize, bool) {
+    let mut i = open + 1;
+    while let Some(p) = memchr(close, b, i) {
+        if b.get(p + 1) == Some(&close) {
+            i = p + 2;
+        } else {
+            return (p + 1, true);
+        }
+    }
+    (b.len(), false)
+}
+
+/// The value of a `[bracketed]`, `"quoted"` or plain identifier token.
+pub(super) fn ident_value(sql: &str, tok: &Token) -> String {
+    let text = tok.text(sql);
+    if tok.kind != Kind::Quoted {
+        return text.to_string();
+    }
+    let (inner, close) = match text.strip_prefix('[') {
+        Some(inner) => (inner, "]"),
+        None => (text.strip_prefix('"').unwrap_or(text), "\""),
+    };
+    // An unterminated identifier has no closing quote.
+    let inner = inner.strip_suffix(close).unwrap_or(inner);
+    inner.replace(&close.repeat(2), close)
+}
+
+/// The value of a `'string'` or `N'string'` token, quotes undoubled.
+pub(super) fn string_value(sql: &str, tok: &Token) -> String {
+    let text = tok.text(sql);
+    let text = text.strip_prefix(['N', 'n']).unwrap_or(text);
+    let inner = text
+        .strip_prefix('\'')
+        .map(|t| t.strip_suffix('\'').unwrap_or(t))
+        .unwrap_or(text);
+    inner.replace("''", "'")
+}
+
+macro_rules! keywords {
+    ($($name:ident),* $(,)?) => {
+        /// The keywords the scan reacts to (the rest are plain words).
+        #[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(super) enum Kw { None, $($name),* }
+
+        const KEYWORDS: &[(&str, Kw)] = &[$((stringify!($name), Kw::$name)),*];
+    };
+}
+
+keywords! {
+    ALL, ALTER, AND, AS, AT, BETWEEN, BACKUP, BEGIN, BREAK, BROWSE, BULK, CASE, CATCH, CHECKPOINT,
+    CLOSE, COLLATE, COMMIT, COMMITTED, CONTEXT_INFO, CONTINUE, CONVERSATION, CREATE, CURRENT_TRANSACTION_ID,
+    CURSOR, DBCC, DEALLOCATE, DECLARE, DEFAULT, DELAY, DELETE, DENY, DIALOG, DISABLE, DISTRIBUTED, DROP,
+    DUMP, ELSE, ENABLE, END, EXCEPT, EXEC, EXECUTE, FETCH, FOR, FROM, FUNCTION, GET, GO, GOTO, GRANT,
+    HOLDLOCK, IDENT_CURRENT, IDENTITY_INSERT, IF, IMPLICIT_TRANSACTIONS, IN, INSERT, INTERSECT, INTO,
+    IS, ISOLATION, JSON, KILL, LEVEL, LIKE, LOAD, MERGE, MOVE, NEXT, NOT, OFF, ON, OPEN, OPENDATASOURCE, OPENQUERY,
+    OPENXML,
+    OPENROWSET, OR, OUT, OUTPUT, PERCENT, PRINT, PROC, PROCEDURE, RAISERROR, READ, READTEXT, RECEIVE,
+    RECONFIGURE, REPEATABLE, REPEATABLEREAD, RESTORE, RETURN, REVERT, REVOKE, ROLLBACK, ROW, ROWS, SAVE,
+    SCOPE_IDENTITY, SELECT, SEND, SERIALIZABLE, SESSION_CONTEXT, SET, SETUSER, SHUTDOWN, SNAPSHOT,
+    STATISTICS, TABLE, TABLOCK, TABLOCKX, THROW, TIME, TOP, TRAN, TRANSACTION, TRIGGER, TRUNCATE, TRY,
+    UNCOMMITTED, UNION, UPDATE, UPDATETEXT, UPDLOCK, USE, VALUE, VALUES, VIEW, WAITFOR, WHILE, WITH,
+    WORK, WRITETEXT, XACT_STATE, XLOCK, XML,
+}
+
+const MAX_KEYWORD_LEN: usize = 24;
+
+fn keyword_table() -> &'static [(&'static str, Kw)] {
+    static TABLE: OnceLock<Vec<(&'static str, Kw)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = KEYWORDS.to_vec();
+        t.sort_unstable_by_key(|(name, _)| *name);
+        t
+    })
+}
+
+fn keyword(word: &[u8]) -> Kw {
+    if word.len() < 2 || word.len() > MAX_KEYWORD_LEN {
+        return Kw::None;
+    }
+    let mut buf = [0u8; MAX_KEYWORD_LEN];
+    for (dst, &src) in buf.iter_mut().zip(word) {
+        if !(src.is_ascii_alphabetic() || src == b'_') {
+            return Kw::None;
+        }
+        *dst = src.to_ascii_uppercase();
+    }
+    let upper = &buf[..word.len()];
+    keyword_table()
+        .binary_search_by(|(name, _)| name.as_bytes().cmp(upper))
+        .map(|i| keyword_table()[i].1)
+        .unwrap_or(Kw::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(sql: &str) -> Vec<(Kind, String)> {
+        tokenize(sql)
+            .toks
+            .iter()
+            .map(|t| (t.kind, t.text(sql).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn skips_comments_strings_and_quoted_identifiers() {
+        let sql = "SELECT /* UPDATE /* nested */ x */ N'it''s DELETE', [Up]]date], \"In\"\"sert\" -- DROP\nFROM t";
+        let toks = kinds(sql);
+        let words: Vec<_> = toks
+            .iter()
+            .filter(|(k, _)| *k == Kind::Word)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert_eq!(words, ["SELECT", "FROM", "t"]);
+        assert!(toks.contains(&(Kind::Str, "N'it''s DELETE'".into())));
+        assert!(toks.contains(&(Kind::Quoted, "[Up]]date]".into())));
+        assert!(toks.contains(&(Kind::Quoted, "\"In\"\"sert\"".into())));
+    }
+
+    #[test]
+    fn variables_temp_tables_and_keywords() {
+        let sql = "select @x, @@IDENTITY, #t, ##g, a#b, $action FROM tempdb..#t2";
+        let toks = tokenize(sql).toks;
+        assert_eq!(toks[0].kw, Kw::SELECT);
+        assert_eq!(toks[1].kind, Kind::Var);
+        assert_eq!(toks[3].kind, Kind::SysVar);
+        assert_eq!(toks[5].kind, Kind::Temp);
+        assert_eq!(toks[7].kind, Kind::Temp);
+        assert_eq!(toks[7].text(sql), "##g");
+        assert_eq!(toks[9].kind, Kind::Word);
+        assert_eq!(toks[9].text(sql), "a#b");
+        assert_eq!(toks[11].kind, Kind::Word);
+        assert_eq!(toks.last().map(|t| t.text(sql)), Some("#t2"));
+    }
+
+    #[test]
+    fn depth_is_tracked_outside_parentheses() {
+        let sql = "a (b (c) d) e";
+        let d: Vec<_> = tokenize(sql).toks.iter().map(|t| t.depth).collect();
+        assert_eq!(d, [0, 0, 1, 1, 2, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn unterminated_runs_are_reported() {
+        for sql in ["SELECT 'abc", "SELECT [abc", "SELECT /* x", "SELECT \"x"] {
+            assert!(tokenize(sql).unterminated, "{sql}");
+        }
+        assert!(!tokenize("SELECT 'a''b' -- x").unterminated);
+    }
+
+    #[test]
+    fn values_are_unquoted() {
+        let sql = "[a]]b] N'x''y' \"q\"\"r\"";
+        let t = tokenize(sql).toks;
+        assert_eq!(ident_value(sql, &t[0]), "a]b");
+        assert_eq!(string_value(sql, &t[1]), "x'y");
+        assert_eq!(ident_value(sql, &t[2]), "q\"r");
+        for sql in ["[ab\u{e9}", "\"\u{e9}", "'\u{e9}", "N'", "[", "\""] {
+            let t = tokenize(sql).toks;
+            let _ = (ident_value(sql, &t[0]), string_value(sql, &t[0]));
+        }
+    }
+
+    #[test]
+    fn keyword_lookup_is_case_insensitive_and_exact() {
+        assert_eq!(keyword(b"sElEcT"), Kw::SELECT);
+        assert_eq!(keyword(b"SCOPE_IDENTITY"), Kw::SCOPE_IDENTITY);
+        assert_eq!(keyword(b"SELECTS"), Kw::None);
+        assert_eq!(keyword(b"S1"), Kw::None);
+        assert_eq!(keyword(b"identity_insert"), Kw::IDENTITY_INSERT);
+        assert_eq!(keyword(b"IDENT_CURRENT"), Kw::IDENT_CURRENT);
+    }
+
+    #[test]
+    fn bom_and_no_break_space_are_whitespace() {
+        let sql = "\u{feff}SELECT\u{a0}1";
+        let t = tokenize(sql).toks;
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].kw, Kw::SELECT);
+    }
+
+    #[test]
+    fn never_panics_on_multibyte_text() {
+        let sql = "SELECT é, 'ü', [ß], N'日本', 日本 FROM t — x ∑(1)";
+        let t = tokenize(sql);
+        for tok in &t.toks {
+            assert!(sql.get(tok.start..tok.end).is_some());
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Statement classification: SQL text → [`Classification`], fail-safe.
+//!
+//! Only a positive read may go to a replica. Anything the classifier cannot
+//! prove to be a read (unparsed T-SQL, unknown procedures, writes hidden in
+//! CTEs, session-bound functions...) is classified so that the router sends
+//! it to the primary. sqlparser's `MsSqlDialect` parses what it can; a fast
+//! keyword lexer backs it up; a bounded cache keyed by the statement text
+//! makes repeated statements free.
+//!
+//! How the pieces combine ([`Classifier::classify`]):
+//! - `scan` (over `lexer` tokens) classifies every batch and is the only
+//!   source of session effects, since they need each statement's own text.
+//! - `parse` walks sqlparser's AST when the batch parses; its evidence is
+//!   added to the scan's, so the stricter of the two wins. When it does not
+//!   parse (common: T-SQL without `;`, `OFFSET @p ROWS FETCH NEXT @q ROWS`,
+//!   `BEGIN TRY`, DBCC, ...), the scan alone decides, sets
+//!   [`Flags::LEXER_FALLBACK`], and the reason starts with "parse failed;".
+//! - Literal dynamic SQL (`EXEC('...')`, `sp_executesql N'...'`) is
+//!   classified the same way, recursively, and folded in.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+mod cache;
+mod lexer;
+mod parse;
+mod procedures;
+mod scan;
+mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+use procedures::ReadOnlyProcedures;
+use verdict::Verdict;
+
+/// Statements longer than this are neither cached nor given to sqlparser:
+/// the keyword scan classifies them on every call. With the cache's entry
+/// count this bounds its memory (4096 entries × 16 KiB = 64 MiB at worst;
+/// ORM statements are a few hundred bytes).
+pub const MAX_CACHED_STATEMENT_LEN: usize = 16 * 1024;
+
+/// `EXEC('EXEC(''...'')')` nesting followed before giving up (as a write).
+const MAX_DYNAMIC_DEPTH: usize = 3;
+
+/// sqlparser builds `a + b + c ...` and `UNION` chains as left-deep trees
+/// without recursing, and dropping one recurses once per operator: around
+/// 30,000 overflow a 2 MiB stack in a debug build. Batches with more
+/// operators than this are left to the keyword scan.
+const MAX_PARSED_OPERATORS: usize = 2048;
+
+/// What a batch (one or more statements) does, for routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Only reads: may run on a replica.
+    Read,
+    /// Changes data or schema, or may (DML, DDL, EXEC of a procedure not
+    /// declared read-only, DBCC, BULK INSERT, SELECT INTO, MERGE, ...).
+    Write,
+    /// BEGIN/COMMIT/ROLLBACK/SAVE TRANSACTION, SET IMPLICIT_TRANSACTIONS.
+    TransactionControl,
+    /// Only changes session settings (SET options, USE, SET LANGUAGE ...).
+    SessionState,
+    /// Not understood: treated as a write.
+    Unknown,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Write => "write",
+            Class::TransactionControl => "transaction_control",
+            Class::SessionState => "session_state",
+            Class::Unknown => "unknown",
+        }
+    }
+}
+
+/// Independent facts about a batch, as bit flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(pub u32);
+
+impl Flags {
+    pub const NONE: Flags = Flags(0);
+    /// Creates a temp table (`#t`, `SELECT ... INTO #t`): pins the session.
+    pub const CREATES_TEMP_TABLE: Flags = Flags(1 << 0);
+    /// Reads or writes a temp table: `#t`, and also `##t` (a global temp
+    /// table lives in the primary's tempdb only).
+    pub const USES_TEMP_TABLE: Flags = Flags(1 << 1);
+    /// UPDLOCK, XLOCK, HOLDLOCK, TABLOCKX, SERIALIZABLE, REPEATABLEREAD, ... hints.
+    pub const LOCKING_HINT: Flags = Flags(1 << 2);
+    /// SCOPE_IDENTITY(), @@IDENTITY, IDENT_CURRENT: bound to the session that wrote.
+    pub const SESSION_FUNCTION: Flags = Flags(1 << 3);
+    /// EXEC/EXECUTE of a stored procedure (named in `procedures`).
+    pub const PROCEDURE_CALL: Flags = Flags(1 << 4);
+    /// EXEC('...') or sp_executesql inside the batch.
+    pub const DYNAMIC_SQL: Flags = Flags(1 << 5);
+    /// DECLARE CURSOR / OPEN: a server cursor pins the session.
+    pub const CURSOR: Flags = Flags(1 << 6);
+    /// sp_getapplock with @LockOwner = 'Session': pins the session.
+    pub const SESSION_LOCK: Flags = Flags(1 << 7);
+    /// SET IDENTITY_INSERT ... ON: pins the session.
+    pub const IDENTITY_INSERT: Flags = Flags(1 << 8);
+    /// SET CONTEXT_INFO / sp_set_session_context: pins the session.
+    pub const CONTEXT_INFO: Flags = Flags(1 << 9);
+    /// NEXT VALUE FOR a sequence (a write to the sequence).
+    pub const SEQUENCE: Flags = Flags(1 << 10);
+    /// Parsed by the fallback lexer, not sqlparser.
+    pub const LEXER_FALLBACK: Flags = Flags(1 << 11);
+
+    /// Facts that keep even a read on the primary.
+    const NOT_FOR_REPLICA: Flags = Flags(
+        Flags::LOCKING_HINT.0
+            | Flags::SESSION_FUNCTION.0
+            | Flags::USES_TEMP_TABLE.0
+            | Flags::CREATES_TEMP_TABLE.0
+            | Flags::SEQUENCE.0
+            | Flags::CURSOR.0
+            | Flags::SESSION_LOCK.0
+            | Flags::IDENTITY_INSERT.0
+            | Flags::CONTEXT_INFO.0,
+    );
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn intersects(self, other: Flags) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn with(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        self.with(rhs)
+    }
+}
+
+/// A session-level effect of a statement that the session must track:
+/// transaction boundaries and settings to replay on other connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionEffect {
+    BeginTransaction,
+    CommitTransaction,
+    RollbackTransaction,
+    /// SET IMPLICIT_TRANSACTIONS ON/OFF.
+    ImplicitTransactions(bool),
+    /// `SET TRANSACTION ISOLATION LEVEL <level>`, upper-cased, e.g. "SERIALIZABLE".
+    IsolationLevel(String),
+    /// `USE <database>`, the name without brackets.
+    UseDatabase(String),
+    /// Any other SET that changes session settings (ANSI_NULLS, DATEFORMAT,
+    /// LANGUAGE, NOCOUNT, ...): the option name upper-cased, and the whole
+    /// statement text to replay it on another connection (trimmed, without
+    /// `;`). A list (`SET ANSI_NULLS, QUOTED_IDENTIFIER ON`) gives one effect
+    /// per option, each with its own statement (`SET QUOTED_IDENTIFIER ON`).
+    /// `SET STATISTICS IO ON` is option `STATISTICS IO`.
+    SetOption {
+        option: String,
+        statement: String,
+    },
+}
+
+/// The classifier's verdict on one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub class: Class,
+    /// Why, in words an operator understands: "SELECT without writes",
+    /// "INSERT into dbo.orders", "could not parse; lexer saw UPDATE".
+    pub reason: String,
+    pub flags: Flags,
+    /// Procedures called with EXEC, as written (schema-qualified when it was).
+    pub procedures: Vec<String>,
+    /// Temp tables (`#name`, lower-cased) created or used.
+    pub temp_tables: Vec<String>,
+    pub effects: Vec<SessionEffect>,
+}
+
+impl Classification {
+    /// True only for a positive read that nothing pins to the primary. The
+    /// router adds its own conditions (transactions, rules, lag, pins).
+    pub fn replica_eligible(&self) -> bool {
+        self.class == Class::Read && !self.flags.intersects(Flags::NOT_FOR_REPLICA)
+    }
+}
+
+/// Classifier with a bounded cache; shared by all sessions.
+pub struct Classifier {
+    cache: cache::Cache<Arc<Classification>>,
+    procedures: ReadOnlyProcedures,
+}
+
+impl Classifier {
+    /// `read_only_procedures`: procedure names (as configured, case-insensitive,
+    /// with or without schema) whose EXEC is a read. Matching: names compare
+    /// case-insensitively without `[brackets]`/`"quotes"`; a configured bare
+    /// `GetOrders` matches it in any schema (`GetOrders`, `sales.GetOrders`);
+    /// `dbo.GetOrders` matches `dbo.GetOrders`, `[dbo].[GetOrders]` and a bare
+    /// `GetOrders` (bare names resolve to `dbo`), not `sales.GetOrders`;
+    /// `db.dbo.GetOrders` matches only that three-part call; four-part
+    /// (linked server) calls never match.
+    ///
+    /// `cache_capacity`: statements kept (0 disables the cache). Each entry
+    /// holds its text, at most [`MAX_CACHED_STATEMENT_LEN`] bytes.
+    pub fn new(cache_capacity: usize, read_only_procedures: &[String]) -> Self {
+        Classifier {
+            cache: cache::Cache::new(cache_capacity),
+            procedures: ReadOnlyProcedures::new(read_only_procedures),
+        }
+    }
+
+    /// Classifies a batch. Never panics; a cache hit is a hash lookup and an
+    /// `Arc` clone.
+    pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        let cacheable = sql.len() <= MAX_CACHED_STATEMENT_LEN;
+        if cacheable {
+            if let Some(hit) = self.cache.get(sql) {
+                return hit;
+            }
+        }
+        let (verdict, parsed) = self.analyze(sql, 0);
+        let prefix = if parsed { "" } else { "parse failed; lexer: " };
+        let classification = Arc::new(verdict.into_classification(prefix));
+        if cacheable {
+            self.cache.insert(sql, Arc::clone(&classification));
+        }
+        classification
+    }
+
+    /// Number of statements in the cache.
+    pub fn cached_statements(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Scan, parse, and fold in literal dynamic SQL. Returns the verdict and
+    /// whether sqlparser parsed the batch.
+    fn analyze(&self, sql: &str, depth: usize) -> (Verdict, bool) {
+        let scan = scan::scan(sql, &self.procedures);
+        let mut v = scan.verdict;
+        let parsed = match self.parse(sql, scan.operators) {
+            Some(p) => {
+                v.absorb(p);
+                true
+            }
+            None => {
+                v.flag(Flags::LEXER_FALLBACK, String::new);
+                if v.is_empty() {
+                    v.unknown(|| "nothing recognisable".into());
+                }
+                false
+            }
+        };
+        for text in scan.dynamic {
+            if depth >= MAX_DYNAMIC_DEPTH {
+                v.write(|| "dynamic SQL nested too deeply".into());
+                continue;
+            }
+            let (inner, _) = self.analyze(&text, depth + 1);
+            v.absorb_dynamic(inner);
+        }
+        (v, parsed)
+    }
+
+    /// sqlparser's verdict, or `None` when the batch is too long or does not
+    /// parse. sqlparser limits its own recursion; the `catch_unwind` is a
+    /// second guard so that no input can take a session down through it.
+    fn parse(&self, sql: &str, operators: usize) -> Option<Verdict> {
+        if sql.len() > MAX_CACHED_STATEMENT_LEN || operators > MAX_PARSED_OPERATORS {
+            return None;
+        }
+        catch_unwind(AssertUnwindSafe(|| parse::verdict(sql, &self.procedures)))
+            .ok()?
+            .ok()
+    }
+}

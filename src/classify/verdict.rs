@@ -1,0 +1,187 @@
+//! The evidence both analyses (sqlparser walk and keyword scan) collect about
+//! a batch, and how evidence becomes a [`Classification`].
+//!
+//! Evidence is kept per class, first reason wins, and the batch class is the
+//! most restrictive class with evidence: Write, then Unknown, then
+//! TransactionControl, then Read, then SessionState (a batch that only sets
+//! options is SessionState; options plus reads is a Read carrying the
+//! `SetOption` effects). Reasons are built lazily: only the first one of each
+//! class is ever formatted.
+
+use super::{Class, Classification, Flags, SessionEffect};
+
+#[derive(Debug, Default, Clone)]
+pub(super) struct Verdict {
+    write: Option<String>,
+    unknown: Option<String>,
+    transaction: Option<String>,
+    read: Option<String>,
+    session: Option<String>,
+    /// Why a read is not replica-eligible (first flagged fact).
+    note: Option<String>,
+    pub flags: Flags,
+    pub procedures: Vec<String>,
+    pub temp_tables: Vec<String>,
+    pub effects: Vec<SessionEffect>,
+}
+
+fn first(slot: &mut Option<String>, reason: impl FnOnce() -> String) {
+    if slot.is_none() {
+        *slot = Some(reason());
+    }
+}
+
+impl Verdict {
+    pub fn write(&mut self, reason: impl FnOnce() -> String) {
+        first(&mut self.write, reason);
+    }
+
+    pub fn unknown(&mut self, reason: impl FnOnce() -> String) {
+        first(&mut self.unknown, reason);
+    }
+
+    pub fn transaction(&mut self, reason: impl FnOnce() -> String) {
+        first(&mut self.transaction, reason);
+    }
+
+    pub fn read(&mut self, reason: impl FnOnce() -> String) {
+        first(&mut self.read, reason);
+    }
+
+    pub fn session(&mut self, reason: impl FnOnce() -> String) {
+        first(&mut self.session, reason);
+    }
+
+    /// Sets `flag`; `note` explains it if the flag keeps a read off the
+    /// replicas (it becomes the reason of such a read).
+    pub fn flag(&mut self, flag: Flags, note: impl FnOnce() -> String) {
+        self.flags = self.flags | flag;
+        if flag.intersects(Flags::NOT_FOR_REPLICA) {
+            first(&mut self.note, note);
+        }
+    }
+
+    /// Records a temp table (`#t` or `##t`), lower-cased, once.
+    pub fn temp_table(&mut self, name: &str) {
+        if !self
+            .temp_tables
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name))
+        {
+            self.temp_tables.push(name.to_lowercase());
+        }
+    }
+
+    pub fn procedure(&mut self, name: String) {
+        if !self.procedures.contains(&name) {
+            self.procedures.push(name);
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        if self.write.is_some() {
+            Class::Write
+        } else if self.unknown.is_some() {
+            Class::Unknown
+        } else if self.transaction.is_some() {
+            Class::TransactionControl
+        } else if self.read.is_some() || self.session.is_none() {
+            Class::Read
+        } else {
+            Class::SessionState
+        }
+    }
+
+    /// True when nothing positive was seen: no statement at all.
+    pub fn is_empty(&self) -> bool {
+        self.write.is_none()
+            && self.unknown.is_none()
+            && self.transaction.is_none()
+            && self.read.is_none()
+            && self.session.is_none()
+    }
+
+    fn reason(&self) -> &str {
+        let slot = match self.class() {
+            Class::Write => &self.write,
+            Class::Unknown => &self.unknown,
+            Class::TransactionControl => &self.transaction,
+            Class::SessionState => &self.session,
+            Class::Read if self.flags.intersects(Flags::NOT_FOR_REPLICA) && self.note.is_some() => {
+                &self.note
+            }
+            Class::Read => &self.read,
+        };
+        slot.as_deref().unwrap_or("empty batch")
+    }
+
+    /// Adds the classes and facts `other` found that `self` has not.
+    /// Session effects are not taken: they come from one analysis only.
+    pub fn absorb(&mut self, other: Verdict) {
+        for (mine, theirs) in [
+            (&mut self.write, other.write),
+            (&mut self.unknown, other.unknown),
+            (&mut self.transaction, other.transaction),
+            (&mut self.read, other.read),
+            (&mut self.session, other.session),
+            (&mut self.note, other.note),
+        ] {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+        self.flags = self.flags | other.flags;
+        for t in &other.temp_tables {
+            self.temp_table(t);
+        }
+        for p in other.procedures {
+            self.procedure(p);
+        }
+    }
+
+    /// Folds in the verdict on a dynamic SQL string run by this batch
+    /// (`EXEC('...')`, `sp_executesql N'...'`). Options set inside dynamic
+    /// SQL revert when it returns, so only its transaction effects count and
+    /// a settings-only string is a read.
+    pub fn absorb_dynamic(&mut self, inner: Verdict) {
+        let class = inner.class();
+        let reason = || format!("dynamic SQL: {}", inner.reason());
+        match class {
+            Class::Write => self.write(reason),
+            Class::Unknown => self.unknown(reason),
+            Class::TransactionControl => self.transaction(reason),
+            Class::Read | Class::SessionState => self.read(reason),
+        }
+        if let Some(note) = &inner.note {
+            first(&mut self.note, || format!("dynamic SQL: {note}"));
+        }
+        self.flags = self.flags | inner.flags;
+        for t in &inner.temp_tables {
+            self.temp_table(t);
+        }
+        for p in inner.procedures {
+            self.procedure(p);
+        }
+        self.effects.extend(inner.effects.into_iter().filter(|e| {
+            matches!(
+                e,
+                SessionEffect::BeginTransaction
+                    | SessionEffect::CommitTransaction
+                    | SessionEffect::RollbackTransaction
+            )
+        }));
+    }
+
+    pub fn into_classification(self, reason_prefix: &str) -> Classification {
+        let class = self.class();
+        let reason = format!("{reason_prefix}{}", self.reason());
+        Classification {
+            class,
+            reason,
+            flags: self.flags,
+            procedures: self.procedures,
+            temp_tables: self.temp_tables,
+            effects: self.effects,
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `sluice explain`: the routing decision for one statement, as a fresh
+//! client session would get it, from the same router the proxy runs.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use sluice::classify::Flags;
+use sluice::config::Config;
+use sluice::router::{Decision, ReplicaView, Request, SessionView, Target};
+
+pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
+    let config = match config_path.map(Config::load).transpose() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sql = match read_sql(sql) {
+        Ok(sql) => sql,
+        Err(e) => {
+            eprintln!("explain: cannot read the SQL from standard input: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (decision, replica_names) = match decide(config.as_ref(), &sql) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let replica = match decision.target {
+        Target::Replica(i) => replica_names.get(i).cloned(),
+        Target::Primary => None,
+    };
+    if json {
+        println!("{}", to_json(&decision, replica.as_deref()));
+    } else {
+        print_text(&decision, replica.as_deref());
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_sql(arg: &str) -> std::io::Result<String> {
+    if arg != "-" {
+        return Ok(arg.to_string());
+    }
+    let mut sql = String::new();
+    std::io::stdin().read_to_string(&mut sql)?;
+    Ok(sql)
+}
+
+/// Routes `sql` for a fresh session with every configured replica up (one
+/// hypothetical replica when there is no configuration or none is configured).
+fn decide(
+    config: Option<&Config>,
+    sql: &str,
+) -> Result<(Decision, Vec<String>), sluice::server::StartError> {
+    let router = match config {
+        Some(c) => sluice::server::router_for(c)?,
+        None => sluice::router::Router::new(
+            sluice::classify::Classifier::new(16, &[]),
+            Vec::new(),
+            std::time::Duration::ZERO,
+        ),
+    };
+    let mut names: Vec<String> = config
+        .map(|c| {
+            c.replicas
+                .iter()
+                .map(|r| r.display_name().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.push("replica".to_string());
+    }
+    let weights: Vec<u32> = match config {
+        Some(c) if !c.replicas.is_empty() => c.replicas.iter().map(|r| r.weight).collect(),
+        _ => vec![1],
+    };
+    let replicas: Vec<ReplicaView> = weights
+        .into_iter()
+        .map(|weight| ReplicaView {
+            available: true,
+            weight,
+            outstanding: 0,
+            lag: None,
+        })
+        .collect();
+    let session = SessionView {
+        database: config
+            .map(|c| c.primary.database.as_str())
+            .unwrap_or("master"),
+        ..SessionView::default()
+    };
+    Ok((
+        router.route(Request::Sql(sql), &session, &replicas, Instant::now()),
+        names,
+    ))
+}
+
+fn flag_names(flags: Flags) -> Vec<&'static str> {
+    [
+        (Flags::CREATES_TEMP_TABLE, "creates_temp_table"),
+        (Flags::USES_TEMP_TABLE, "uses_temp_table"),
+        (Flags::LOCKING_HINT, "locking_hint"),
+        (Flags::SESSION_FUNCTION, "session_function"),
+        (Flags::PROCEDURE_CALL, "procedure_call"),
+        (Flags::DYNAMIC_SQL, "dynamic_sql"),
+        (Flags::CURSOR, "cursor"),
+        (Flags::SESSION_LOCK, "session_lock"),
+        (Flags::IDENTITY_INSERT, "identity_insert"),
+        (Flags::CONTEXT_INFO, "context_info"),
+        (Flags::SEQUENCE, "sequence"),
+        (Flags::LEXER_FALLBACK, "lexer_fallback"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+fn target_name(target: Target) -> &'static str {
+    match target {
+        Target::Primary => "primary",
+        Target::Replica(_) => "replica",
+    }
+}
+
+fn print_text(d: &Decision, replica: Option<&str>) {
+    match replica {
+        Some(name) => println!("target: replica ({name})"),
+        None => println!("target: {}", target_name(d.target)),
+    }
+    if let Some(c) = &d.classification {
+        println!("class:  {}", c.class.as_str());
+        let flags = flag_names(c.flags);
+        if !flags.is_empty() {
+            println!("flags:  {}", flags.join(", "));
+        }
+    }
+    println!("reason: {}", d.reason);
+}
+
+fn to_json(d: &Decision, replica: Option<&str>) -> String {
+    let class = d
+        .classification
+        .as_ref()
+        .map(|c| c.class.as_str())
+        .unwrap_or("unknown");
+    let flags = d
+        .classification
+        .as_ref()
+        .map(|c| flag_names(c.flags))
+        .unwrap_or_default()
+        .iter()
+        .map(|f| json_string(f))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "{{\"target\":{},\"replica\":{},\"class\":{},\"reason\":{},\"flags\":[{}]}}",
+        json_string(target_name(d.target)),
+        replica.map(json_string).unwrap_or_else(|| "null".into()),
+        json_string(class),
+        json_string(&d.reason),
+        flags
+    )
+}
+
+/// A JSON string literal [RFC 8259 section 7].
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

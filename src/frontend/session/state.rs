@@ -1,0 +1,286 @@
+//! What a client session has done that routing must remember: open
+//! transactions, settings to replay on other connections, pins, the time
+//! of the last write.
+
+use std::time::Instant;
+
+use crate::classify::{Class, Classification, Flags, SessionEffect};
+use crate::router::{PinReason, SessionView};
+use crate::tds::token::env_change::EnvChange;
+use crate::tds::token::walker::TokenEvent;
+
+/// Most distinct SET options remembered for replay; a client cannot make
+/// the list grow without bound.
+const MAX_SETTINGS: usize = 64;
+
+#[derive(Debug, Default)]
+pub struct RoutingState {
+    /// The backend reported an open transaction (ENVCHANGE 8 without 9/10/17).
+    server_transaction: bool,
+    /// BEGIN TRAN depth seen in the SQL, for servers that send no ENVCHANGE.
+    inferred_depth: u32,
+    implicit_transactions: bool,
+    strict_isolation: bool,
+    pin: Option<PinReason>,
+    last_write: Option<Instant>,
+    /// Settings in the order the client made them: (key, statement).
+    settings: Vec<(String, String)>,
+    /// Bumped on every settings change; connections remember the version
+    /// they have applied.
+    version: u64,
+}
+
+impl RoutingState {
+    pub fn view<'a>(
+        &self,
+        user: &'a str,
+        application: &'a str,
+        database: &'a str,
+        emulated_open: bool,
+    ) -> SessionView<'a> {
+        SessionView {
+            user,
+            application,
+            database,
+            in_transaction: self.in_transaction() || emulated_open,
+            implicit_transactions: self.implicit_transactions,
+            strict_isolation: self.strict_isolation,
+            pin: self.pin,
+            last_write: self.last_write,
+            current_replica: None,
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.server_transaction || self.inferred_depth > 0
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The statements that bring a fresh connection to this session's settings.
+    pub fn replay_batch(&self) -> String {
+        self.settings
+            .iter()
+            .map(|(_, stmt)| stmt.as_str())
+            .collect::<Vec<_>>()
+            .join(";\n")
+    }
+
+    #[cfg(test)]
+    pub fn pin(&self) -> Option<PinReason> {
+        self.pin
+    }
+
+    /// Records what a request is about to do (it is applied before the
+    /// response: a failed SET or BEGIN errs on the side of the primary).
+    pub fn apply(&mut self, classification: &Classification, now: Instant) {
+        if matches!(classification.class, Class::Write | Class::Unknown) {
+            self.last_write = Some(now);
+        }
+        if let Some(pin) = pin_for(classification.flags) {
+            self.pin.get_or_insert(pin);
+        }
+        for effect in &classification.effects {
+            self.apply_effect(effect);
+        }
+    }
+
+    /// Writes by other means than SQL text (RPC to a procedure, bulk load, ...).
+    pub fn record_write(&mut self, now: Instant) {
+        self.last_write = Some(now);
+    }
+
+    fn apply_effect(&mut self, effect: &SessionEffect) {
+        match effect {
+            SessionEffect::BeginTransaction => self.inferred_depth += 1,
+            SessionEffect::CommitTransaction => {
+                self.inferred_depth = self.inferred_depth.saturating_sub(1)
+            }
+            SessionEffect::RollbackTransaction => self.inferred_depth = 0,
+            SessionEffect::ImplicitTransactions(on) => self.implicit_transactions = *on,
+            SessionEffect::IsolationLevel(level) => {
+                self.strict_isolation =
+                    matches!(level.as_str(), "SERIALIZABLE" | "REPEATABLE READ");
+                self.remember(
+                    "TRANSACTION ISOLATION LEVEL",
+                    format!("SET TRANSACTION ISOLATION LEVEL {level}"),
+                );
+            }
+            SessionEffect::UseDatabase(db) => {
+                self.remember("USE", format!("USE [{}]", db.replace(']', "]]")))
+            }
+            SessionEffect::SetOption { option, statement } => {
+                self.remember(option, statement.clone())
+            }
+        }
+    }
+
+    /// Keeps the latest statement per setting, in first-set order.
+    fn remember(&mut self, key: &str, statement: String) {
+        let count = self.settings.len();
+        match self.settings.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = statement,
+            None if count < MAX_SETTINGS => self.settings.push((key.to_string(), statement)),
+            None => {
+                tracing::warn!(
+                    setting = key,
+                    "too many session settings; pinning to the primary"
+                );
+                self.pin.get_or_insert(PinReason::TooManySettings);
+            }
+        }
+        self.version += 1;
+    }
+
+    /// Transaction state and database from the server's own tokens.
+    pub fn observe(&mut self, event: &TokenEvent) -> Option<String> {
+        let TokenEvent::EnvChange(change) = event else {
+            return None;
+        };
+        match change {
+            EnvChange::BeginTransaction { .. } => self.server_transaction = true,
+            EnvChange::CommitTransaction { .. }
+            | EnvChange::RollbackTransaction { .. }
+            | EnvChange::TransactionEnded { .. } => {
+                self.server_transaction = false;
+                self.inferred_depth = 0;
+            }
+            EnvChange::Database { new, .. } => return Some(new.clone()),
+            _ => {}
+        }
+        None
+    }
+
+    /// The client reset its connection (RESETCONNECTION): a new logical session.
+    pub fn reset(&mut self) {
+        let version = self.version + 1;
+        *self = RoutingState::default();
+        self.version = version;
+    }
+}
+
+fn pin_for(flags: Flags) -> Option<PinReason> {
+    if flags.intersects(Flags::CREATES_TEMP_TABLE) {
+        Some(PinReason::TempTable)
+    } else if flags.contains(Flags::CURSOR) {
+        Some(PinReason::Cursor)
+    } else if flags.contains(Flags::SESSION_LOCK) {
+        Some(PinReason::SessionLock)
+    } else if flags.contains(Flags::IDENTITY_INSERT) {
+        Some(PinReason::IdentityInsert)
+    } else if flags.contains(Flags::CONTEXT_INFO) {
+        Some(PinReason::ContextInfo)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classified(class: Class, flags: Flags, effects: Vec<SessionEffect>) -> Classification {
+        Classification {
+            class,
+            reason: String::new(),
+            flags,
+            procedures: vec![],
+            temp_tables: vec![],
+            effects,
+        }
+    }
+
+    #[test]
+    fn transactions_from_sql_and_from_the_server() {
+        let mut s = RoutingState::default();
+        let now = Instant::now();
+        s.apply(
+            &classified(
+                Class::TransactionControl,
+                Flags::NONE,
+                vec![SessionEffect::BeginTransaction],
+            ),
+            now,
+        );
+        assert!(s.in_transaction());
+        s.apply(
+            &classified(
+                Class::TransactionControl,
+                Flags::NONE,
+                vec![SessionEffect::CommitTransaction],
+            ),
+            now,
+        );
+        assert!(!s.in_transaction());
+        s.observe(&TokenEvent::EnvChange(EnvChange::BeginTransaction {
+            descriptor: 9,
+        }));
+        assert!(s.in_transaction());
+        s.observe(&TokenEvent::EnvChange(EnvChange::RollbackTransaction {
+            descriptor: 9,
+        }));
+        assert!(!s.in_transaction());
+    }
+
+    #[test]
+    fn settings_replay_latest_value_in_order_and_bump_the_version() {
+        let mut s = RoutingState::default();
+        let set = |option: &str, statement: &str| SessionEffect::SetOption {
+            option: option.into(),
+            statement: statement.into(),
+        };
+        let now = Instant::now();
+        s.apply(
+            &classified(
+                Class::SessionState,
+                Flags::NONE,
+                vec![set("DATEFORMAT", "SET DATEFORMAT dmy")],
+            ),
+            now,
+        );
+        s.apply(
+            &classified(
+                Class::SessionState,
+                Flags::NONE,
+                vec![set("NOCOUNT", "SET NOCOUNT ON")],
+            ),
+            now,
+        );
+        s.apply(
+            &classified(
+                Class::SessionState,
+                Flags::NONE,
+                vec![set("DATEFORMAT", "SET DATEFORMAT ymd")],
+            ),
+            now,
+        );
+        assert_eq!(s.replay_batch(), "SET DATEFORMAT ymd;\nSET NOCOUNT ON");
+        assert_eq!(s.version(), 3);
+        s.apply(
+            &classified(
+                Class::SessionState,
+                Flags::NONE,
+                vec![SessionEffect::IsolationLevel("SERIALIZABLE".into())],
+            ),
+            now,
+        );
+        assert!(s.view("", "", "", false).strict_isolation);
+        s.reset();
+        assert_eq!(s.replay_batch(), "");
+        assert_eq!(s.version(), 5);
+    }
+
+    #[test]
+    fn pins_and_writes_are_remembered() {
+        let mut s = RoutingState::default();
+        let now = Instant::now();
+        s.apply(
+            &classified(Class::Write, Flags::CREATES_TEMP_TABLE, vec![]),
+            now,
+        );
+        assert_eq!(s.pin(), Some(PinReason::TempTable));
+        assert_eq!(s.view("", "", "", false).last_write, Some(now));
+    }
+}

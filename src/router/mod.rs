@@ -1,0 +1,280 @@
+//! Routing policy: a pure function from (request, client session state,
+//! replica state, configuration) to a [`Target`] and a reason. No I/O: the
+//! session, the `explain` command and tests all call the same function.
+//!
+//! Order of precedence, first match wins:
+//! 1. requests that only the primary can take (Transaction Manager, bulk
+//!    load, requests too large to classify);
+//! 2. an open transaction, implicit transactions, a strict isolation level,
+//!    a pin (temp table, cursor, session lock, ...);
+//! 3. a hint in a leading comment: `/* sluice:primary */`, `/* sluice:replica */`;
+//! 4. the ordered `[[routing.rules]]`;
+//! 5. the classifier; then read-your-writes.
+//!
+//! Whatever the hint or rule says, a request the classifier found to write
+//! is never sent to a replica.
+
+mod rules;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::classify::{Class, Classification, Classifier};
+pub use rules::{Rule, RuleAction, RuleError};
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Primary,
+    /// Index into the configured replicas.
+    Replica(usize),
+}
+
+impl Target {
+    pub fn is_replica(self) -> bool {
+        matches!(self, Target::Replica(_))
+    }
+}
+
+/// Why the session is held on the primary connection for good (until the
+/// client resets its connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PinReason {
+    TempTable,
+    Cursor,
+    SessionLock,
+    IdentityInsert,
+    ContextInfo,
+    /// More distinct SET options than Sluice replays.
+    TooManySettings,
+}
+
+impl PinReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinReason::TempTable => "temp table",
+            PinReason::Cursor => "cursor",
+            PinReason::SessionLock => "session lock",
+            PinReason::IdentityInsert => "IDENTITY_INSERT",
+            PinReason::ContextInfo => "CONTEXT_INFO",
+            PinReason::TooManySettings => "too many session settings",
+        }
+    }
+}
+
+/// What the request is, as far as routing cares.
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    /// SQL batch text, or the SQL text parameter of sp_executesql,
+    /// sp_prepexec, sp_prepare.
+    Sql(&'a str),
+    /// An RPC to a named procedure (not one of the SQL-text procedures).
+    Procedure(&'a str),
+    /// A request only the primary may take, with the reason.
+    PrimaryOnly(&'static str),
+}
+
+/// The client session, as routing sees it.
+#[derive(Debug, Clone, Default)]
+pub struct SessionView<'a> {
+    pub user: &'a str,
+    pub application: &'a str,
+    pub database: &'a str,
+    pub in_transaction: bool,
+    pub implicit_transactions: bool,
+    /// SERIALIZABLE or REPEATABLE READ: reads must see the primary's locks.
+    pub strict_isolation: bool,
+    pub pin: Option<PinReason>,
+    pub last_write: Option<Instant>,
+    /// The replica this session already holds a connection to: it keeps
+    /// reading there while that replica is available (its settings and
+    /// prepared statements are there).
+    pub current_replica: Option<usize>,
+}
+
+impl SessionView<'_> {
+    /// Reasons that keep every request of the session on the primary.
+    pub fn holds_primary(&self) -> bool {
+        self.in_transaction
+            || self.implicit_transactions
+            || self.strict_isolation
+            || self.pin.is_some()
+    }
+}
+
+/// A replica's routing-relevant state.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaView {
+    pub available: bool,
+    pub weight: u32,
+    pub outstanding: u32,
+    /// Measured lag, when known (used by read-your-writes).
+    pub lag: Option<Duration>,
+}
+
+/// The router's answer.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub target: Target,
+    pub reason: String,
+    pub classification: Option<Arc<Classification>>,
+}
+
+/// Routing configuration, compiled.
+pub struct Router {
+    classifier: Classifier,
+    rules: Vec<Rule>,
+    read_your_writes: Duration,
+}
+
+impl Router {
+    pub fn new(classifier: Classifier, rules: Vec<Rule>, read_your_writes: Duration) -> Self {
+        Router {
+            classifier,
+            rules,
+            read_your_writes,
+        }
+    }
+
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    pub fn route(
+        &self,
+        request: Request<'_>,
+        session: &SessionView<'_>,
+        replicas: &[ReplicaView],
+        now: Instant,
+    ) -> Decision {
+        let classification = match request {
+            Request::Sql(sql) => Some(self.classifier.classify(sql)),
+            // An RPC by name is classified as the EXEC it stands for, so the
+            // read-only procedure list applies to both.
+            Request::Procedure(name) => Some(self.classifier.classify(&format!("EXEC {name}"))),
+            Request::PrimaryOnly(_) => None,
+        };
+        let primary = |reason: String| Decision {
+            target: Target::Primary,
+            reason,
+            classification: classification.clone(),
+        };
+        if let Some(reason) = session_holds_primary(request, session) {
+            return primary(reason);
+        }
+        // Hints and rules may send reads the classifier doubts (a procedure,
+        // a read with a session function) to a replica, never a statement it
+        // did not find to be a read.
+        let not_a_read = matches!(request, Request::Sql(_))
+            && classification
+                .as_ref()
+                .is_some_and(|c| c.class != Class::Read);
+        let wanted = match hint(request).or_else(|| self.rule_for(request, session)) {
+            Some((RuleAction::Primary, why)) => return primary(why),
+            Some((RuleAction::Replica, why)) if !not_a_read => Some(why),
+            Some((RuleAction::Replica, why)) => {
+                return primary(format!("{why} overridden: not a read"))
+            }
+            None => None,
+        };
+        let reason = match (wanted, &classification) {
+            (Some(why), _) => why,
+            (None, Some(c)) if c.replica_eligible() => format!("read: {}", c.reason),
+            (None, Some(c)) => return primary(format!("{}: {}", c.class.as_str(), c.reason)),
+            (None, None) => return primary("not classified".into()),
+        };
+        if let Some(why) = self.read_your_writes_hold(session, now) {
+            return primary(why);
+        }
+        let sticky = session
+            .current_replica
+            .filter(|&i| replicas.get(i).is_some_and(|r| r.available && r.weight > 0));
+        match sticky.or_else(|| pick_replica(replicas)) {
+            Some(index) => Decision {
+                target: Target::Replica(index),
+                reason,
+                classification,
+            },
+            None => primary(format!("{reason}; no replica available")),
+        }
+    }
+
+    fn rule_for(
+        &self,
+        request: Request<'_>,
+        session: &SessionView<'_>,
+    ) -> Option<(RuleAction, String)> {
+        self.rules
+            .iter()
+            .find(|rule| rule.matches(request, session))
+            .map(|rule| (rule.action, format!("rule {}", rule.name)))
+    }
+
+    /// After a write, reads stay on the primary for the window.
+    fn read_your_writes_hold(&self, session: &SessionView<'_>, now: Instant) -> Option<String> {
+        let since = now.saturating_duration_since(session.last_write?);
+        (since < self.read_your_writes)
+            .then(|| format!("read-your-writes: last write {} ms ago", since.as_millis()))
+    }
+}
+
+/// Session state that keeps every request on the primary.
+fn session_holds_primary(request: Request<'_>, session: &SessionView<'_>) -> Option<String> {
+    if let Request::PrimaryOnly(why) = request {
+        return Some(why.to_string());
+    }
+    if session.in_transaction {
+        return Some("open transaction".into());
+    }
+    if session.implicit_transactions {
+        return Some("IMPLICIT_TRANSACTIONS ON".into());
+    }
+    if session.strict_isolation {
+        return Some("isolation level needs the primary".into());
+    }
+    session.pin.map(|pin| format!("pinned: {}", pin.as_str()))
+}
+
+/// A routing hint in the statement's leading comment.
+fn hint(request: Request<'_>) -> Option<(RuleAction, String)> {
+    let Request::Sql(sql) = request else {
+        return None;
+    };
+    let comment = leading_comment(sql)?;
+    if comment.contains("sluice:primary") {
+        Some((RuleAction::Primary, "hint sluice:primary".into()))
+    } else if comment.contains("sluice:replica") {
+        Some((RuleAction::Replica, "hint sluice:replica".into()))
+    } else {
+        None
+    }
+}
+
+/// The text of the first `/* ... */` or `-- ...` comment, if the statement
+/// starts with one (after whitespace).
+fn leading_comment(sql: &str) -> Option<&str> {
+    let s = sql.trim_start();
+    if let Some(rest) = s.strip_prefix("/*") {
+        return rest.find("*/").map(|end| &rest[..end]);
+    }
+    s.strip_prefix("--")
+        .map(|rest| rest.lines().next().unwrap_or(""))
+}
+
+/// The available replica with the fewest outstanding requests per unit of
+/// weight; ties go to the first configured.
+fn pick_replica(replicas: &[ReplicaView]) -> Option<usize> {
+    replicas
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.available && r.weight > 0)
+        .min_by(|(_, a), (_, b)| {
+            let load_a = u64::from(a.outstanding) * u64::from(b.weight);
+            let load_b = u64::from(b.outstanding) * u64::from(a.weight);
+            load_a.cmp(&load_b)
+        })
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! `[[routing.rules]]`: operator rules, matched in order.
+
+use regex::Regex;
+
+use super::{Request, SessionView};
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    Primary,
+    Replica,
+}
+
+/// A compiled rule: every condition given must match (case-insensitive
+/// names; the SQL regex is searched anywhere in the text).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub action: RuleAction,
+    pub sql: Option<Regex>,
+    pub procedure: Option<String>,
+    pub user: Option<String>,
+    pub application: Option<String>,
+    pub database: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("routing.rules[{index}].match_sql: {source}")]
+pub struct RuleError {
+    pub index: usize,
+    pub source: regex::Error,
+}
+
+impl Rule {
+    pub fn matches(&self, request: Request<'_>, session: &SessionView<'_>) -> bool {
+        let sql_ok = match (&self.sql, request) {
+            (None, _) => true,
+            (Some(re), Request::Sql(sql)) => re.is_match(sql),
+            (Some(_), _) => false,
+        };
+        let procedure_ok = match (&self.procedure, request) {
+            (None, _) => true,
+            (Some(name), Request::Procedure(called)) => same_procedure(name, called),
+            (Some(_), _) => false,
+        };
+        sql_ok
+            && procedure_ok
+            && equal_or_absent(&self.user, session.user)
+            && equal_or_absent(&self.application, session.application)
+            && equal_or_absent(&self.database, session.database)
+    }
+}
+
+fn equal_or_absent(wanted: &Option<String>, actual: &str) -> bool {
+    wanted
+        .as_deref()
+        .is_none_or(|w| w.eq_ignore_ascii_case(actual))
+}
+
+/// `dbo.GetOrders`, `[dbo].[GetOrders]` and `GetOrders` name one procedure
+/// when the unqualified parts agree and any schemas given agree.
+pub fn same_procedure(configured: &str, called: &str) -> bool {
+    let (cs, cn) = split_name(configured);
+    let (ks, kn) = split_name(called);
+    cn.eq_ignore_ascii_case(&kn)
+        && match (cs, ks) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(&b),
+            _ => true,
+        }
+}
+
+fn split_name(name: &str) -> (Option<String>, String) {
+    let parts: Vec<String> = name
+        .split('.')
+        .map(|p| {
+            p.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .collect();
+    match parts.as_slice() {
+        [.., schema, proc_name] => (Some(schema.clone()), proc_name.clone()),
+        [proc_name] => (None, proc_name.clone()),
+        [] => (None, String::new()),
+    }
+}
