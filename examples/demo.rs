@@ -15,7 +15,8 @@ const DEMO_PASSWORD: &str = "app";
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tiberius=error".into()),
         )
         .init();
     let port = port_argument()?;

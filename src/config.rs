@@ -51,6 +51,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub routing: Routing,
+    #[serde(default)]
+    pub health: Health,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +184,74 @@ pub struct Backend {
     /// Share of reads relative to other replicas (replicas only).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Replicas only: reads leave the replica when its lag exceeds this.
+    #[serde(default = "default_max_lag_ms")]
+    pub max_lag_ms: u64,
+    /// Replicas only: where the lag is measured.
+    #[serde(default)]
+    pub lag_source: LagSourceKind,
+    /// The operator's query for `lag_source = "query"`.
+    pub lag_query: Option<String>,
+    /// `read_only` sets the LOGIN7 read-only intent bit (Azure SQL read scale-out).
+    #[serde(default)]
+    pub application_intent: ApplicationIntent,
+}
+
+/// How a replica's lag is measured (CONFIG.md explains each and its permissions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LagSourceKind {
+    /// Health checks only; the lag is unknown.
+    #[default]
+    None,
+    AzureReadScaleOut,
+    AlwaysOn,
+    AzureGeo,
+    Heartbeat,
+    Query,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationIntent {
+    #[default]
+    ReadWrite,
+    ReadOnly,
+}
+
+/// `[health]`: checks of every backend, and the hysteresis of their state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive failed checks before a backend is down.
+    #[serde(default = "default_failures_before_down")]
+    pub failures_before_down: u32,
+    /// How long a backend must be healthy (and under max_lag - margin)
+    /// before it takes reads again.
+    #[serde(default = "default_recovery_ms")]
+    pub recovery_ms: u64,
+    #[serde(default = "default_lag_margin_ms")]
+    pub lag_margin_ms: u64,
+    /// Table the heartbeat lag source writes on the primary and reads on replicas.
+    #[serde(default = "default_heartbeat_table")]
+    pub heartbeat_table: String,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            interval_ms: default_health_interval_ms(),
+            timeout_ms: default_health_timeout_ms(),
+            failures_before_down: default_failures_before_down(),
+            recovery_ms: default_recovery_ms(),
+            lag_margin_ms: default_lag_margin_ms(),
+            heartbeat_table: default_heartbeat_table(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +305,27 @@ impl Default for Limits {
     }
 }
 
+fn default_max_lag_ms() -> u64 {
+    1_000
+}
+fn default_health_interval_ms() -> u64 {
+    500
+}
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+fn default_failures_before_down() -> u32 {
+    2
+}
+fn default_recovery_ms() -> u64 {
+    2_000
+}
+fn default_lag_margin_ms() -> u64 {
+    200
+}
+fn default_heartbeat_table() -> String {
+    "dbo.sluice_heartbeat".to_string()
+}
 fn default_read_your_writes_ms() -> u64 {
     1_000
 }
@@ -317,6 +408,7 @@ impl Config {
         for (i, replica) in self.replicas.iter().enumerate() {
             let key = format!("replicas[{i}]");
             replica.validate(&key)?;
+            replica.validate_lag(&key)?;
             let name = replica.name.clone().unwrap_or_default();
             if name.is_empty() {
                 return Err(invalid(
@@ -337,7 +429,8 @@ impl Config {
         }
         self.pool.validate()?;
         self.limits.validate()?;
-        self.routing.validate()
+        self.routing.validate()?;
+        self.health.validate()
     }
 
     /// The compiled routing rules (validated at load time).
@@ -460,6 +553,24 @@ impl Backend {
         Ok(())
     }
 
+    fn validate_lag(&self, key: &str) -> Result<(), ConfigError> {
+        match (self.lag_source, &self.lag_query) {
+            (LagSourceKind::Query, None) => Err(invalid(
+                &format!("{key}.lag_query"),
+                "<missing>",
+                "lag_source = \"query\" needs the query",
+                "set lag_query to a query returning the lag in milliseconds",
+            )),
+            (kind, Some(_)) if kind != LagSourceKind::Query => Err(invalid(
+                &format!("{key}.lag_query"),
+                "<set>",
+                "lag_query is only used with lag_source = \"query\"",
+                "remove it or set lag_source = \"query\"",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The backend password, from the file or the named environment variable.
     pub fn password(&self) -> Result<String, String> {
         if let Some(p) = &self.password {
@@ -472,6 +583,44 @@ impl Backend {
     /// Host and port of `address`; validated at load time.
     pub fn host_port(&self) -> (String, u16) {
         split_host_port("address", &self.address).unwrap_or_else(|_| (self.address.clone(), 1433))
+    }
+}
+
+impl Health {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("health.interval_ms", self.interval_ms),
+            ("health.timeout_ms", self.timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, 0, "must be positive", "use e.g. 500"));
+            }
+        }
+        if self.failures_before_down == 0 {
+            return Err(invalid(
+                "health.failures_before_down",
+                0,
+                "must be at least 1",
+                "use 2",
+            ));
+        }
+        if let Err(problem) = crate::monitor::check_heartbeat_table(&self.heartbeat_table) {
+            return Err(invalid(
+                "health.heartbeat_table",
+                format!("{:?}", self.heartbeat_table),
+                &problem,
+                "use table or schema.table, e.g. dbo.sluice_heartbeat",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
     }
 }
 

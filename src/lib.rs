@@ -7,6 +7,7 @@ pub mod backend;
 pub mod classify;
 pub mod config;
 pub mod frontend;
+pub mod monitor;
 pub mod router;
 pub mod server;
 pub mod tds;

@@ -135,6 +135,6 @@ fn run(path: &std::path::Path) -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tiberius=error"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }

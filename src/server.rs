@@ -2,13 +2,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::backend::{BackendPools, BackendTarget};
+use crate::backend::{BackendError, BackendPools, BackendTarget, PooledBackend};
 use crate::classify::Classifier;
-use crate::config::{Config, ListenTlsMode};
+use crate::config::{Config, LagSourceKind, ListenTlsMode};
 use crate::frontend::{handle_client, ListenerTls, UserDirectory};
+use crate::monitor::{
+    self, BackendHealth, BackendState, CheckTarget, HealthPolicy, LagSource, MonitorHandle,
+};
 use crate::router::Router;
 use crate::tls::TlsSetupError;
 
@@ -36,6 +40,9 @@ pub struct Proxy {
     pub primary: Arc<BackendPools>,
     pub replicas: Vec<Arc<BackendPools>>,
     pub router: Router,
+    /// Health and lag, written by the monitor, read on every request.
+    pub primary_health: Arc<BackendHealth>,
+    pub replica_health: Vec<Arc<BackendHealth>>,
 }
 
 impl Proxy {
@@ -67,6 +74,12 @@ impl Proxy {
         let router = router_for(&config)?;
         Ok(Arc::new(Proxy {
             router,
+            primary_health: Arc::new(BackendHealth::new()),
+            replica_health: config
+                .replicas
+                .iter()
+                .map(|_| Arc::new(BackendHealth::new()))
+                .collect(),
             users: UserDirectory::new(&config.users),
             listener_tls: ListenerTls::new(
                 config.listen.tls.mode,
@@ -88,8 +101,10 @@ impl Proxy {
             .map_err(|source| StartError::Bind { address, source })
     }
 
-    /// Accepts clients until the task is dropped.
+    /// Accepts clients until the task is dropped; the health monitor runs
+    /// as long as this does.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let _monitor = self.start_monitor();
         loop {
             match listener.accept().await {
                 Ok((tcp, peer)) => {
@@ -116,6 +131,95 @@ pub fn router_for(config: &Config) -> Result<Router, StartError> {
         config.compiled_rules()?,
         config.routing.read_your_writes(),
     ))
+}
+
+impl Proxy {
+    /// A primary connection, or at once an error when health checks say the
+    /// primary is down (writes fail fast instead of waiting out a connect).
+    pub async fn primary_unless_down(&self, database: &str) -> Result<PooledBackend, BackendError> {
+        if let Some(why) = self.primary_down_reason() {
+            return Err(BackendError::Protocol {
+                backend: self.primary.target().name.clone(),
+                detail: why,
+            });
+        }
+        self.primary.get(database).await
+    }
+
+    fn primary_down_reason(&self) -> Option<String> {
+        (self.primary_health.state() == BackendState::Down)
+            .then(|| "the primary is down (its health checks fail)".to_string())
+    }
+
+    /// Whether routing may send reads to replica `index` now.
+    pub fn replica_available(&self, index: usize) -> bool {
+        self.replica_health
+            .get(index)
+            .is_some_and(|h| h.is_available())
+    }
+
+    /// The replica's last measured lag.
+    pub fn replica_lag(&self, index: usize) -> Option<Duration> {
+        self.replica_health.get(index).and_then(|h| h.lag())
+    }
+
+    /// A connection-level failure on the data path counts as a failed check.
+    pub fn report_replica_failure(&self, index: usize) {
+        if let Some(health) = self.replica_health.get(index) {
+            health.mark_failed_request();
+        }
+    }
+
+    /// One monitor task per backend (see `monitor`).
+    fn start_monitor(&self) -> MonitorHandle {
+        let h = &self.config.health;
+        let policy = |max_lag: Option<Duration>| HealthPolicy {
+            interval: h.interval(),
+            timeout: h.timeout(),
+            failures_to_down: h.failures_before_down,
+            recovery: Duration::from_millis(h.recovery_ms),
+            max_lag,
+            lag_margin: Duration::from_millis(h.lag_margin_ms),
+        };
+        let primary = (
+            CheckTarget::from_backend(&self.config.primary),
+            self.primary_health.clone(),
+            policy(None),
+        );
+        let replicas = self
+            .config
+            .replicas
+            .iter()
+            .zip(&self.replica_health)
+            .map(|(cfg, health)| {
+                let source = lag_source(cfg, &h.heartbeat_table);
+                // Without a lag source the lag is unknown, which must not
+                // count as "over the limit".
+                let max_lag =
+                    (source != LagSource::None).then(|| Duration::from_millis(cfg.max_lag_ms));
+                (
+                    CheckTarget::from_backend(cfg),
+                    health.clone(),
+                    policy(max_lag),
+                    source,
+                )
+            })
+            .collect();
+        monitor::spawn(primary, replicas)
+    }
+}
+
+fn lag_source(cfg: &crate::config::Backend, heartbeat_table: &str) -> LagSource {
+    match cfg.lag_source {
+        LagSourceKind::None => LagSource::None,
+        LagSourceKind::AzureReadScaleOut => LagSource::AzureReadScaleOut,
+        LagSourceKind::AlwaysOn => LagSource::AlwaysOn,
+        LagSourceKind::AzureGeo => LagSource::AzureGeo,
+        LagSourceKind::Heartbeat => LagSource::Heartbeat {
+            table: heartbeat_table.to_string(),
+        },
+        LagSourceKind::Query => LagSource::Query(cfg.lag_query.clone().unwrap_or_default()),
+    }
 }
 
 /// Starts a proxy on an already-bound listener in the background and

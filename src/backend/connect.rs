@@ -103,7 +103,7 @@ impl BackendTarget {
             application_name: cfg.application_name.clone(),
             packet_size: pool.packet_size,
             connect_timeout: pool.connect_timeout(),
-            read_only_intent: false,
+            read_only_intent: cfg.application_intent == crate::config::ApplicationIntent::ReadOnly,
             emulate_transaction_requests: cfg.transaction_requests
                 == crate::config::TransactionRequests::Emulate,
         })

@@ -18,7 +18,8 @@ pub use handshake::{Encryption, ListenerTls};
 pub use reply::ClientError;
 pub use session::{ClientIdentity, Session, SessionError};
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, PooledBackend};
+use crate::router::Target;
 use crate::server::Proxy;
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
@@ -88,8 +89,8 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     } else {
         login.database.clone()
     };
-    let conn = match proxy.primary.get(&database).await {
-        Ok(conn) => conn,
+    let (first_target, conn) = match first_connection(proxy, &database).await {
+        Ok(first) => first,
         Err(e) => {
             let error = backend_login_error(&e);
             send_login_error(proxy, &mut writer, &error).await;
@@ -135,8 +136,33 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
         client,
         identity,
         database,
-        Some(conn),
+        (first_target, conn),
     ))
+}
+
+/// The connection that proves the database exists and supplies the values
+/// of the login reply: the primary's, or while the primary is unreachable a
+/// replica's, so that clients whose work is reads keep working. A backend
+/// that refused Sluice's login (an unknown database) is not worked around.
+async fn first_connection(
+    proxy: &Proxy,
+    database: &str,
+) -> Result<(Target, PooledBackend), BackendError> {
+    let primary_error = match proxy.primary_unless_down(database).await {
+        Ok(conn) => return Ok((Target::Primary, conn)),
+        Err(e @ BackendError::LoginRefused { .. }) => return Err(e),
+        Err(e) => e,
+    };
+    for (index, replica) in proxy.replicas.iter().enumerate() {
+        if !proxy.replica_available(index) {
+            continue;
+        }
+        if let Ok(conn) = replica.get(database).await {
+            tracing::warn!(error = %primary_error, "primary unavailable at login; the session starts on a replica");
+            return Ok((Target::Replica(index), conn));
+        }
+    }
+    Err(primary_error)
 }
 
 /// Authentication: only SQL Server logins listed in `[[users]]`.

@@ -183,19 +183,19 @@ impl Router {
             (None, Some(c)) => return primary(format!("{}: {}", c.class.as_str(), c.reason)),
             (None, None) => return primary("not classified".into()),
         };
-        if let Some(why) = self.read_your_writes_hold(session, now) {
-            return primary(why);
-        }
         let sticky = session
             .current_replica
             .filter(|&i| replicas.get(i).is_some_and(|r| r.available && r.weight > 0));
-        match sticky.or_else(|| pick_replica(replicas)) {
-            Some(index) => Decision {
-                target: Target::Replica(index),
-                reason,
-                classification,
-            },
-            None => primary(format!("{reason}; no replica available")),
+        let Some(index) = sticky.or_else(|| pick_replica(replicas)) else {
+            return primary(format!("{reason}; no replica available"));
+        };
+        if let Some(why) = self.read_your_writes_hold(session, now, replicas[index].lag) {
+            return primary(why);
+        }
+        Decision {
+            target: Target::Replica(index),
+            reason,
+            classification,
         }
     }
 
@@ -211,10 +211,24 @@ impl Router {
     }
 
     /// After a write, reads stay on the primary for the window.
-    fn read_your_writes_hold(&self, session: &SessionView<'_>, now: Instant) -> Option<String> {
+    /// After a write, reads stay on the primary until the chosen replica's
+    /// measured lag is shorter than the time since that write, and at most
+    /// for the configured window (an unknown lag waits out the window).
+    fn read_your_writes_hold(
+        &self,
+        session: &SessionView<'_>,
+        now: Instant,
+        lag: Option<Duration>,
+    ) -> Option<String> {
         let since = now.saturating_duration_since(session.last_write?);
-        (since < self.read_your_writes)
-            .then(|| format!("read-your-writes: last write {} ms ago", since.as_millis()))
+        if since >= self.read_your_writes || lag.is_some_and(|lag| lag < since) {
+            return None;
+        }
+        let lag = lag.map_or("unknown".to_string(), |l| format!("{} ms", l.as_millis()));
+        Some(format!(
+            "read-your-writes: last write {} ms ago, replica lag {lag}",
+            since.as_millis()
+        ))
     }
 }
 

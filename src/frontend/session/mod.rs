@@ -112,15 +112,21 @@ impl Session {
         client: ClientConn,
         identity: ClientIdentity,
         database: String,
-        primary: Option<PooledBackend>,
+        first: (Target, PooledBackend),
     ) -> Self {
+        let (target, conn) = first;
+        let held = Held { conn, synced: 0 };
+        let (primary, replica) = match target {
+            Target::Primary => (Some(held), None),
+            Target::Replica(i) => (None, Some((i, held))),
+        };
         Session {
             proxy,
             client,
             identity,
             database,
-            primary: primary.map(|conn| Held { conn, synced: 0 }),
-            replica: None,
+            primary,
+            replica,
             last_target: Target::Primary,
             routing: RoutingState::default(),
             emulated: EmulatedTransaction::default(),
@@ -338,11 +344,12 @@ impl Session {
             .replicas
             .iter()
             .zip(&self.proxy.config.replicas)
-            .map(|(pools, cfg)| ReplicaView {
-                available: true,
+            .enumerate()
+            .map(|(i, (pools, cfg))| ReplicaView {
+                available: self.proxy.replica_available(i),
                 weight: cfg.weight,
                 outstanding: pools.in_flight.load(Ordering::Relaxed),
-                lag: None,
+                lag: self.proxy.replica_lag(i),
             })
             .collect()
     }
@@ -363,7 +370,10 @@ impl Session {
 
     /// Forwards the request to the decided target and relays the answer.
     /// A replica that cannot be reached sends the read to the primary.
-    /// Returns where the request ran (`None`: it failed before reaching a backend).
+    /// Runs the request on the decided target and relays the answer. A read
+    /// whose replica fails before any byte of the answer reached the client
+    /// runs again on the primary, invisibly. Returns where the request ran
+    /// (`None`: it failed and the client got an error instead).
     async fn execute(
         &mut self,
         decision: Decision,
@@ -371,31 +381,57 @@ impl Session {
         complete: bool,
     ) -> Result<Option<Target>, SessionError> {
         let mut target = decision.target;
-        let taken = match self.take_synced(target).await {
-            Err(e) if target.is_replica() => {
-                tracing::warn!(error = %e, "replica unavailable; sending the read to the primary");
-                target = Target::Primary;
-                self.take_synced(target).await
+        let mut packets = packets;
+        loop {
+            let spare = (target.is_replica() && complete).then(|| packets.clone());
+            let failure = match self.attempt(target, packets, complete).await? {
+                Attempt::Served => return Ok(Some(target)),
+                Attempt::Failed(failure) => failure,
+            };
+            match spare {
+                Some(copy) => {
+                    tracing::warn!(error = %failure.error, ?target, "replica failed before replying; retrying on the primary");
+                    self.note_replica_failure(target);
+                    target = Target::Primary;
+                    packets = copy;
+                }
+                None => {
+                    let error = ClientError::backend_unavailable(&failure.error);
+                    self.fail_request(failure.request_consumed, error).await?;
+                    return Ok(None);
+                }
             }
-            taken => taken,
-        };
-        let mut held = match taken {
+        }
+    }
+
+    /// One try on one target.
+    async fn attempt(
+        &mut self,
+        target: Target,
+        packets: Vec<Packet>,
+        complete: bool,
+    ) -> Result<Attempt, SessionError> {
+        let mut held = match self.take_synced(target).await {
             Ok(held) => held,
-            Err(e) => {
-                let error = ClientError::backend_unavailable(e);
-                return self.fail_request(complete, error).await.map(|_| None);
-            }
+            Err(e) => return Ok(Attempt::failed(e, complete)),
         };
         held.synced = self.routing.version();
         if let Err(e) = self.send_request(&mut held.conn, packets, complete).await {
             held.conn.mark_broken();
-            let error = ClientError::backend_unavailable(e);
-            return self.fail_request(true, error).await.map(|_| None);
+            let error = format!("backend {} failed: {e}", held.conn.backend);
+            return Ok(Attempt::failed(error, true));
         }
         self.put_back(target, held);
-        self.relay_response(target, false)
-            .await
-            .map(|_| Some(target))
+        self.relay_response(target, false).await
+    }
+
+    /// A replica that failed a request: its handles are gone with the
+    /// connection, and the failure counts against its health.
+    fn note_replica_failure(&mut self, target: Target) {
+        if let Target::Replica(i) = target {
+            self.forget_handles(i);
+            self.proxy.report_replica_failure(i);
+        }
     }
 
     /// The held connection for `target` (checked out on first use, kept for
@@ -445,7 +481,7 @@ impl Session {
             Target::Primary => match self.primary.take() {
                 Some(held) => Ok(held),
                 None => Ok(Held {
-                    conn: self.proxy.primary.get(&self.database).await?,
+                    conn: self.proxy.primary_unless_down(&self.database).await?,
                     synced: 0,
                 }),
             },
@@ -652,7 +688,10 @@ impl Session {
                 send_attention(&mut held.conn)
                     .await
                     .map_err(|e| SessionError::BackendLost(e.to_string()))?;
-                self.relay_response(target, true).await
+                match self.relay_response(target, true).await? {
+                    Attempt::Served => Ok(()),
+                    Attempt::Failed(failure) => Err(SessionError::BackendLost(failure.error)),
+                }
             }
             None => self
                 .send_to_client(&attention_ack())
@@ -666,7 +705,7 @@ impl Session {
         &mut self,
         target: Target,
         attention_sent: bool,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Attempt, SessionError> {
         let taken = match target {
             Target::Primary => self.primary.take(),
             Target::Replica(_) => self.replica.take().map(|(_, h)| h),
@@ -695,17 +734,26 @@ impl Session {
         match result {
             Ok(Relay::Complete) => {
                 self.put_back(target, held);
-                Ok(())
+                Ok(Attempt::Served)
             }
             Ok(Relay::ClientGone(e)) => {
                 cancel_and_drain(&mut held.conn, drain).await;
                 Err(SessionError::ClientGone(e))
             }
+            Ok(Relay::BackendFailed { error, forwarded }) => {
+                held.conn.mark_broken();
+                let error = format!("backend {} failed: {error}", held.conn.backend);
+                self.note_replica_failure(target);
+                if forwarded {
+                    // Part of the answer is already with the client: there
+                    // is no clean way to finish that message.
+                    return Err(SessionError::BackendLost(error));
+                }
+                Ok(Attempt::failed(error, true))
+            }
             Err(e) => {
                 held.conn.mark_broken();
-                if let Target::Replica(i) = target {
-                    self.forget_handles(i);
-                }
+                self.note_replica_failure(target);
                 Err(e)
             }
         }
@@ -717,6 +765,28 @@ impl Session {
             Target::Primary => None,
             Target::Replica(i) => self.proxy.replicas.get(i).cloned(),
         }
+    }
+}
+
+/// How one try of a request went.
+enum Attempt {
+    Served,
+    /// Nothing reached the client; the request may run elsewhere.
+    Failed(AttemptFailure),
+}
+
+struct AttemptFailure {
+    error: String,
+    /// The client's request was read to its end (no packets left to drain).
+    request_consumed: bool,
+}
+
+impl Attempt {
+    fn failed(error: impl std::fmt::Display, request_consumed: bool) -> Attempt {
+        Attempt::Failed(AttemptFailure {
+            error: error.to_string(),
+            request_consumed,
+        })
     }
 }
 

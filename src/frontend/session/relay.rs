@@ -22,6 +22,12 @@ pub enum Relay {
     Complete,
     /// The client vanished mid-response.
     ClientGone(std::io::Error),
+    /// The backend failed; `forwarded` says whether any of its response
+    /// already reached the client (if not, the request may be retried).
+    BackendFailed {
+        error: String,
+        forwarded: bool,
+    },
 }
 
 /// Length of the ALL_HEADERS block that starts a request (validated by the
@@ -116,6 +122,7 @@ pub async fn relay(
     let mut walker = TokenWalker::new();
     let mut events = Vec::new();
     let mut walk_failed = false;
+    let mut forwarded = false;
     let mut state = ResponseState {
         attention_sent,
         attention_acked: false,
@@ -124,7 +131,10 @@ pub async fn relay(
         tokio::select! {
             biased;
             packet = conn.reader.read_packet() => {
-                let mut packet = packet.map_err(|e| SessionError::BackendLost(e.to_string()))?;
+                let mut packet = match packet {
+                    Ok(packet) => packet,
+                    Err(e) => return Ok(Relay::BackendFailed { error: e.to_string(), forwarded }),
+                };
                 let eom = packet.is_eom();
                 if let Err(e) = walker.feed(packet.payload(), &mut events) {
                     if !walk_failed {
@@ -146,6 +156,7 @@ pub async fn relay(
                     return_values.clear();
                 }
                 packet.set_spid(client.spid);
+                forwarded = true;
                 if let Err(e) = forward(&mut client.writer, &packet, client.packet_size).await {
                     return Ok(Relay::ClientGone(e));
                 }

@@ -1,0 +1,450 @@
+//! Where a replica's lag comes from: the SQL each source runs, and turning
+//! what it returns into a `Duration` at millisecond resolution.
+//!
+//! | source | runs on | measures |
+//! |---|---|---|
+//! | `azure_read_scale_out` | the replica | [`AZURE_READ_SCALE_OUT_SQL`] |
+//! | `always_on` | the replica | [`ALWAYS_ON_SQL`] |
+//! | `azure_geo` | the primary | [`AZURE_GEO_SQL`] |
+//! | `heartbeat` | writes on the primary, reads on the replica | [`heartbeat_lag`] |
+//! | `query` | the replica | the operator's query, in ms |
+
+use std::time::Duration;
+
+use tiberius::ColumnData;
+
+/// How a replica's lag is measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LagSource {
+    /// Azure SQL Database / Managed Instance read scale-out (Premium,
+    /// Business Critical): [`AZURE_READ_SCALE_OUT_SQL`] on the replica.
+    AzureReadScaleOut,
+    /// SQL Server Always On availability group, readable secondary:
+    /// [`ALWAYS_ON_SQL`] on the replica.
+    AlwaysOn,
+    /// Azure SQL active geo-replication: [`AZURE_GEO_SQL`] on the primary.
+    AzureGeo,
+    /// Sluice writes its own clock (Unix milliseconds) into `table` on the
+    /// primary every interval; the lag is how old the value the replica
+    /// shows is, on that same clock: an upper bound of the true lag.
+    Heartbeat { table: String },
+    /// The operator's query, run on the replica: the first column of the
+    /// first row is the lag in milliseconds (any integer, decimal or float;
+    /// NULL or no row means unknown).
+    Query(String),
+    /// Health checks only; the lag stays unknown.
+    None,
+}
+
+impl LagSource {
+    /// The configuration name of the source.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LagSource::AzureReadScaleOut => "azure_read_scale_out",
+            LagSource::AlwaysOn => "always_on",
+            LagSource::AzureGeo => "azure_geo",
+            LagSource::Heartbeat { .. } => "heartbeat",
+            LagSource::Query(_) => "query",
+            LagSource::None => "none",
+        }
+    }
+}
+
+/// Lag of an Azure SQL read scale-out replica, run on that replica in the
+/// replica's database. Needs `VIEW DATABASE STATE` on the database.
+///
+/// `sys.dm_database_replica_states` has one local row for the database. On a
+/// secondary, `last_commit_time` is the primary's time of the last commit
+/// redone here, so while redo still has log to apply (`redo_queue_size > 0`)
+/// the data readers see is as old as that commit: the lag is the time since
+/// it. With an empty redo queue the replica has applied all it received and
+/// the lag is 0 (commits never reported otherwise would inflate an idle
+/// primary's lag forever). `secondary_lag_seconds` is not used: whole seconds
+/// only, and filled in on the primary. DMV times are the server's local
+/// time (UTC on Azure SQL Database), hence `SYSDATETIME()`, not the UTC one.
+/// `DATEDIFF_BIG` does not overflow after 24 days as `DATEDIFF(ms)` does.
+pub const AZURE_READ_SCALE_OUT_SQL: &str = "SELECT TOP (1) CASE \
+WHEN is_primary_replica = 1 OR redo_queue_size = 0 THEN CAST(0 AS BIGINT) \
+ELSE DATEDIFF_BIG(millisecond, last_commit_time, SYSDATETIME()) END AS lag_ms \
+FROM sys.dm_database_replica_states WHERE database_id = DB_ID() AND is_local = 1";
+
+/// Lag of an Always On readable secondary (SQL Server 2016 or later, for
+/// `DATEDIFF_BIG`), run on the secondary in an availability database. Same
+/// reasoning as [`AZURE_READ_SCALE_OUT_SQL`] on the SQL Server name of the
+/// view. Needs `VIEW SERVER STATE` (SQL Server 2022: `VIEW SERVER
+/// PERFORMANCE STATE`). Assumes the replicas' clocks agree and share a time
+/// zone; otherwise use `heartbeat`.
+pub const ALWAYS_ON_SQL: &str = "SELECT TOP (1) CASE \
+WHEN is_primary_replica = 1 OR redo_queue_size = 0 THEN CAST(0 AS BIGINT) \
+ELSE DATEDIFF_BIG(millisecond, last_commit_time, SYSDATETIME()) END AS lag_ms \
+FROM sys.dm_hadr_database_replica_states WHERE database_id = DB_ID() AND is_local = 1";
+
+/// Lag of Azure SQL geo-secondaries, run on the primary database (the view
+/// fills `replication_lag_sec` there only). Needs `VIEW DATABASE STATE`.
+/// Whole seconds, so coarse. With several geo-secondaries the worst link
+/// counts; a link that is not in CATCH_UP (seeding, suspended) makes the lag
+/// unknown.
+pub const AZURE_GEO_SQL: &str = "SELECT CASE \
+WHEN COUNT(*) = 0 THEN NULL \
+WHEN SUM(CASE WHEN replication_state = 2 AND replication_lag_sec IS NOT NULL THEN 0 ELSE 1 END) > 0 THEN NULL \
+ELSE MAX(CAST(replication_lag_sec AS BIGINT)) * 1000 END AS lag_ms \
+FROM sys.dm_geo_replication_link_status WHERE role = 0";
+
+/// Health check run on every backend.
+pub const HEALTH_CHECK_SQL: &str = "SELECT 1";
+
+/// The first column of a lag query's first row as a lag: integers, decimals
+/// and floats in milliseconds (a negative value, from clocks that disagree,
+/// reads as 0), or a string holding one. NULL is unknown (`None`).
+pub fn lag_from_column(value: &ColumnData<'_>) -> Result<Option<Duration>, String> {
+    let ms: f64 = match value {
+        ColumnData::U8(v) => return Ok(v.map(|v| Duration::from_millis(v.into()))),
+        ColumnData::I16(v) => return Ok(v.map(|v| millis_from_i64(v.into()))),
+        ColumnData::I32(v) => return Ok(v.map(|v| millis_from_i64(v.into()))),
+        ColumnData::I64(v) => return Ok(v.map(millis_from_i64)),
+        ColumnData::F32(None)
+        | ColumnData::F64(None)
+        | ColumnData::Numeric(None)
+        | ColumnData::String(None) => return Ok(None),
+        ColumnData::F32(Some(v)) => f64::from(*v),
+        ColumnData::F64(Some(v)) => *v,
+        ColumnData::Numeric(Some(v)) => f64::from(*v),
+        ColumnData::String(Some(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("the lag query returned {s:?}, not a number of milliseconds"))?,
+        other => {
+            return Err(format!(
+                "the lag query returned {}, not a number",
+                type_name(other)
+            ))
+        }
+    };
+    if ms.is_nan() {
+        return Err("the lag query returned NaN".to_string());
+    }
+    // Saturating float-to-int: negative reads 0, +inf the largest value.
+    Ok(Some(Duration::from_millis(ms.round() as u64)))
+}
+
+fn millis_from_i64(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0).unsigned_abs())
+}
+
+fn type_name(value: &ColumnData<'_>) -> &'static str {
+    match value {
+        ColumnData::U8(_) => "tinyint",
+        ColumnData::I16(_) => "smallint",
+        ColumnData::I32(_) => "int",
+        ColumnData::I64(_) => "bigint",
+        ColumnData::F32(_) => "real",
+        ColumnData::F64(_) => "float",
+        ColumnData::Bit(_) => "a bit",
+        ColumnData::String(_) => "a string",
+        ColumnData::Guid(_) => "a uniqueidentifier",
+        ColumnData::Binary(_) => "binary data",
+        ColumnData::Numeric(_) => "a decimal",
+        ColumnData::Xml(_) => "xml",
+        ColumnData::DateTime(_)
+        | ColumnData::SmallDateTime(_)
+        | ColumnData::Time(_)
+        | ColumnData::Date(_)
+        | ColumnData::DateTime2(_)
+        | ColumnData::DateTimeOffset(_) => "a date/time",
+    }
+}
+
+/// A heartbeat table name checked for use in SQL text: `name` or
+/// `schema.name`, each part a regular identifier or in brackets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HeartbeatTable {
+    /// Every part bracket-quoted: `[dbo].[sluice_heartbeat]`.
+    quoted: String,
+}
+
+impl HeartbeatTable {
+    pub fn parse(name: &str) -> Result<HeartbeatTable, String> {
+        let parts = split_name(name)?;
+        if parts.is_empty() || parts.len() > 2 {
+            return Err(format!(
+                "heartbeat table {name:?} must be \"table\" or \"schema.table\""
+            ));
+        }
+        let quoted = parts
+            .iter()
+            .map(|part| format!("[{part}]"))
+            .collect::<Vec<_>>()
+            .join(".");
+        Ok(HeartbeatTable { quoted })
+    }
+
+    /// Creates the table unless it exists: one row, `id = 1`, whose `ts_ms`
+    /// is the time of the last write in milliseconds since 1970-01-01 UTC on
+    /// Sluice's clock. An integer, not a `datetime2`: exact to the
+    /// millisecond, free of time zones, the same on every engine.
+    pub fn create_sql(&self) -> String {
+        format!(
+            "IF OBJECT_ID(N'{object}', N'U') IS NULL \
+             CREATE TABLE {t} (id INT NOT NULL PRIMARY KEY, ts_ms BIGINT NOT NULL)",
+            object = self.quoted.replace('\'', "''"),
+            t = self.quoted
+        )
+    }
+
+    /// Writes `epoch_ms` into the row, inserting it the first time.
+    pub fn write_sql(&self, epoch_ms: i64) -> String {
+        format!(
+            "IF EXISTS (SELECT 1 FROM {t} WHERE id = 1) \
+             UPDATE {t} SET ts_ms = {epoch_ms} WHERE id = 1 \
+             ELSE INSERT INTO {t} (id, ts_ms) VALUES (1, {epoch_ms})",
+            t = self.quoted
+        )
+    }
+
+    /// Reads the row on a replica.
+    pub fn read_sql(&self) -> String {
+        format!("SELECT ts_ms FROM {} WHERE id = 1", self.quoted)
+    }
+}
+
+/// Splits `a.b` into its parts, accepting `[bracketed]` parts (a `]` inside
+/// brackets is written `]]`) and regular identifiers.
+fn split_name(name: &str) -> Result<Vec<String>, String> {
+    let bad = |why: &str| Err(format!("heartbeat table {name:?}: {why}"));
+    let mut parts = Vec::new();
+    let mut chars = name.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some(']') if chars.peek() == Some(&']') => {
+                        chars.next();
+                        part.push_str("]]");
+                    }
+                    Some(']') => break,
+                    Some(c) if c.is_control() => return bad("control character in the name"),
+                    Some(c) => part.push(c),
+                    None => return bad("unclosed '['"),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                let ok = if part.is_empty() {
+                    c.is_ascii_alphabetic() || c == '_'
+                } else {
+                    c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '#' | '$')
+                };
+                if !ok {
+                    return bad("use letters, digits and '_', or put the name in [brackets]");
+                }
+                part.push(c);
+                chars.next();
+            }
+        }
+        if part.is_empty() || part.len() > 128 {
+            return bad("each part needs 1 to 128 characters");
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Ok(parts),
+            Some('.') => continue,
+            Some(_) => return bad("unexpected character after ']'"),
+        }
+    }
+}
+
+/// The heartbeat value read on a replica: milliseconds since the Unix
+/// epoch, from any integer column (or a string holding one).
+pub fn epoch_ms_from_column(value: &ColumnData<'_>) -> Result<Option<i64>, String> {
+    match value {
+        ColumnData::U8(v) => Ok(v.map(i64::from)),
+        ColumnData::I16(v) => Ok(v.map(i64::from)),
+        ColumnData::I32(v) => Ok(v.map(i64::from)),
+        ColumnData::I64(v) => Ok(*v),
+        ColumnData::Numeric(v) => Ok(v.map(|v| i64::try_from(v.int_part()).unwrap_or(i64::MAX))),
+        ColumnData::String(None) => Ok(None),
+        ColumnData::String(Some(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| format!("the heartbeat value {s:?} is not milliseconds since 1970")),
+        other => Err(format!(
+            "the heartbeat column holds {}, not milliseconds since 1970",
+            type_name(other)
+        )),
+    }
+}
+
+/// The heartbeat lag: how old the newest heartbeat the replica shows is.
+/// It is an upper bound of the true lag, over it by at most one write
+/// interval, so a read-your-writes check based on it errs on the safe side.
+///
+/// While the writer cannot write (`writer_failing_since`, the time of its
+/// first failure since the last success), the primary commits nothing new
+/// through Sluice, so the lag stops growing at that time instead of taking
+/// the replicas out of reads during a primary outage.
+pub fn heartbeat_lag(now_ms: i64, visible_ms: i64, writer_failing_since: Option<i64>) -> Duration {
+    let until = writer_failing_since.map_or(now_ms, |t| t.min(now_ms));
+    millis_from_i64(until.saturating_sub(visible_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+    use tiberius::numeric::Numeric;
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn lag_from_any_numeric_column() {
+        assert_eq!(lag_from_column(&ColumnData::U8(Some(7))), Ok(ms(7)));
+        assert_eq!(lag_from_column(&ColumnData::I16(Some(300))), Ok(ms(300)));
+        assert_eq!(lag_from_column(&ColumnData::I32(Some(1500))), Ok(ms(1500)));
+        assert_eq!(
+            lag_from_column(&ColumnData::I64(Some(1 << 40))),
+            Ok(ms(1 << 40))
+        );
+        assert_eq!(lag_from_column(&ColumnData::F32(Some(2.4))), Ok(ms(2)));
+        assert_eq!(lag_from_column(&ColumnData::F64(Some(2.5))), Ok(ms(3)));
+        let decimal = Numeric::new_with_scale(12_345, 2); // 123.45
+        assert_eq!(
+            lag_from_column(&ColumnData::Numeric(Some(decimal))),
+            Ok(ms(123))
+        );
+        let text = ColumnData::String(Some(Cow::Borrowed(" 42 ")));
+        assert_eq!(lag_from_column(&text), Ok(ms(42)));
+    }
+
+    #[test]
+    fn negative_lag_reads_zero_and_null_unknown() {
+        assert_eq!(lag_from_column(&ColumnData::I32(Some(-20))), Ok(ms(0)));
+        assert_eq!(lag_from_column(&ColumnData::F64(Some(-0.5))), Ok(ms(0)));
+        assert_eq!(lag_from_column(&ColumnData::I64(None)), Ok(None));
+        assert_eq!(lag_from_column(&ColumnData::F64(None)), Ok(None));
+        assert_eq!(lag_from_column(&ColumnData::String(None)), Ok(None));
+        let inf = lag_from_column(&ColumnData::F64(Some(f64::INFINITY)));
+        assert_eq!(inf, Ok(ms(u64::MAX)));
+    }
+
+    #[test]
+    fn non_numbers_are_errors() {
+        assert!(lag_from_column(&ColumnData::F64(Some(f64::NAN))).is_err());
+        assert!(lag_from_column(&ColumnData::Bit(Some(true))).is_err());
+        let text = ColumnData::String(Some(Cow::Borrowed("soon")));
+        let err = lag_from_column(&text).unwrap_err();
+        assert!(err.contains("\"soon\""), "{err}");
+    }
+
+    #[test]
+    fn heartbeat_table_names() {
+        let quoted = |name| HeartbeatTable::parse(name).map(|t| t.quoted);
+        assert_eq!(
+            quoted("sluice_heartbeat"),
+            Ok("[sluice_heartbeat]".to_string())
+        );
+        assert_eq!(
+            quoted("dbo.sluice_heartbeat"),
+            Ok("[dbo].[sluice_heartbeat]".to_string())
+        );
+        assert_eq!(
+            quoted("[my schema].[beat]"),
+            Ok("[my schema].[beat]".to_string())
+        );
+        assert_eq!(quoted("[a]]b]"), Ok("[a]]b]".to_string()));
+        for bad in [
+            "",
+            "a.b.c",
+            "1abc",
+            "dbo.",
+            ".t",
+            "t; DROP TABLE x",
+            "t'--",
+            "[unclosed",
+            "[a]b",
+            "[a\nb]",
+        ] {
+            assert!(HeartbeatTable::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn heartbeat_sql() {
+        let t = HeartbeatTable::parse("dbo.beat").expect("valid");
+        assert_eq!(
+            t.create_sql(),
+            "IF OBJECT_ID(N'[dbo].[beat]', N'U') IS NULL CREATE TABLE [dbo].[beat] \
+             (id INT NOT NULL PRIMARY KEY, ts_ms BIGINT NOT NULL)"
+        );
+        assert_eq!(
+            t.write_sql(1_709_251_198_123),
+            "IF EXISTS (SELECT 1 FROM [dbo].[beat] WHERE id = 1) \
+             UPDATE [dbo].[beat] SET ts_ms = 1709251198123 WHERE id = 1 \
+             ELSE INSERT INTO [dbo].[beat] (id, ts_ms) VALUES (1, 1709251198123)"
+        );
+        assert_eq!(t.read_sql(), "SELECT ts_ms FROM [dbo].[beat] WHERE id = 1");
+        let quoted = HeartbeatTable::parse("[it's]").expect("valid");
+        assert!(quoted
+            .create_sql()
+            .starts_with("IF OBJECT_ID(N'[it''s]', N'U')"));
+    }
+
+    #[test]
+    fn heartbeat_values_from_integer_columns() {
+        let at = 1_709_251_198_123;
+        assert_eq!(
+            epoch_ms_from_column(&ColumnData::I64(Some(at))),
+            Ok(Some(at))
+        );
+        assert_eq!(epoch_ms_from_column(&ColumnData::I32(Some(7))), Ok(Some(7)));
+        let decimal = Numeric::new_with_scale(at as i128 * 10, 1);
+        assert_eq!(
+            epoch_ms_from_column(&ColumnData::Numeric(Some(decimal))),
+            Ok(Some(at))
+        );
+        let text = ColumnData::String(Some(Cow::Borrowed("1709251198123")));
+        assert_eq!(epoch_ms_from_column(&text), Ok(Some(at)));
+        assert_eq!(epoch_ms_from_column(&ColumnData::I64(None)), Ok(None));
+        assert!(epoch_ms_from_column(&ColumnData::F64(Some(1.0))).is_err());
+        let text = ColumnData::String(Some(Cow::Borrowed("2024-02-29")));
+        assert!(epoch_ms_from_column(&text).is_err());
+    }
+
+    #[test]
+    fn heartbeat_lag_is_the_age_of_the_visible_value() {
+        assert_eq!(
+            heartbeat_lag(10_500, 10_000, None),
+            Duration::from_millis(500)
+        );
+        // Clocks never make it negative.
+        assert_eq!(heartbeat_lag(10_000, 10_500, None), Duration::ZERO);
+        // Writer failing since 11_000: the lag stops growing there.
+        assert_eq!(
+            heartbeat_lag(60_000, 10_000, Some(11_000)),
+            Duration::from_millis(1000)
+        );
+        // A failure time after "now" (clock step) is capped at now.
+        assert_eq!(
+            heartbeat_lag(12_000, 10_000, Some(15_000)),
+            Duration::from_millis(2000)
+        );
+    }
+
+    #[test]
+    fn dmv_queries_are_read_only_selects() {
+        for sql in [AZURE_READ_SCALE_OUT_SQL, ALWAYS_ON_SQL, AZURE_GEO_SQL] {
+            assert!(sql.starts_with("SELECT "), "{sql}");
+            assert!(sql.contains("lag_ms"), "{sql}");
+            assert!(!sql.contains("  "), "{sql}");
+        }
+        assert!(ALWAYS_ON_SQL.contains("sys.dm_hadr_database_replica_states"));
+        assert!(AZURE_READ_SCALE_OUT_SQL.contains("sys.dm_database_replica_states"));
+    }
+}
