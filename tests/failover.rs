@@ -199,3 +199,143 @@ async fn a_dead_primary_leaves_reads_working_and_fails_writes_fast() {
         "writes did not work again after the primary returned"
     );
 }
+
+/// Figures for the closing note come from these prints
+/// (`cargo test --test failover -- --nocapture`).
+fn figure(what: &str, value: impl std::fmt::Display) {
+    println!("FIGURE {what}: {value}");
+}
+
+async fn served_by(
+    sluice: std::net::SocketAddr,
+    client: &mut TestClient,
+    failed: &AtomicUsize,
+) -> String {
+    match whereami(client).await {
+        Ok(v) => v,
+        Err(_) => {
+            failed.fetch_add(1, Ordering::Relaxed);
+            *client = connect(sluice).await;
+            String::new()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_over_the_limit_moves_reads_to_the_primary_and_back() {
+    const INTERVAL_MS: u64 = 100;
+    const RECOVERY_MS: u64 = 600;
+    let extra = format!(
+        "[health]\ninterval_ms = {INTERVAL_MS}\nrecovery_ms = {RECOVERY_MS}\nlag_margin_ms = 200\n"
+    );
+    // The replica's lag comes from a one-row table on the replica the test updates.
+    let primary = Backend::start().await;
+    let replica = Backend::start().await;
+    for (backend, name) in [(&primary, "primary"), (&replica, "replica")] {
+        backend.exec(&format!(
+            "CREATE TABLE dbo.whereami (v NVARCHAR(20)); INSERT INTO dbo.whereami VALUES (N'{name}');"
+        ));
+    }
+    replica
+        .exec("CREATE TABLE dbo.replica_lag (lag_ms INT); INSERT INTO dbo.replica_lag VALUES (0);");
+    let text = config_text(primary.addr, &[replica.addr])
+        + "max_lag_ms = 1000\nlag_source = \"query\"\nlag_query = \"SELECT lag_ms FROM dbo.replica_lag\"\n"
+        + "[routing]\nread_your_writes_ms = 0\n"
+        + &extra;
+    let sluice = start_sluice(parse_config(&text)).await;
+    let failed = AtomicUsize::new(0);
+    let mut client = connect(sluice).await;
+    let mut ready = false;
+    for _ in 0..500 {
+        if served_by(sluice, &mut client, &failed).await == "replica" {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ready, "reads never reached the replica");
+
+    replica.exec("UPDATE dbo.replica_lag SET lag_ms = 5000");
+    let breach = Instant::now();
+    let mut moved = None;
+    while breach.elapsed() < Duration::from_secs(5) {
+        if served_by(sluice, &mut client, &failed).await == "primary" {
+            moved = Some(breach.elapsed());
+            break;
+        }
+    }
+    let moved = moved.expect("reads never left the lagging replica");
+    figure(
+        "lag breach to first read on the primary (ms)",
+        moved.as_millis(),
+    );
+    assert!(
+        moved <= Duration::from_millis(2 * INTERVAL_MS + 150),
+        "took {moved:?}, more than two check intervals"
+    );
+
+    replica.exec("UPDATE dbo.replica_lag SET lag_ms = 0");
+    let recovered = Instant::now();
+    let mut back = None;
+    while recovered.elapsed() < Duration::from_secs(10) {
+        if served_by(sluice, &mut client, &failed).await == "replica" {
+            back = Some(recovered.elapsed());
+            break;
+        }
+    }
+    let back = back.expect("reads never returned to the replica");
+    figure(
+        "lag recovery to first read on the replica (ms)",
+        back.as_millis(),
+    );
+    assert!(
+        back >= Duration::from_millis(RECOVERY_MS),
+        "returned after {back:?}, before the hold time"
+    );
+    assert!(
+        back <= Duration::from_millis(RECOVERY_MS + 3 * INTERVAL_MS + 300),
+        "returned after {back:?}"
+    );
+    let failed = failed.load(Ordering::Relaxed);
+    figure(
+        "failed client requests during lag breach and recovery",
+        failed,
+    );
+    assert_eq!(failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_leave_a_dead_replica_quickly() {
+    let t = topology("[health]\ninterval_ms = 100\nrecovery_ms = 500\n").await;
+    let failed = AtomicUsize::new(0);
+    let mut client = connect(t.sluice).await;
+    assert_eq!(served_by(t.sluice, &mut client, &failed).await, "replica");
+    t.replica_link.kill();
+    let died = Instant::now();
+    let mut elsewhere = None;
+    while died.elapsed() < Duration::from_secs(5) {
+        if served_by(t.sluice, &mut client, &failed).await == "primary" {
+            elsewhere = Some(died.elapsed());
+            break;
+        }
+    }
+    let elsewhere = elsewhere.expect("reads were not served elsewhere");
+    figure(
+        "replica death to first read served by the primary (ms)",
+        elsewhere.as_millis(),
+    );
+    // Then the monitor marks it down: reads stop trying it at all.
+    let down = eventually(Duration::from_secs(5), || async {
+        let mut c = connect(t.sluice).await;
+        let started = Instant::now();
+        let v = whereami(&mut c).await.unwrap_or_default();
+        v == "primary" && started.elapsed() < Duration::from_millis(200)
+    })
+    .await;
+    assert!(down, "reads kept trying the dead replica");
+    figure(
+        "replica death: failed client requests",
+        failed.load(Ordering::Relaxed),
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+}

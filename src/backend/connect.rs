@@ -399,3 +399,34 @@ impl LoginReply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(intent: &str) -> BackendTarget {
+        let text = format!(
+            "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\n\
+             password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk\"\n\
+             [primary]\naddress = \"db.example.com:1433\"\nuser = \"sa\"\npassword = \"x\"\n\
+             [[replicas]]\nname = \"ro\"\naddress = \"db.example.com:1433\"\nuser = \"sa\"\npassword = \"x\"\n\
+             application_intent = \"{intent}\"\n"
+        );
+        let config = crate::config::Config::parse(&text, std::path::Path::new("t")).unwrap();
+        BackendTarget::from_config(&config.replicas[0], &config.pool).unwrap()
+    }
+
+    #[test]
+    fn read_only_intent_reaches_the_login7() {
+        let login = backend_login7(&target("read_only"), "db.example.com", "sales");
+        assert!(login.read_only_intent());
+        assert_eq!(login.server_name, "db.example.com");
+        assert_eq!(login.database, "sales");
+        let mut encoded = Vec::new();
+        login.encode(&mut encoded);
+        assert!(Login7::decode(&encoded).unwrap().read_only_intent());
+        assert!(
+            !backend_login7(&target("read_write"), "db.example.com", "sales").read_only_intent()
+        );
+    }
+}
