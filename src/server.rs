@@ -1,6 +1,7 @@
 //! The running proxy: shared state and the accept loop.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ pub struct Proxy {
     /// Health and lag, written by the monitor, read on every request.
     pub primary_health: Arc<BackendHealth>,
     pub replica_health: Vec<Arc<BackendHealth>>,
+    /// Next SPID to show a client; SQL Server's user sessions start at 51.
+    spids: AtomicU16,
 }
 
 impl Proxy {
@@ -75,6 +78,7 @@ impl Proxy {
         Ok(Arc::new(Proxy {
             router,
             primary_health: Arc::new(BackendHealth::new()),
+            spids: AtomicU16::new(FIRST_SPID),
             replica_health: config
                 .replicas
                 .iter()
@@ -133,7 +137,22 @@ pub fn router_for(config: &Config) -> Result<Router, StartError> {
     ))
 }
 
+/// SQL Server numbers user sessions from 51; lower SPIDs are its own.
+const FIRST_SPID: u16 = 51;
+
 impl Proxy {
+    /// A SPID for a new client, stable for its session whichever backend
+    /// connections serve it.
+    pub fn next_spid(&self) -> u16 {
+        let spid = self.spids.fetch_add(1, Ordering::Relaxed);
+        if spid < FIRST_SPID {
+            // Wrapped around u16: start again.
+            self.spids.store(FIRST_SPID + 1, Ordering::Relaxed);
+            return FIRST_SPID;
+        }
+        spid
+    }
+
     /// A primary connection, or at once an error when health checks say the
     /// primary is down (writes fail fast instead of waiting out a connect).
     pub async fn primary_unless_down(&self, database: &str) -> Result<PooledBackend, BackendError> {

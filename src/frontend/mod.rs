@@ -7,7 +7,6 @@ mod session;
 mod transaction_emulation;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncWriteExt, WriteHalf};
@@ -39,18 +38,6 @@ pub enum LoginError {
     Refused(String),
     #[error("writing the login reply: {0}")]
     Write(#[from] std::io::Error),
-}
-
-/// SPIDs Sluice shows clients; SQL Server's user sessions start at 51.
-static NEXT_SPID: AtomicU16 = AtomicU16::new(51);
-
-fn next_spid() -> u16 {
-    let spid = NEXT_SPID.fetch_add(1, Ordering::Relaxed);
-    if spid < 51 {
-        NEXT_SPID.store(52, Ordering::Relaxed);
-        return 51;
-    }
-    spid
 }
 
 /// Serves one accepted TCP connection to its end.
@@ -98,7 +85,7 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
         }
     };
     let packet_size = client_packet_size(&login);
-    let spid = next_spid();
+    let spid = proxy.next_spid();
     let params = LoginReplyParams {
         info: &conn.info,
         database: if conn.info.database.is_empty() {
