@@ -223,7 +223,7 @@ async fn served_by(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_over_the_limit_moves_reads_to_the_primary_and_back() {
-    const INTERVAL_MS: u64 = 100;
+    const INTERVAL_MS: u64 = 200;
     const RECOVERY_MS: u64 = 600;
     let extra = format!(
         "[health]\ninterval_ms = {INTERVAL_MS}\nrecovery_ms = {RECOVERY_MS}\nlag_margin_ms = 200\n"
