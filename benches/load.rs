@@ -1,5 +1,6 @@
-//! Load generator: requests/s and p50/p99 latency, direct to the backend and
-//! through Sluice, in the same run and with the same client concurrency.
+//! Load generator: requests/s and p50/p99 latency, direct to the backend,
+//! through a plain TCP forwarder, and through Sluice, in the same run and
+//! with the same client concurrency.
 //!
 //! `cargo bench --bench load` (set SLUICE_BENCH_SECS to change the 5 s per
 //! scenario). Everything runs in this process on loopback: an embedded
@@ -46,6 +47,7 @@ async fn run() {
     let duration = Duration::from_secs(seconds);
     let backend = start_backend().await;
     let sluice = start_sluice(backend).await;
+    let forwarder = start_forwarder(backend).await;
     println!("query: {QUERY}");
     println!(
         "{:<10} {:>5} {:>12} {:>10} {:>10}",
@@ -53,18 +55,46 @@ async fn run() {
     );
     for concurrency in [1usize, 32] {
         let direct = measure(backend, "sa", "x", concurrency, duration).await;
+        let tcp = measure(forwarder, "sa", "x", concurrency, duration).await;
         let proxied = measure(sluice, "bench", PASSWORD, concurrency, duration).await;
         print_row("direct", concurrency, &direct);
+        print_row("tcp-fwd", concurrency, &tcp);
         print_row("sluice", concurrency, &proxied);
-        println!(
-            "{:<10} {:>5} {:>11.2}x {:>9.2}x {:>9.2}x",
-            "ratio",
-            concurrency,
-            proxied.rps() / direct.rps(),
-            proxied.p(0.5) / direct.p(0.5),
-            proxied.p(0.99) / direct.p(0.99)
-        );
+        print_ratio("vs direct", concurrency, &proxied, &direct);
+        print_ratio("vs tcp-fwd", concurrency, &proxied, &tcp);
     }
+}
+
+fn print_ratio(label: &str, concurrency: usize, a: &Figures, b: &Figures) {
+    println!(
+        "{:<10} {:>5} {:>11.2}x {:>9.2}x {:>9.2}x",
+        label,
+        concurrency,
+        a.rps() / b.rps(),
+        a.p(0.5) / b.p(0.5),
+        a.p(0.99) / b.p(0.99)
+    );
+}
+
+/// A plain TCP forwarder (one extra hop, no TDS awareness): the floor any
+/// proxy's overhead should be compared with on the same machine.
+async fn start_forwarder(backend: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind forwarder");
+    let addr = listener.local_addr().expect("forwarder address");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(backend).await {
+                    client.set_nodelay(true).ok();
+                    server.set_nodelay(true).ok();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    addr
 }
 
 fn print_row(path: &str, concurrency: usize, f: &Figures) {
