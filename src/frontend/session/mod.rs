@@ -1,6 +1,8 @@
 //! The request loop of one logged-in client: read a request, route it,
 //! forward it on the chosen backend connection, stream the response back.
 
+mod emulation;
+mod prepared;
 mod relay;
 mod request;
 mod state;
@@ -13,18 +15,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::reply::{attention_ack, error_response, ClientError};
-use super::transaction_emulation::{self, EmulatedTransaction};
+use super::transaction_emulation::EmulatedTransaction;
 use crate::backend::{BackendError, BackendPools, PooledBackend};
 use crate::router::{Decision, ReplicaView, Request, Target};
 use crate::server::Proxy;
 use crate::tds::packet::{PacketType, Status};
-use crate::tds::request::{execute_as_executesql, TransactionManagerRequest};
 use crate::transport::{
     write_message, write_packet_resized, BoxStream, Packet, PacketReader, ReadError,
 };
-use relay::{
-    cancel_and_drain, relay, reply_has_error, request_headers_len, run_batch, send_attention, Relay,
-};
+use prepared::ReplicaStatement;
+use relay::{cancel_and_drain, relay, reply_has_error, run_batch, send_attention, Relay};
 use request::RequestHead;
 use state::RoutingState;
 
@@ -54,19 +54,6 @@ pub struct ClientConn {
 pub struct ClientIdentity {
     pub user: String,
     pub application: String,
-}
-
-/// Replica-prepared statements a session may hold; more are prepared on
-/// the primary (where no tracking is needed).
-const MAX_REPLICA_HANDLES: usize = 4096;
-
-/// A statement prepared on a replica connection: its handle is only valid
-/// there, and the text lets it run elsewhere as sp_executesql.
-#[derive(Debug, Clone)]
-struct ReplicaStatement {
-    replica: usize,
-    sql: String,
-    params: String,
 }
 
 /// A backend connection the session holds, and the settings version it has applied.
@@ -214,94 +201,6 @@ impl Session {
             self.remember_handle(replica, sql, params);
         }
         Ok(())
-    }
-
-    /// The replica statement an sp_execute / sp_unprepare refers to.
-    fn replica_statement(&self, head: &RequestHead) -> Option<ReplicaStatement> {
-        match head {
-            RequestHead::Execute(Some(h)) | RequestHead::Unprepare(Some(h)) => {
-                self.prepared.get(h).cloned()
-            }
-            _ => None,
-        }
-    }
-
-    /// A statement prepared on the replica runs there, unless the session
-    /// must stay on the primary (a transaction began since): then it runs on
-    /// the primary as sp_executesql, so the transaction does not split.
-    async fn run_replica_statement(
-        &mut self,
-        head: &RequestHead,
-        statement: ReplicaStatement,
-        packets: Vec<Packet>,
-        complete: bool,
-    ) -> Result<(), SessionError> {
-        let on_replica = Decision {
-            target: Target::Replica(statement.replica),
-            reason: "statement prepared on this replica".into(),
-            classification: None,
-        };
-        if let RequestHead::Unprepare(Some(handle)) = head {
-            self.prepared.remove(handle);
-            return self.execute(on_replica, packets, complete).await.map(drop);
-        }
-        if !complete || !self.view().holds_primary() {
-            return self.execute(on_replica, packets, complete).await.map(drop);
-        }
-        let payload: Vec<u8> = packets
-            .iter()
-            .flat_map(|p| p.payload().iter().copied())
-            .collect();
-        let rewritten = match execute_as_executesql(&payload, &statement.sql, &statement.params) {
-            Ok(rewritten) => rewritten,
-            Err(e) => {
-                return self
-                    .fail_request(
-                        true,
-                        ClientError::request(format!(
-                            "cannot re-run a prepared statement on the primary: {e}"
-                        )),
-                    )
-                    .await
-            }
-        };
-        let packets = packets_of(PacketType::RPC, packets[0].header.status, &rewritten);
-        let on_primary = Decision {
-            target: Target::Primary,
-            reason: "statement prepared on a replica, run as sp_executesql inside the transaction"
-                .into(),
-            classification: None,
-        };
-        self.execute(on_primary, packets, true).await.map(drop)
-    }
-
-    fn remember_handle(&mut self, replica: usize, sql: &str, params: &str) {
-        let Some(&handle) = self.return_values.first() else {
-            // Its sp_execute will go to the primary and fail there; later
-            // prepares for this replica stay on the primary.
-            if let Ok(pools) = self.replica_pools(replica) {
-                if pools.follows_handles.swap(false, Ordering::Relaxed) {
-                    tracing::error!(backend = %pools.target().name, "no readable handle in a reply to sp_prepare; prepared statements now stay on the primary");
-                }
-            }
-            return;
-        };
-        if let (Ok(handle), true) = (
-            i32::try_from(handle),
-            self.prepared.len() < MAX_REPLICA_HANDLES,
-        ) {
-            let statement = ReplicaStatement {
-                replica,
-                sql: sql.to_string(),
-                params: params.to_string(),
-            };
-            self.prepared.insert(handle, statement);
-        }
-    }
-
-    /// Handles die with their connection.
-    fn forget_handles(&mut self, replica: usize) {
-        self.prepared.retain(|_, s| s.replica != replica);
     }
 
     fn view(&self) -> crate::router::SessionView<'_> {
@@ -519,72 +418,6 @@ impl Session {
         self.last_target = target;
     }
 
-    /// Runs a Transaction Manager request as T-SQL and answers as SQL
-    /// Server would (see `transaction_emulation`).
-    async fn emulate_transaction_request(
-        &mut self,
-        packets: Vec<Packet>,
-        complete: bool,
-    ) -> Result<(), SessionError> {
-        let payload: Vec<u8> = packets
-            .iter()
-            .flat_map(|p| p.payload().iter().copied())
-            .collect();
-        let decoded = TransactionManagerRequest::decode(&payload)
-            .map_err(|e| {
-                ClientError::request(format!("malformed Transaction Manager request: {e}"))
-            })
-            .and_then(|r| {
-                let sql =
-                    transaction_emulation::to_sql(&r.request).map_err(ClientError::request)?;
-                Ok((r, sql))
-            });
-        let (request, sql) = match decoded {
-            Ok(ok) if complete => ok,
-            Ok(_) => {
-                return self
-                    .fail_request(
-                        false,
-                        ClientError::request("oversized Transaction Manager request"),
-                    )
-                    .await
-            }
-            Err(error) => return self.fail_request(complete, error).await,
-        };
-        let mut held = match self.take_synced(Target::Primary).await {
-            Ok(held) => held,
-            Err(e) => {
-                return self
-                    .fail_request(true, ClientError::backend_unavailable(e))
-                    .await
-            }
-        };
-        let reply = match run_batch(
-            &mut held.conn,
-            &payload[..request_headers_len(&payload)],
-            &sql,
-        )
-        .await
-        {
-            Ok(reply) => reply,
-            Err(e) => {
-                held.conn.mark_broken();
-                return self
-                    .fail_request(true, ClientError::backend_unavailable(e))
-                    .await;
-            }
-        };
-        self.put_back(Target::Primary, held);
-        let answer = if reply_has_error(&reply) {
-            reply
-        } else {
-            self.emulated.reply(&request.request)
-        };
-        self.send_to_client(&answer)
-            .await
-            .map_err(SessionError::ClientGone)
-    }
-
     /// Reads request packets until EOM or until the buffer limit; the
     /// buffered head is what routing gets to look at.
     async fn buffer_request(&mut self, first: Packet) -> Result<(Vec<Packet>, bool), SessionError> {
@@ -788,35 +621,6 @@ impl Attempt {
             request_consumed,
         })
     }
-}
-
-/// A message of `ty` cut into packets, as a client would send it.
-fn packets_of(ty: PacketType, first_status: Status, payload: &[u8]) -> Vec<Packet> {
-    let mut bytes = Vec::new();
-    let first_status = first_status.without(Status::EOM);
-    crate::tds::packet::encode_message(
-        &mut bytes,
-        ty,
-        first_status,
-        0,
-        payload,
-        crate::tds::packet::DEFAULT_PACKET_SIZE,
-    );
-    let mut bytes = bytes::BytesMut::from(&bytes[..]);
-    let mut packets = Vec::new();
-    while bytes.len() >= crate::tds::packet::HEADER_LEN {
-        let Ok(header) = crate::tds::PacketHeader::decode(
-            &bytes[..crate::tds::packet::HEADER_LEN],
-            crate::tds::packet::MAX_PACKET_SIZE,
-        ) else {
-            break;
-        };
-        packets.push(Packet {
-            header,
-            bytes: bytes.split_to(header.length as usize),
-        });
-    }
-    packets
 }
 
 fn check_continuation(ty: PacketType, packet: &Packet) -> Result<(), SessionError> {
