@@ -173,3 +173,37 @@ async fn silent_client_is_dropped_at_the_login_timeout() {
         started.elapsed()
     );
 }
+
+/// A backend that dies while a result is streaming: the client already has
+/// part of it, so the request cannot be retried. Between two tokens, Sluice
+/// finishes the message with a clear error and the session goes on; in the
+/// middle of a token, it can only close the client's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_dying_mid_result_gives_a_clear_error() {
+    let backend = common::fake::start().await;
+    let sluice = start_sluice(parse_config(&config_text(backend, &[]))).await;
+    let mut client = connect(sluice).await;
+    assert_eq!(scalar_i32(&mut client, "SELECT 42").await, Some(42));
+    let sql = format!("SELECT n FROM t /* {} */", common::fake::DIE_BETWEEN_ROWS);
+    let error = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_first_result().await.err(),
+        Err(e) => Some(e),
+    }
+    .expect("the broken result must fail");
+    let text = error.to_string();
+    assert!(
+        text.contains("backend primary failed") && text.contains("while sending this result"),
+        "{text}"
+    );
+    // The same client carries on, on a new backend connection.
+    assert_eq!(scalar_i32(&mut client, "SELECT 42").await, Some(42));
+
+    let sql = format!("SELECT n FROM t /* {} */", common::fake::DIE_MID_ROW);
+    let failed = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_first_result().await.is_err(),
+        Err(_) => true,
+    };
+    assert!(failed, "half a row cannot pass as a result");
+    let mut next = connect(sluice).await;
+    assert_eq!(scalar_i32(&mut next, "SELECT 42").await, Some(42));
+}

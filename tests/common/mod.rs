@@ -179,4 +179,5 @@ pub fn self_signed_certificate() -> (std::path::PathBuf, std::path::PathBuf) {
     std::fs::write(&key, generated.key_pair.serialize_pem()).expect("write key");
     (cert, key)
 }
+pub mod fake;
 pub mod link;

@@ -573,16 +573,31 @@ impl Session {
                 cancel_and_drain(&mut held.conn, drain).await;
                 Err(SessionError::ClientGone(e))
             }
-            Ok(Relay::BackendFailed { error, forwarded }) => {
+            Ok(Relay::BackendFailed {
+                error,
+                forwarded,
+                at_token_boundary,
+            }) => {
                 held.conn.mark_broken();
-                let error = format!("backend {} failed: {error}", held.conn.backend);
                 self.note_replica_failure(target);
-                if forwarded {
-                    // Part of the answer is already with the client: there
-                    // is no clean way to finish that message.
+                let error = format!("backend {} failed: {error}", held.conn.backend);
+                if !forwarded {
+                    return Ok(Attempt::failed(error, true));
+                }
+                if !at_token_boundary {
+                    // The client holds part of a token: no clean way to
+                    // finish that message but to close the connection.
                     return Err(SessionError::BackendLost(error));
                 }
-                Ok(Attempt::failed(error, true))
+                // Finish the half-sent message with an error the driver
+                // reports, and keep the session: the next request gets a
+                // new backend connection.
+                let error =
+                    ClientError::backend_unavailable(format!("{error} while sending this result"));
+                self.send_error(&error)
+                    .await
+                    .map_err(SessionError::ClientGone)?;
+                Ok(Attempt::Served)
             }
             Err(e) => {
                 held.conn.mark_broken();

@@ -27,6 +27,9 @@ pub enum Relay {
     BackendFailed {
         error: String,
         forwarded: bool,
+        /// What was forwarded ends between two tokens, so the message can
+        /// still be finished cleanly with an ERROR and a DONE.
+        at_token_boundary: bool,
     },
 }
 
@@ -133,7 +136,13 @@ pub async fn relay(
             packet = conn.reader.read_packet() => {
                 let mut packet = match packet {
                     Ok(packet) => packet,
-                    Err(e) => return Ok(Relay::BackendFailed { error: e.to_string(), forwarded }),
+                    Err(e) => {
+                        return Ok(Relay::BackendFailed {
+                            error: e.to_string(),
+                            forwarded,
+                            at_token_boundary: !walk_failed && walker.at_token_boundary(),
+                        })
+                    }
                 };
                 let eom = packet.is_eom();
                 if let Err(e) = walker.feed(packet.payload(), &mut events) {
