@@ -183,16 +183,7 @@ impl Session {
                 .await;
         }
         let mut decision = self.route(&head);
-        if let (RequestHead::Prepare { .. }, Target::Replica(i)) = (&head, decision.target) {
-            if !self
-                .replica_pools(i)
-                .is_ok_and(|p| p.follows_handles.load(Ordering::Relaxed))
-            {
-                decision.target = Target::Primary;
-                decision.reason =
-                    "prepared statement: this replica's handles cannot be followed".into();
-            }
-        }
+        self.keep_handles_followable(&head, &mut decision);
         tracing::debug!(spid = self.client.spid, target = ?decision.target, reason = %decision.reason, "routed");
         let ran_on = self.execute(decision, buffered, complete).await?;
         if let (RequestHead::Prepare { sql, params }, Some(Target::Replica(replica))) =

@@ -26,6 +26,23 @@ pub(super) struct ReplicaStatement {
 }
 
 impl Session {
+    /// A prepare goes to a replica only if Sluice can read the handles that
+    /// replica returns; otherwise to the primary, where handles need no
+    /// tracking.
+    pub(super) fn keep_handles_followable(&self, head: &RequestHead, decision: &mut Decision) {
+        let (RequestHead::Prepare { .. }, Target::Replica(i)) = (head, decision.target) else {
+            return;
+        };
+        let follows = self
+            .replica_pools(i)
+            .is_ok_and(|p| p.follows_handles.load(Ordering::Relaxed));
+        if !follows {
+            decision.target = Target::Primary;
+            decision.reason =
+                "prepared statement: this replica's handles cannot be followed".into();
+        }
+    }
+
     /// The replica statement an sp_execute / sp_unprepare refers to.
     pub(super) fn replica_statement(&self, head: &RequestHead) -> Option<ReplicaStatement> {
         match head {
