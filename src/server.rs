@@ -90,6 +90,7 @@ impl Proxy {
                 tls_config,
                 config.limits.max_login_bytes,
                 PRELOGIN_VERSION,
+                config.listen.server_name.clone(),
             ),
             primary,
             replicas,

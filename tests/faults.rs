@@ -122,6 +122,13 @@ async fn malformed_packets_close_only_their_connection() {
     login[4..8].copy_from_slice(&0x7400_0004u32.to_le_bytes());
     login[36..40].copy_from_slice(&[0xF0, 0xFF, 0x40, 0x00]); // hostname at 0xFFF0, 64 chars
     bad.send(PacketType::LOGIN7, &login).await;
+    let events = bad.read_response().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TokenEvent::Error(m) if m.message.contains("LOGIN7"))),
+        "a malformed LOGIN7 gets a TDS error: {events:?}"
+    );
     assert!(bad.closed_within(Duration::from_secs(5)).await);
 
     // A LOGIN7 far over the size limit.

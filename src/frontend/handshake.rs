@@ -45,6 +45,8 @@ pub struct ListenerTls {
     pub max_login_bytes: usize,
     /// Version reported in the PRELOGIN reply, learned from the backend.
     pub version: u32,
+    /// Server name in the errors written during the handshake.
+    pub server_name: String,
 }
 
 /// How the client and Sluice agreed to encrypt.
@@ -85,22 +87,58 @@ pub async fn negotiate(tcp: TcpStream, tls: &ListenerTls) -> Result<Handshake, H
     let encryption = decision?;
     match encryption {
         Encryption::None => {
-            let login = read_login7(&mut tcp, tls).await?;
+            let login = read_login7(&mut tcp, tls).await;
+            let login = refuse_bad_login7(&mut tcp, tls, login).await?;
             Ok(handshake(tcp, login, encryption))
         }
         Encryption::Full | Encryption::Strict => {
             let mut stream = accept_framed_tls(tcp, tls).await?;
-            let login = read_login7(&mut stream, tls).await?;
+            let login = read_login7(&mut stream, tls).await;
+            let login = refuse_bad_login7(&mut stream, tls, login).await?;
             Ok(handshake(stream, login, encryption))
         }
         Encryption::LoginOnly => {
             let mut stream = accept_framed_tls(tcp, tls).await?;
-            let login = read_login7(&mut stream, tls).await?;
-            // Login-only encryption: the rest of the session is plaintext.
+            let login = read_login7(&mut stream, tls).await;
+            // Login-only encryption: the rest of the session, the login
+            // reply included, is plaintext.
             let (framed, _) = stream.into_inner();
-            Ok(handshake(framed.into_inner(), login, encryption))
+            let mut tcp = framed.into_inner();
+            let login = refuse_bad_login7(&mut tcp, tls, login).await?;
+            Ok(handshake(tcp, login, encryption))
         }
     }
+}
+
+/// A LOGIN7 that arrived but cannot be used (malformed, too large) is
+/// answered with a TDS error before the connection closes, so the driver
+/// reports why.
+async fn refuse_bad_login7<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    tls: &ListenerTls,
+    login: Result<Login7, HandshakeError>,
+) -> Result<Login7, HandshakeError> {
+    let error = match login {
+        Ok(login) => return Ok(login),
+        Err(e) => e,
+    };
+    if matches!(
+        error,
+        HandshakeError::Login7(_) | HandshakeError::Read(ReadError::Malformed(_))
+    ) {
+        let refusal = super::reply::ClientError::protocol(&error);
+        let payload = super::reply::error_response(&refusal, &tls.server_name);
+        write_message(
+            stream,
+            PacketType::TABULAR_RESULT,
+            0,
+            &payload,
+            DEFAULT_PACKET_SIZE,
+        )
+        .await
+        .ok();
+    }
+    Err(error)
 }
 
 fn handshake<S: crate::transport::Stream + 'static>(
@@ -117,14 +155,15 @@ fn handshake<S: crate::transport::Stream + 'static>(
 
 async fn negotiate_strict(tcp: TcpStream, tls: &ListenerTls) -> Result<Handshake, HandshakeError> {
     let acceptor = tls
-        .acceptor
+        .strict_acceptor
         .as_ref()
         .ok_or(HandshakeError::EncryptionRefused)?;
     let mut stream = acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?;
     read_prelogin(&mut stream, tls).await?;
     // TDS 8.0: the connection is already encrypted; the byte is informative.
     write_prelogin_reply(&mut stream, tls, encryption::REQ).await?;
-    let login = read_login7(&mut stream, tls).await?;
+    let login = read_login7(&mut stream, tls).await;
+    let login = refuse_bad_login7(&mut stream, tls, login).await?;
     Ok(handshake(stream, login, Encryption::Strict))
 }
 
@@ -238,6 +277,7 @@ impl ListenerTls {
         configs: Option<crate::tls::ListenerTlsConfigs>,
         max_login_bytes: usize,
         version: u32,
+        server_name: String,
     ) -> Self {
         let (acceptor, strict_acceptor) = match configs {
             Some(c) => (
@@ -252,6 +292,7 @@ impl ListenerTls {
             strict_acceptor,
             max_login_bytes,
             version,
+            server_name,
         }
     }
 }
