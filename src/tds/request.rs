@@ -100,6 +100,22 @@ pub fn split_all_headers(payload: &[u8]) -> Result<(AllHeaders, &[u8]), DecodeEr
     Ok((headers, &payload[total..]))
 }
 
+/// Appends ALL_HEADERS with only the transaction descriptor header
+/// [MS-TDS 2.2.5.3.2]: descriptor 0 and one outstanding request is
+/// auto-commit, what a request outside any transaction carries.
+pub fn encode_all_headers(
+    out: &mut Vec<u8>,
+    transaction_descriptor: u64,
+    outstanding_requests: u32,
+) {
+    const DESCRIPTOR_HEADER_LEN: u32 = 4 + 2 + 8 + 4;
+    out.extend_from_slice(&(4 + DESCRIPTOR_HEADER_LEN).to_le_bytes());
+    out.extend_from_slice(&DESCRIPTOR_HEADER_LEN.to_le_bytes());
+    out.extend_from_slice(&header_type::TRANSACTION_DESCRIPTOR.to_le_bytes());
+    out.extend_from_slice(&transaction_descriptor.to_le_bytes());
+    out.extend_from_slice(&outstanding_requests.to_le_bytes());
+}
+
 /// The text of a SQLBatch [MS-TDS 2.2.6.7]: ALL_HEADERS, then UTF-16LE
 /// (UNICODESTREAM) to the end of the message.
 pub fn sql_batch_text(payload: &[u8]) -> Result<String, DecodeError> {
@@ -855,6 +871,17 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn encoded_all_headers_decode_back() {
+        let mut payload = Vec::new();
+        encode_all_headers(&mut payload, 0x1122_3344_5566_7788, 1);
+        payload.extend_from_slice(b"rest");
+        let (headers, body) = split_all_headers(&payload).unwrap();
+        assert_eq!(headers.transaction_descriptor, Some(0x1122_3344_5566_7788));
+        assert_eq!(headers.outstanding_request_count, Some(1));
+        assert_eq!(body, b"rest");
     }
 
     #[test]

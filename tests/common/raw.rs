@@ -131,13 +131,9 @@ impl RawClient {
     }
 }
 
-/// ALL_HEADERS with only the transaction descriptor header [MS-TDS 2.2.5.3.2].
+/// ALL_HEADERS with only the transaction descriptor header.
 fn all_headers(descriptor: u64) -> Vec<u8> {
     let mut payload = Vec::new();
-    payload.extend_from_slice(&22u32.to_le_bytes());
-    payload.extend_from_slice(&18u32.to_le_bytes());
-    payload.extend_from_slice(&2u16.to_le_bytes());
-    payload.extend_from_slice(&descriptor.to_le_bytes());
-    payload.extend_from_slice(&1u32.to_le_bytes());
+    sluice::tds::request::encode_all_headers(&mut payload, descriptor, 1);
     payload
 }

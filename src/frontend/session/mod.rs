@@ -350,13 +350,8 @@ impl Session {
             backend: backend.clone(),
             detail,
         };
-        // ALL_HEADERS with the auto-commit transaction descriptor.
-        let mut headers = Vec::with_capacity(22);
-        headers.extend_from_slice(&22u32.to_le_bytes());
-        headers.extend_from_slice(&18u32.to_le_bytes());
-        headers.extend_from_slice(&2u16.to_le_bytes());
-        headers.extend_from_slice(&0u64.to_le_bytes());
-        headers.extend_from_slice(&1u32.to_le_bytes());
+        let mut headers = Vec::new();
+        crate::tds::request::encode_all_headers(&mut headers, 0, 1);
         let reply = run_batch(&mut held.conn, &headers, replay)
             .await
             .map_err(|e| protocol(format!("replaying session settings: {e}")))?;
