@@ -110,36 +110,23 @@ async fn parameterised_reads_follow_the_sql_text() {
 async fn transactions_keep_every_request_on_the_primary() {
     let p = pair(NO_RYW).await;
     let mut c = connect(p.sluice).await;
-    run(&mut c, "BEGIN TRANSACTION").await;
-    assert_eq!(
-        whereami(&mut c, "SELECT v FROM dbo.whereami").await,
-        "primary"
-    );
-    run(&mut c, "COMMIT").await;
-    assert_eq!(
-        whereami(&mut c, "SELECT v FROM dbo.whereami").await,
-        "replica"
-    );
-    run(&mut c, "SET IMPLICIT_TRANSACTIONS ON").await;
-    assert_eq!(
-        whereami(&mut c, "SELECT v FROM dbo.whereami").await,
-        "primary"
-    );
-    run(&mut c, "SET IMPLICIT_TRANSACTIONS OFF").await;
-    assert_eq!(
-        whereami(&mut c, "SELECT v FROM dbo.whereami").await,
-        "replica"
-    );
-    run(&mut c, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").await;
-    assert_eq!(
-        whereami(&mut c, "SELECT v FROM dbo.whereami").await,
-        "primary"
-    );
-    run(&mut c, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await;
-    assert_eq!(
-        whereami(&mut c, "SELECT v FROM dbo.whereami").await,
-        "replica"
-    );
+    // Each step, then where the next plain read must run.
+    let steps = [
+        ("BEGIN TRANSACTION", "primary"),
+        ("COMMIT", "replica"),
+        ("SET IMPLICIT_TRANSACTIONS ON", "primary"),
+        ("SET IMPLICIT_TRANSACTIONS OFF", "replica"),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", "primary"),
+        ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "replica"),
+    ];
+    for (step, expected) in steps {
+        run(&mut c, step).await;
+        assert_eq!(
+            whereami(&mut c, "SELECT v FROM dbo.whereami").await,
+            expected,
+            "after {step}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -16,10 +16,7 @@ impl Session {
         packets: Vec<Packet>,
         complete: bool,
     ) -> Result<(), SessionError> {
-        let payload: Vec<u8> = packets
-            .iter()
-            .flat_map(|p| p.payload().iter().copied())
-            .collect();
+        let payload = super::request::message_payload(&packets);
         let decoded = TransactionManagerRequest::decode(&payload)
             .map_err(|e| {
                 ClientError::request(format!("malformed Transaction Manager request: {e}"))

@@ -75,10 +75,7 @@ impl Session {
         if !complete || !self.view().holds_primary() {
             return self.execute(on_replica, packets, complete).await.map(drop);
         }
-        let payload: Vec<u8> = packets
-            .iter()
-            .flat_map(|p| p.payload().iter().copied())
-            .collect();
+        let payload = super::request::message_payload(&packets);
         let rewritten = match execute_as_executesql(&payload, &statement.sql, &statement.params) {
             Ok(rewritten) => rewritten,
             Err(e) => {

@@ -1,6 +1,8 @@
 //! What routing needs to know about a buffered request: its SQL text, the
 //! procedure it calls, or why only the primary may take it.
 
+use std::borrow::Cow;
+
 use crate::tds::packet::PacketType;
 use crate::tds::request::{proc_id, sql_batch_text, ProcRef, RpcHead};
 use crate::transport::Packet;
@@ -34,10 +36,7 @@ pub fn decode(packets: &[Packet], complete: bool) -> RequestHead {
     if !complete {
         return RequestHead::PrimaryOnly("request larger than limits.request_buffer_bytes");
     }
-    let payload: Vec<u8> = packets
-        .iter()
-        .flat_map(|p| p.payload().iter().copied())
-        .collect();
+    let payload = message_payload(packets);
     match first.ty() {
         PacketType::SQL_BATCH => match sql_batch_text(&payload) {
             Ok(text) => RequestHead::Sql(text),
@@ -50,6 +49,20 @@ pub fn decode(packets: &[Packet], complete: bool) -> RequestHead {
         PacketType::BULK_LOAD => RequestHead::PrimaryOnly("bulk load"),
         PacketType::TRANSACTION_MANAGER => RequestHead::PrimaryOnly("Transaction Manager request"),
         _ => RequestHead::PrimaryOnly("not a request"),
+    }
+}
+
+/// The payload of a whole message: borrowed when it fits one packet (the
+/// usual case), joined otherwise.
+pub fn message_payload(packets: &[Packet]) -> Cow<'_, [u8]> {
+    match packets {
+        [only] => Cow::Borrowed(only.payload()),
+        _ => Cow::Owned(
+            packets
+                .iter()
+                .flat_map(|p| p.payload().iter().copied())
+                .collect(),
+        ),
     }
 }
 
