@@ -293,6 +293,28 @@ pub struct Limits {
     /// Time allowed to cancel and drain a backend connection whose client left mid-result.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// A client that reads nothing of a response for this long is
+    /// disconnected, so it cannot hold a backend connection forever.
+    #[serde(default = "default_client_write_timeout_ms")]
+    pub client_write_timeout_ms: u64,
+    /// TCP keepalive idle time on client and backend sockets (0: off), so a
+    /// peer that vanished without a FIN or RST is noticed.
+    #[serde(default = "default_tcp_keepalive_ms")]
+    pub tcp_keepalive_ms: u64,
+}
+
+impl Limits {
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    pub fn client_write_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_write_timeout_ms)
+    }
+
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        (self.tcp_keepalive_ms > 0).then(|| Duration::from_millis(self.tcp_keepalive_ms))
+    }
 }
 
 impl Default for Limits {
@@ -301,6 +323,8 @@ impl Default for Limits {
             max_login_bytes: default_max_login_bytes(),
             request_buffer_bytes: default_request_buffer_bytes(),
             drain_timeout_ms: default_drain_timeout_ms(),
+            client_write_timeout_ms: default_client_write_timeout_ms(),
+            tcp_keepalive_ms: default_tcp_keepalive_ms(),
         }
     }
 }
@@ -368,6 +392,12 @@ fn default_request_buffer_bytes() -> usize {
 }
 fn default_drain_timeout_ms() -> u64 {
     5_000
+}
+fn default_client_write_timeout_ms() -> u64 {
+    30_000
+}
+fn default_tcp_keepalive_ms() -> u64 {
+    30_000
 }
 
 impl Config {
@@ -738,6 +768,18 @@ impl Limits {
                 "must hold at least one maximum-size packet (32767)",
                 "use 1048576",
             ));
+        }
+        for (key, value, fix) in [
+            ("limits.drain_timeout_ms", self.drain_timeout_ms, "use 5000"),
+            (
+                "limits.client_write_timeout_ms",
+                self.client_write_timeout_ms,
+                "use 30000",
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, value, "must be at least 1 ms", fix));
+            }
         }
         Ok(())
     }

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::backend::{BackendError, BackendPools, BackendTarget, PooledBackend};
+use crate::backend::Cluster;
 use crate::classify::Classifier;
 use crate::config::{Config, LagSourceKind, ListenTlsMode};
 use crate::frontend::{handle_client, ListenerTls, UserDirectory};
-use crate::monitor::{
-    self, BackendHealth, BackendState, CheckTarget, HealthPolicy, LagSource, MonitorHandle,
-};
+use crate::monitor::{self, CheckTarget, HealthPolicy, LagSource, MonitorHandle};
 use crate::router::Router;
 use crate::tls::TlsSetupError;
 
@@ -38,12 +36,11 @@ pub struct Proxy {
     pub config: Arc<Config>,
     pub users: UserDirectory,
     pub listener_tls: ListenerTls,
-    pub primary: Arc<BackendPools>,
-    pub replicas: Vec<Arc<BackendPools>>,
-    pub router: Router,
-    /// Health and lag, written by the monitor, read on every request.
-    pub primary_health: Arc<BackendHealth>,
-    pub replica_health: Vec<Arc<BackendHealth>>,
+    /// The backends, with their pools and health (written by the monitor,
+    /// read on every request).
+    pub cluster: Arc<Cluster>,
+    pub router: Arc<Router>,
+    session_context: Arc<crate::frontend::SessionContext>,
     /// Next SPID to show a client; SQL Server's user sessions start at 51.
     spids: AtomicU16,
 }
@@ -63,27 +60,24 @@ impl Proxy {
                 )?)
             }
         };
-        let primary = Arc::new(BackendPools::new(
-            BackendTarget::from_config(&config.primary, &config.pool)?,
-            config.pool.clone(),
-        ));
-        let mut replicas = Vec::new();
-        for replica in &config.replicas {
-            replicas.push(Arc::new(BackendPools::new(
-                BackendTarget::from_config(replica, &config.pool)?,
-                config.pool.clone(),
-            )));
-        }
-        let router = router_for(&config)?;
+        let cluster = Arc::new(Cluster::new(&config)?);
+        let router = Arc::new(router_for(&config)?);
+        let session_context = Arc::new(crate::frontend::SessionContext {
+            cluster: cluster.clone(),
+            router: router.clone(),
+            limits: config.limits.clone(),
+            server_name: config.listen.server_name.clone(),
+            emulate_transaction_requests: cluster
+                .primary()
+                .pools()
+                .target()
+                .emulate_transaction_requests,
+        });
         Ok(Arc::new(Proxy {
             router,
-            primary_health: Arc::new(BackendHealth::new()),
+            cluster,
+            session_context,
             spids: AtomicU16::new(FIRST_SPID),
-            replica_health: config
-                .replicas
-                .iter()
-                .map(|_| Arc::new(BackendHealth::new()))
-                .collect(),
             users: UserDirectory::new(&config.users),
             listener_tls: ListenerTls::new(
                 config.listen.tls.mode,
@@ -92,10 +86,13 @@ impl Proxy {
                 PRELOGIN_VERSION,
                 config.listen.server_name.clone(),
             ),
-            primary,
-            replicas,
             config: Arc::new(config),
         }))
+    }
+
+    /// What each client session gets of the proxy.
+    pub fn session_context(&self) -> Arc<crate::frontend::SessionContext> {
+        self.session_context.clone()
     }
 
     /// Binds the configured listen address.
@@ -154,42 +151,6 @@ impl Proxy {
         spid
     }
 
-    /// A primary connection, or at once an error when health checks say the
-    /// primary is down (writes fail fast instead of waiting out a connect).
-    pub async fn primary_unless_down(&self, database: &str) -> Result<PooledBackend, BackendError> {
-        if let Some(why) = self.primary_down_reason() {
-            return Err(BackendError::Protocol {
-                backend: self.primary.target().name.clone(),
-                detail: why,
-            });
-        }
-        self.primary.get(database).await
-    }
-
-    fn primary_down_reason(&self) -> Option<String> {
-        (self.primary_health.state() == BackendState::Down)
-            .then(|| "the primary is down (its health checks fail)".to_string())
-    }
-
-    /// Whether routing may send reads to replica `index` now.
-    pub fn replica_available(&self, index: usize) -> bool {
-        self.replica_health
-            .get(index)
-            .is_some_and(|h| h.is_available())
-    }
-
-    /// The replica's last measured lag.
-    pub fn replica_lag(&self, index: usize) -> Option<Duration> {
-        self.replica_health.get(index).and_then(|h| h.lag())
-    }
-
-    /// A connection-level failure on the data path counts as a failed check.
-    pub fn report_replica_failure(&self, index: usize) {
-        if let Some(health) = self.replica_health.get(index) {
-            health.mark_failed_request();
-        }
-    }
-
     /// One monitor task per backend (see `monitor`).
     fn start_monitor(&self) -> MonitorHandle {
         let h = &self.config.health;
@@ -203,15 +164,17 @@ impl Proxy {
         };
         let primary = (
             CheckTarget::from_backend(&self.config.primary),
-            self.primary_health.clone(),
+            self.cluster.primary().health().clone(),
             policy(None),
         );
+        // The cluster's replicas were made from `config.replicas`, in order.
         let replicas = self
             .config
             .replicas
             .iter()
-            .zip(&self.replica_health)
-            .map(|(cfg, health)| {
+            .zip(self.cluster.replicas())
+            .map(|(cfg, replica)| {
+                let health = replica.health();
                 let source = lag_source(cfg, &h.heartbeat_table);
                 // Without a lag source the lag is unknown, which must not
                 // count as "over the limit".

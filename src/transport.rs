@@ -2,9 +2,10 @@
 //! stream (TCP, or TLS over TCP), a cancel-safe packet reader and packet writers.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::tds::packet::{PacketHeader, PacketType, Status, HEADER_LEN, MAX_PACKET_SIZE};
 use crate::tds::DecodeError;
@@ -27,15 +28,74 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
-/// One TDS packet, header included, exactly as it came off the wire.
+/// TCP keepalive on a socket, so a peer that vanished without a FIN or
+/// RST (a crashed host, a dropped NAT entry) is noticed; `None` leaves it off.
+pub fn set_keepalive(tcp: &tokio::net::TcpStream, idle: Option<Duration>) {
+    let Some(idle) = idle else { return };
+    let keepalive = socket2::TcpKeepalive::new().with_time(idle).with_interval(
+        idle.min(Duration::from_secs(10))
+            .max(Duration::from_secs(1)),
+    );
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "could not set TCP keepalive");
+    }
+}
+
+/// One TDS packet, header included, exactly as it came off the wire. Its
+/// fields are private: a packet is only made by decoding a header whose
+/// length matches the bytes, so no code can hold a short one.
 #[derive(Debug, Clone)]
 pub struct Packet {
-    pub header: PacketHeader,
+    header: PacketHeader,
     /// Header and payload; the header bytes can be rewritten in place.
-    pub bytes: BytesMut,
+    bytes: BytesMut,
 }
 
 impl Packet {
+    /// Splits one whole packet off the front of `buf`, if all of it is
+    /// there. Check, then parse, then advance.
+    fn split_from(buf: &mut BytesMut, max_packet: usize) -> Result<Option<Packet>, DecodeError> {
+        if buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let header = PacketHeader::decode(&buf[..HEADER_LEN], max_packet)?;
+        let len = header.length as usize;
+        if buf.len() < len {
+            buf.reserve(len - buf.len());
+            return Ok(None);
+        }
+        let bytes = buf.split_to(len);
+        Ok(Some(Packet { header, bytes }))
+    }
+
+    pub fn header(&self) -> &PacketHeader {
+        &self.header
+    }
+
+    /// The whole packet as it goes on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Length on the wire, header included.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.len() <= HEADER_LEN
+    }
+
+    pub fn status(&self) -> Status {
+        self.header.status
+    }
+
+    /// The payload bytes, for a caller that rewrites a value in place
+    /// (same length, so the header stays true).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[HEADER_LEN..]
+    }
+
     pub fn payload(&self) -> &[u8] {
         &self.bytes[HEADER_LEN..]
     }
@@ -122,17 +182,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// Check, then parse, then advance: a packet leaves the buffer only
     /// once all of it has arrived.
     fn split_packet(&mut self) -> Result<Option<Packet>, ReadError> {
-        if self.buf.len() < HEADER_LEN {
-            return Ok(None);
-        }
-        let header = PacketHeader::decode(&self.buf[..HEADER_LEN], self.max_packet)?;
-        let len = header.length as usize;
-        if self.buf.len() < len {
-            self.buf.reserve(len - self.buf.len());
-            return Ok(None);
-        }
-        let bytes = self.buf.split_to(len);
-        Ok(Some(Packet { header, bytes }))
+        Ok(Packet::split_from(&mut self.buf, self.max_packet)?)
     }
 
     /// Reads packets until EOM and returns the concatenated payload. Refuses
@@ -163,6 +213,192 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             if packet.is_eom() {
                 return Ok((packet.header, payload));
             }
+        }
+    }
+}
+
+/// The client side of a session: the packet reader (watched for ATTENTION
+/// while a response streams), the writer, the SPID Sluice shows this client
+/// and its negotiated packet size.
+pub struct ClientConn {
+    reader: PacketReader<ReadHalf<BoxStream>>,
+    writer: WriteHalf<BoxStream>,
+    spid: u16,
+    packet_size: usize,
+    /// A client that stops reading is dropped after this long, instead of
+    /// holding a backend connection forever.
+    write_timeout: Duration,
+}
+
+impl ClientConn {
+    pub fn new(
+        reader: PacketReader<ReadHalf<BoxStream>>,
+        writer: WriteHalf<BoxStream>,
+        spid: u16,
+        packet_size: usize,
+        write_timeout: Duration,
+    ) -> ClientConn {
+        ClientConn {
+            reader,
+            writer,
+            spid,
+            packet_size,
+            write_timeout,
+        }
+    }
+
+    pub fn spid(&self) -> u16 {
+        self.spid
+    }
+
+    /// The client's next packet; cancel-safe (see [`PacketReader`]).
+    pub async fn read_packet(&mut self) -> Result<Packet, ReadError> {
+        self.reader.read_packet().await
+    }
+
+    /// Forwards one response packet with this client's SPID, re-cut to its
+    /// packet size.
+    pub async fn forward(&mut self, packet: &mut Packet) -> io::Result<()> {
+        packet.set_spid(self.spid);
+        let (writer, size) = (&mut self.writer, self.packet_size);
+        bounded(self.write_timeout, async {
+            write_packet_resized(writer, packet, size).await?;
+            writer.flush().await
+        })
+        .await
+    }
+
+    /// Sends a whole message Sluice wrote itself (errors, emulated replies).
+    pub async fn send_message(&mut self, payload: &[u8]) -> io::Result<()> {
+        let (writer, spid, size) = (&mut self.writer, self.spid, self.packet_size);
+        let ty = PacketType::TABULAR_RESULT;
+        bounded(
+            self.write_timeout,
+            write_message(writer, ty, spid, payload, size),
+        )
+        .await
+    }
+
+    /// Closes the client's side of the connection after a final message.
+    pub async fn shutdown(&mut self) {
+        let _ = bounded(self.write_timeout, self.writer.shutdown()).await;
+    }
+}
+
+/// A client write that does not finish within `limit` fails as timed out.
+async fn bounded(
+    limit: Duration,
+    write: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client read nothing for {} ms", limit.as_millis()),
+        )),
+    }
+}
+
+/// A packet of `payload`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_packet(payload: &[u8], eom: bool) -> Packet {
+    let status = if eom { Status::EOM } else { Status::NORMAL };
+    let header = PacketHeader::new(PacketType::TABULAR_RESULT, status, payload.len());
+    let mut bytes = header.encode().to_vec();
+    bytes.extend_from_slice(payload);
+    let mut buf = BytesMut::from(&bytes[..]);
+    Packet::split_from(&mut buf, MAX_PACKET_SIZE)
+        .ok()
+        .flatten()
+        .expect("a whole test packet")
+}
+
+/// One client request message: the packets buffered so far (the head that
+/// routing looks at) and whether they reach its EOM. A request bigger than
+/// the buffer limit is forwarded head first, then streamed.
+#[derive(Debug, Clone)]
+pub struct Request {
+    packets: Vec<Packet>,
+    complete: bool,
+}
+
+impl Request {
+    /// A request that starts with `first`.
+    pub fn new(first: Packet) -> Request {
+        let complete = first.is_eom();
+        Request {
+            packets: vec![first],
+            complete,
+        }
+    }
+
+    /// A whole request Sluice builds itself (a rewritten RPC), cut into
+    /// packets as a client would send it.
+    pub fn from_payload(ty: PacketType, first_status: Status, payload: &[u8]) -> Request {
+        let mut encoded = Vec::new();
+        crate::tds::packet::encode_message(
+            &mut encoded,
+            ty,
+            first_status.without(Status::EOM),
+            0,
+            payload,
+            crate::tds::packet::DEFAULT_PACKET_SIZE,
+        );
+        let mut buf = BytesMut::from(&encoded[..]);
+        let mut packets = Vec::new();
+        while let Ok(Some(packet)) = Packet::split_from(&mut buf, MAX_PACKET_SIZE) {
+            packets.push(packet);
+        }
+        Request {
+            packets,
+            complete: true,
+        }
+    }
+
+    /// Adds the next packet of the message.
+    pub fn push(&mut self, packet: Packet) {
+        self.complete = packet.is_eom();
+        self.packets.push(packet);
+    }
+
+    pub fn ty(&self) -> PacketType {
+        self.first().ty()
+    }
+
+    /// The status of the first packet, where the reset bits live.
+    pub fn first_status(&self) -> Status {
+        self.first().status()
+    }
+
+    fn first(&self) -> &Packet {
+        // A Request is made from at least one packet and never emptied.
+        &self.packets[0]
+    }
+
+    /// Every packet up to EOM is buffered.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Bytes buffered, headers included.
+    pub fn buffered_len(&self) -> usize {
+        self.packets.iter().map(Packet::len).sum()
+    }
+
+    pub fn packets(&self) -> &[Packet] {
+        &self.packets
+    }
+
+    /// The payload of the buffered packets: borrowed when the request is one
+    /// packet (the usual case), joined otherwise.
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.packets[..] {
+            [only] => std::borrow::Cow::Borrowed(only.payload()),
+            many => std::borrow::Cow::Owned(
+                many.iter()
+                    .flat_map(|p| p.payload().iter().copied())
+                    .collect(),
+            ),
         }
     }
 }

@@ -1,10 +1,20 @@
-//! One logged-in backend connection.
+//! One logged-in backend connection, and the protocol it owns: sending a
+//! request (with the one RESETCONNECTION a reused connection needs), the
+//! small exchanges Sluice makes itself, attention and drain. The session
+//! decides what to run where; the connection knows how, and knows its own
+//! state (reset pending, in a request, in a transaction, broken).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::transport::{BoxStream, PacketReader};
+use crate::tds::packet::{PacketHeader, PacketType, Status};
+use crate::tds::token::walker::{TokenEvent, TokenWalker};
+use crate::transport::{write_packet_resized, BoxStream, Packet, PacketReader, ReadError, Request};
+
+/// Largest backend reply to a request Sluice makes itself.
+const MAX_OWN_REPLY: usize = 1024 * 1024;
 
 /// What a backend told Sluice when it logged in. The client's login reply
 /// mirrors these values, since Sluice answers the client's login itself.
@@ -19,34 +29,280 @@ pub struct ServerInfo {
     pub language: String,
 }
 
+/// Identifies one backend connection for its whole life, so that a
+/// prepared handle can name the connection that issued it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    #[cfg(test)]
+    pub(crate) fn for_tests(n: u64) -> ConnId {
+        ConnId(n)
+    }
+
+    fn next() -> ConnId {
+        // Only uniqueness matters; a counter shared by every pool gives it.
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ConnId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// A raw TDS connection to a backend, after LOGIN7. Requests and responses
 /// pass through it as packets.
 pub struct BackendConn {
-    pub reader: PacketReader<ReadHalf<BoxStream>>,
-    pub writer: WriteHalf<BoxStream>,
+    reader: PacketReader<ReadHalf<BoxStream>>,
+    writer: WriteHalf<BoxStream>,
     /// Packet size the backend agreed to in its login reply.
-    pub packet_size: usize,
-    pub info: Arc<ServerInfo>,
+    packet_size: usize,
+    info: Arc<ServerInfo>,
+    name: Arc<str>,
+    id: ConnId,
     /// Served a client before: the next request carries RESETCONNECTION.
-    pub needs_reset: bool,
+    reset_pending: bool,
+    /// A request was sent and its response has not been read to its end.
+    in_request: bool,
+    /// The server reported an open transaction (ENVCHANGE 8 without 9/10/17).
+    in_transaction: bool,
     /// In an unknown protocol state (an I/O error, a failed drain): the pool
     /// drops it instead of handing it out again.
-    pub broken: bool,
-    pub backend: Arc<str>,
+    broken: bool,
+}
+
+/// Why a connection could not serve a request Sluice made itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Read(#[from] ReadError),
 }
 
 impl BackendConn {
+    pub(super) fn new(
+        reader: PacketReader<ReadHalf<BoxStream>>,
+        writer: WriteHalf<BoxStream>,
+        packet_size: usize,
+        info: ServerInfo,
+        name: Arc<str>,
+    ) -> BackendConn {
+        BackendConn {
+            reader,
+            writer,
+            packet_size,
+            info: Arc::new(info),
+            name,
+            id: ConnId::next(),
+            reset_pending: false,
+            in_request: false,
+            in_transaction: false,
+            broken: false,
+        }
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The backend's configured name (never its address: that stays in logs).
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    pub fn info(&self) -> &Arc<ServerInfo> {
+        &self.info
+    }
+
+    pub fn packet_size(&self) -> usize {
+        self.packet_size
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     pub fn mark_broken(&mut self) {
         self.broken = true;
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    pub fn in_request(&self) -> bool {
+        self.in_request
+    }
+
+    /// The next request starts a new server session (RESETCONNECTION).
+    pub fn reset_on_next_request(&mut self) {
+        self.reset_pending = true;
+    }
+
+    /// Fit to go back to the pool: not mid-request, no open transaction
+    /// (its locks would outlive the client), not broken.
+    pub fn is_clean(&self) -> bool {
+        !self.broken && !self.in_request && !self.in_transaction
+    }
+
+    /// The status of a request's first packet: the client's own bits, plus
+    /// RESETCONNECTION when the connection served someone before. The one
+    /// place that sets the bit.
+    fn first_status(&mut self, client: Status) -> Status {
+        let status = if self.reset_pending && !client.resets_connection() {
+            client.with(Status::RESET_CONNECTION)
+        } else {
+            client
+        };
+        if status.contains(Status::RESET_CONNECTION) {
+            // A full reset ends any transaction [MS-TDS 2.2.3.1.2];
+            // RESETCONNECTIONSKIPTRAN keeps it.
+            self.in_transaction = false;
+        }
+        self.reset_pending = false;
+        status
+    }
+
+    /// Writes a buffered request. The rest of a request that is not
+    /// complete follows with [`send_continuation`](Self::send_continuation);
+    /// its response with [`read_response_packet`](Self::read_response_packet).
+    pub async fn send(&mut self, request: &Request) -> std::io::Result<()> {
+        self.in_request = true;
+        let result = self.write_request(request).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    async fn write_request(&mut self, request: &Request) -> std::io::Result<()> {
+        for (i, packet) in request.packets().iter().enumerate() {
+            if i == 0 {
+                let status = self.first_status(packet.status());
+                if status != packet.status() {
+                    let mut first = packet.clone();
+                    first.set_status(status);
+                    write_packet_resized(&mut self.writer, &first, self.packet_size).await?;
+                    continue;
+                }
+            }
+            write_packet_resized(&mut self.writer, packet, self.packet_size).await?;
+        }
+        if request.is_complete() {
+            self.writer.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// One more packet of a request that streams past the buffer limit.
+    pub async fn send_continuation(&mut self, packet: &Packet) -> std::io::Result<()> {
+        let mut result = write_packet_resized(&mut self.writer, packet, self.packet_size).await;
+        if result.is_ok() && packet.is_eom() {
+            result = self.writer.flush().await;
+        }
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// The next packet of the response to the request in flight. A read
+    /// error leaves the connection broken.
+    pub async fn read_response_packet(&mut self) -> Result<Packet, ReadError> {
+        let result = self.reader.read_packet().await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// The response was read to its end (EOM, and any attention acknowledged).
+    pub(crate) fn finish_request(&mut self) {
+        self.in_request = false;
+    }
+
+    /// Follows the server's word on transactions.
+    pub(crate) fn observe(&mut self, event: &TokenEvent) {
+        if let TokenEvent::EnvChange(change) = event {
+            if let Some(open) = change.transaction_state() {
+                self.in_transaction = open;
+            }
+        }
+    }
+
+    /// Sends one SQL batch of Sluice's own (with the given ALL_HEADERS) and
+    /// returns the whole, bounded reply.
+    pub async fn run_batch_with_headers(
+        &mut self,
+        headers: &[u8],
+        sql: &str,
+    ) -> Result<Vec<u8>, ExchangeError> {
+        let mut payload = headers.to_vec();
+        crate::tds::read::put_utf16(&mut payload, sql);
+        self.exchange(PacketType::SQL_BATCH, &payload).await
+    }
+
+    /// Sends one SQL batch outside any client transaction and returns the
+    /// whole, bounded reply (settings replay, health checks).
+    pub async fn run_batch(&mut self, sql: &str) -> Result<Vec<u8>, std::io::Error> {
+        let mut headers = Vec::new();
+        crate::tds::request::encode_all_headers(&mut headers, 0, 1);
+        self.run_batch_with_headers(&headers, sql)
+            .await
+            .map_err(|e| match e {
+                ExchangeError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            })
+    }
+
+    /// A small request Sluice makes itself and its whole reply; the reply's
+    /// tokens update the connection's state like a client's would.
+    pub async fn exchange(
+        &mut self,
+        ty: PacketType,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ExchangeError> {
+        let request = Request::from_payload(ty, Status::NORMAL, payload);
+        self.send(&request).await?;
+        let read = self
+            .reader
+            .read_message(&[PacketType::TABULAR_RESULT], MAX_OWN_REPLY);
+        let (_, reply) = match read.await {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.broken = true;
+                return Err(e.into());
+            }
+        };
+        self.in_request = false;
+        let mut events = Vec::new();
+        if TokenWalker::new().feed(&reply, &mut events).is_ok() {
+            events.iter().for_each(|e| self.observe(e));
+        }
+        Ok(reply)
+    }
+
+    /// An ATTENTION packet: a header alone, with EOM [MS-TDS 2.2.1.7].
+    pub async fn attention(&mut self) -> std::io::Result<()> {
+        let header = PacketHeader::new(PacketType::ATTENTION, Status::EOM, 0);
+        let mut result = self.writer.write_all(&header.encode()).await;
+        if result.is_ok() {
+            result = self.writer.flush().await;
+        }
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
     }
 }
 
 impl std::fmt::Debug for BackendConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendConn")
-            .field("backend", &self.backend)
+            .field("backend", &self.name)
+            .field("id", &self.id)
             .field("packet_size", &self.packet_size)
-            .field("needs_reset", &self.needs_reset)
+            .field("reset_pending", &self.reset_pending)
+            .field("in_request", &self.in_request)
+            .field("in_transaction", &self.in_transaction)
             .field("broken", &self.broken)
             .finish()
     }

@@ -41,6 +41,8 @@ pub struct BackendTarget {
     pub read_only_intent: bool,
     /// Answer Transaction Manager requests with T-SQL (`transaction_requests = "emulate"`).
     pub emulate_transaction_requests: bool,
+    /// TCP keepalive idle time (`limits.tcp_keepalive_ms`; `None`: off).
+    pub keepalive: Option<Duration>,
 }
 
 impl std::fmt::Debug for BackendTarget {
@@ -106,6 +108,7 @@ impl BackendTarget {
             read_only_intent: cfg.application_intent == crate::config::ApplicationIntent::ReadOnly,
             emulate_transaction_requests: cfg.transaction_requests
                 == crate::config::TransactionRequests::Emulate,
+            keepalive: None,
         })
     }
 
@@ -178,6 +181,7 @@ async fn login_once(
             cause: Arc::new(e),
         })?;
     tcp.set_nodelay(true).ok();
+    crate::transport::set_keepalive(&tcp, target.keepalive);
     let stream = negotiate_encryption(target, host, tcp).await?;
     let (read, mut writer) = tokio::io::split(stream);
     let mut reader = PacketReader::new(read);
@@ -203,15 +207,13 @@ async fn login_once(
     }
     let packet_size = outcome.packet_size.unwrap_or(DEFAULT_PACKET_SIZE);
     reader.set_max_packet(packet_size);
-    Ok(Login::Ready(BackendConn {
+    Ok(Login::Ready(BackendConn::new(
         reader,
         writer,
         packet_size,
-        info: Arc::new(outcome.info),
-        needs_reset: false,
-        broken: false,
-        backend: target.name.clone(),
-    }))
+        outcome.info,
+        target.name.clone(),
+    )))
 }
 
 fn backend_login7(target: &BackendTarget, host: &str, database: &str) -> Login7 {

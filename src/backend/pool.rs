@@ -1,8 +1,7 @@
 //! One bb8 pool of raw backend connections per backend and database.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
@@ -26,13 +25,13 @@ impl bb8::ManageConnection for BackendManager {
     async fn connect(&self) -> Result<BackendConn, BackendError> {
         let conn = connect(&self.target, &self.database).await?;
         if let Ok(mut learned) = self.learned.lock() {
-            *learned = Some(conn.info.clone());
+            *learned = Some(conn.info().clone());
         }
         Ok(conn)
     }
 
     async fn is_valid(&self, conn: &mut BackendConn) -> Result<(), BackendError> {
-        if conn.broken {
+        if conn.is_broken() {
             return Err(BackendError::Protocol {
                 backend: self.target.name.clone(),
                 detail: "connection marked broken".into(),
@@ -42,13 +41,17 @@ impl bb8::ManageConnection for BackendManager {
     }
 
     fn has_broken(&self, conn: &mut BackendConn) -> bool {
-        conn.broken
+        conn.is_broken()
     }
 }
 
-/// A backend connection checked out of its pool. Dropping it returns it;
-/// the connection then carries RESETCONNECTION on its next request so the
-/// next client starts from a clean session.
+/// A backend connection checked out of its pool (after pgdog's pool guard).
+/// Dropping it returns it only in a known-clean state: the connection then
+/// carries RESETCONNECTION on its next request so the next client starts
+/// from a clean session. A connection dropped mid-request (a client that
+/// vanished, a panicking task) or inside a transaction (whose locks would
+/// outlive the client) is discarded instead; closing it makes the server
+/// roll the transaction back at once.
 pub struct PooledBackend(bb8::PooledConnection<'static, BackendManager>);
 
 impl std::ops::Deref for PooledBackend {
@@ -66,7 +69,12 @@ impl std::ops::DerefMut for PooledBackend {
 
 impl Drop for PooledBackend {
     fn drop(&mut self) {
-        self.0.needs_reset = true;
+        let conn = &mut *self.0;
+        if !conn.is_clean() && !conn.is_broken() {
+            tracing::debug!(backend = %conn.name(), in_request = conn.in_request(), in_transaction = conn.in_transaction(), "discarding a connection that is not clean");
+            conn.mark_broken();
+        }
+        conn.reset_on_next_request();
     }
 }
 
@@ -93,19 +101,21 @@ impl std::fmt::Debug for ConnectErrors {
     }
 }
 
+/// One database's pool and the connect errors of that pool alone: a
+/// client waiting for database A must not get database B's refusal.
+#[derive(Clone)]
+struct DatabasePool {
+    pool: bb8::Pool<BackendManager>,
+    errors: ConnectErrors,
+}
+
 /// The pools of one backend, keyed by database name (case-insensitive, as
 /// SQL Server's default collations compare names).
 pub struct BackendPools {
     target: Arc<BackendTarget>,
     settings: crate::config::Pool,
-    pools: Mutex<HashMap<String, bb8::Pool<BackendManager>>>,
+    pools: Mutex<HashMap<String, DatabasePool>>,
     learned: Arc<Mutex<Option<Arc<ServerInfo>>>>,
-    errors: ConnectErrors,
-    /// Requests running on this backend now (replica choice by load).
-    pub in_flight: AtomicU32,
-    /// Prepared-statement handles can be read from this backend's replies
-    /// (cleared when a reply to sp_prepare carried none Sluice could read).
-    pub follows_handles: AtomicBool,
 }
 
 impl BackendPools {
@@ -115,9 +125,6 @@ impl BackendPools {
             settings,
             pools: Mutex::new(HashMap::new()),
             learned: Arc::new(Mutex::new(None)),
-            errors: ConnectErrors(watch::channel(None).0),
-            in_flight: AtomicU32::new(0),
-            follows_handles: AtomicBool::new(true),
         }
     }
 
@@ -133,8 +140,8 @@ impl BackendPools {
     /// Checks out a connection logged in to `database` (empty: the
     /// backend's configured default).
     pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
-        let pool = self.pool_for(database)?;
-        let mut errors = self.errors.0.subscribe();
+        let DatabasePool { pool, errors } = self.pool_for(database)?;
+        let mut errors = errors.0.subscribe();
         errors.borrow_and_update();
         let result = tokio::select! {
             result = pool.get_owned() => result,
@@ -158,14 +165,22 @@ impl BackendPools {
         }
     }
 
-    fn pool_for(&self, database: &str) -> Result<bb8::Pool<BackendManager>, BackendError> {
+    /// The pool for `database`, made on first use. The registry lock is
+    /// held only for map operations; the pool is built outside it. The map
+    /// is consistent after any panic, so a poisoned lock is taken over.
+    fn pool_for(&self, database: &str) -> Result<DatabasePool, BackendError> {
         let database = if database.is_empty() {
             self.target.default_database.as_str()
         } else {
             database
         };
         let key = database.to_lowercase();
-        let mut pools = self.pools.lock().map_err(|_| self.poisoned())?;
+        let existing = self.registry().get(&key).cloned();
+        if let Some(pool) = existing {
+            return Ok(pool);
+        }
+        let made = self.new_pool(database);
+        let mut pools = self.registry();
         if let Some(pool) = pools.get(&key) {
             return Ok(pool.clone());
         }
@@ -175,6 +190,16 @@ impl BackendPools {
                 detail: format!("more than {MAX_DATABASES} distinct databases requested"),
             });
         }
+        pools.insert(key, made.clone());
+        Ok(made)
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, DatabasePool>> {
+        self.pools.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn new_pool(&self, database: &str) -> DatabasePool {
+        let errors = ConnectErrors(watch::channel(None).0);
         let pool = bb8::Pool::builder()
             .max_size(self.settings.max_size)
             .connection_timeout(self.settings.connect_timeout())
@@ -183,20 +208,12 @@ impl BackendPools {
             )))
             .test_on_check_out(false)
             .retry_connection(false)
-            .error_sink(Box::new(self.errors.clone()))
+            .error_sink(Box::new(errors.clone()))
             .build_unchecked(BackendManager {
                 target: self.target.clone(),
                 database: database.to_string(),
                 learned: self.learned.clone(),
             });
-        pools.insert(key, pool.clone());
-        Ok(pool)
-    }
-
-    fn poisoned(&self) -> BackendError {
-        BackendError::Protocol {
-            backend: self.target.name.clone(),
-            detail: "pool registry lock poisoned".into(),
-        }
+        DatabasePool { pool, errors }
     }
 }

@@ -15,17 +15,16 @@ use tokio::net::TcpStream;
 pub use auth::{hash_password, UserDirectory};
 pub use handshake::{Encryption, ListenerTls};
 pub use reply::ClientError;
-pub use session::{ClientIdentity, Session, SessionError};
+pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 
 use crate::backend::{BackendError, PooledBackend};
 use crate::router::Target;
 use crate::server::Proxy;
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
-use crate::transport::{write_message, BoxStream, PacketReader};
+use crate::transport::{set_keepalive, write_message, BoxStream, ClientConn, PacketReader};
 use handshake::{negotiate, HandshakeError};
 use reply::{error_response, login_reply, LoginReplyParams};
-use session::ClientConn;
 
 /// Why a client never got past login.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +42,7 @@ pub enum LoginError {
 /// Serves one accepted TCP connection to its end.
 pub async fn handle_client(proxy: Arc<Proxy>, tcp: TcpStream, peer: SocketAddr) {
     tcp.set_nodelay(true).ok();
+    set_keepalive(&tcp, proxy.config.limits.tcp_keepalive());
     let timeout = proxy.config.listen.login_timeout();
     let session = match tokio::time::timeout(timeout, establish(&proxy, tcp)).await {
         Ok(Ok(session)) => session,
@@ -86,12 +86,13 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     };
     let packet_size = client_packet_size(&login);
     let spid = proxy.next_spid();
+    let info = conn.info().clone();
     let params = LoginReplyParams {
-        info: &conn.info,
-        database: if conn.info.database.is_empty() {
+        info: &info,
+        database: if info.database.is_empty() {
             &database
         } else {
-            &conn.info.database
+            &info.database
         },
         packet_size,
         server: &proxy.config.listen.server_name,
@@ -108,18 +109,19 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     let mut reader = PacketReader::new(read);
     reader.set_max_packet(packet_size.max(DEFAULT_PACKET_SIZE));
     tracing::debug!(user = %login.username, %database, spid, encryption = ?handshake_encryption, "client logged in");
-    let client = ClientConn {
+    let client = ClientConn::new(
         reader,
         writer,
         spid,
         packet_size,
-    };
+        proxy.config.limits.client_write_timeout(),
+    );
     let identity = ClientIdentity {
         user: login.username.clone(),
         application: login.app_name.clone(),
     };
     Ok(Session::new(
-        proxy.clone(),
+        proxy.session_context(),
         client,
         identity,
         database,
@@ -135,16 +137,17 @@ async fn first_connection(
     proxy: &Proxy,
     database: &str,
 ) -> Result<(Target, PooledBackend), BackendError> {
-    let primary_error = match proxy.primary_unless_down(database).await {
+    let cluster = &proxy.cluster;
+    let primary_error = match cluster.primary().get(database).await {
         Ok(conn) => return Ok((Target::Primary, conn)),
         Err(e @ BackendError::LoginRefused { .. }) => return Err(e),
         Err(e) => e,
     };
-    for (index, replica) in proxy.replicas.iter().enumerate() {
-        if !proxy.replica_available(index) {
+    for (index, replica) in cluster.replicas().iter().enumerate() {
+        if !replica.is_available() {
             continue;
         }
-        if let Ok(conn) = replica.get(database).await {
+        if let Ok(conn) = replica.pools().get(database).await {
             tracing::warn!(error = %primary_error, "primary unavailable at login; the session starts on a replica");
             return Ok((Target::Replica(index), conn));
         }

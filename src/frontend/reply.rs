@@ -14,6 +14,8 @@ use crate::tds::token::message::ServerMessage;
 pub const LOGIN_FAILED: u32 = 18456;
 /// "Database is not currently available": drivers treat it as transient and retry.
 pub const BACKEND_UNAVAILABLE: u32 = 40613;
+/// Could not find prepared statement with handle %d.
+pub const UNKNOWN_PREPARED_HANDLE: u32 = 8179;
 /// Generic connection-level failure reported by the proxy.
 pub const PROXY_ERROR: u32 = 50000;
 /// Changed database context to '%s'.
@@ -56,6 +58,34 @@ impl ClientError {
             class: 16,
             state: 1,
             message: detail.to_string(),
+        }
+    }
+
+    /// SQL Server's own answer to sp_execute / sp_unprepare of a handle it
+    /// never issued [error 8179].
+    pub fn unknown_prepared_handle(handle: Option<i32>) -> Self {
+        let handle = handle.map_or_else(|| "NULL".to_string(), |h| h.to_string());
+        ClientError {
+            number: UNKNOWN_PREPARED_HANDLE,
+            class: 16,
+            state: 1,
+            message: format!("Could not find prepared statement with handle {handle}."),
+        }
+    }
+
+    /// The backend connection that held the session's transaction or
+    /// pinned state was lost. Severity 20 ends the client's connection, as
+    /// SQL Server's would end with the connection: the client must not go
+    /// on as if its transaction were still there.
+    pub fn state_lost(detail: impl std::fmt::Display) -> Self {
+        ClientError {
+            number: PROXY_ERROR,
+            class: 20,
+            state: 2,
+            message: format!(
+                "Sluice closed the connection: the backend connection holding this session's \
+                 transaction or session state was lost ({detail}); the transaction was not committed"
+            ),
         }
     }
 

@@ -47,6 +47,9 @@ pub enum PinReason {
     ContextInfo,
     /// More distinct SET options than Sluice replays.
     TooManySettings,
+    /// A response Sluice could not follow: transaction changes in it may
+    /// have been missed, so nothing may leave the primary.
+    UnreadableResponse,
 }
 
 impl PinReason {
@@ -58,6 +61,7 @@ impl PinReason {
             PinReason::IdentityInsert => "IDENTITY_INSERT",
             PinReason::ContextInfo => "CONTEXT_INFO",
             PinReason::TooManySettings => "too many session settings",
+            PinReason::UnreadableResponse => "unreadable response",
         }
     }
 }

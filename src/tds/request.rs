@@ -297,6 +297,62 @@ pub fn execute_as_executesql(
     Ok(out)
 }
 
+/// The same sp_execute / sp_unprepare call with its handle (the first
+/// parameter) replaced by `handle` as INT4: how a handle Sluice showed the
+/// client becomes the handle the serving connection issued. The parameter's
+/// name and status, the other parameters and ALL_HEADERS are kept byte for
+/// byte.
+pub fn with_prepared_handle(payload: &[u8], handle: i32) -> Result<Vec<u8>, DecodeError> {
+    let (_, body) = split_all_headers(payload)?;
+    let headers_len = payload.len() - body.len();
+    let mut r = Reader::new(body, "RPCRequest");
+    let id = decode_proc_ref(&mut r)?.well_known_id();
+    if !id.is_some_and(takes_prepared_handle) {
+        return Err(DecodeError::invalid(
+            "RPCRequest",
+            "not a call that takes a prepared handle",
+        ));
+    }
+    r.u16_le()?; // option flags
+    if params_ended(&r) {
+        return Err(DecodeError::invalid("RPCRequest", "no handle parameter"));
+    }
+    let param_start = r.position();
+    let name_and_status = 1 + 2 * usize::from(r.rest()[0]) + 1;
+    read_param(&mut r)?;
+    let param_end = r.position();
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&payload[..headers_len + param_start + name_and_status]);
+    out.extend_from_slice(&[INTNTYPE, 4, 4]);
+    out.extend_from_slice(&handle.to_le_bytes());
+    out.extend_from_slice(&body[param_end..]);
+    Ok(out)
+}
+
+/// `sp_prepare @handle OUTPUT, params_decl, statement` as an RPC payload
+/// after `headers` (the ALL_HEADERS of the client request it serves, so it
+/// runs in that request's transaction) [MS-TDS 2.2.6.6]: how Sluice
+/// prepares a client's statement again on a connection that lacks it.
+pub fn encode_sp_prepare(headers: &[u8], statement: &str, params_decl: &str) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(headers.len() + 2 * (statement.len() + params_decl.len()) + 48);
+    out.extend_from_slice(headers);
+    out.extend_from_slice(&0xFFFFu16.to_le_bytes());
+    out.extend_from_slice(&proc_id::SP_PREPARE.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    // @handle: unnamed, by reference (OUTPUT), INTN(4), NULL.
+    out.extend_from_slice(&[0, param_status::F_BY_REF_VALUE, INTNTYPE, 4, 0]);
+    put_nvarchar_param(&mut out, params_decl);
+    put_nvarchar_param(&mut out, statement);
+    out
+}
+
+/// The ALL_HEADERS block at the start of a request payload.
+pub fn all_headers_bytes(payload: &[u8]) -> Result<&[u8], DecodeError> {
+    let (_, body) = split_all_headers(payload)?;
+    Ok(&payload[..payload.len() - body.len()])
+}
+
 /// An unnamed NVARCHAR input parameter: NVARCHAR(4000) when it fits, else
 /// NVARCHAR(MAX) as one PLP chunk [MS-TDS 2.2.5.2.3].
 fn put_nvarchar_param(out: &mut Vec<u8>, value: &str) {
@@ -1190,6 +1246,40 @@ mod tests {
             );
             assert_eq!(RpcHead::decode(&payload).unwrap().handle, Some(9), "{id}");
         }
+    }
+
+    #[test]
+    fn a_prepared_handle_is_replaced_and_the_rest_kept() {
+        let original = sp_execute_7();
+        let rewritten = with_prepared_handle(&original, 70_000).unwrap();
+        let head = RpcHead::decode(&rewritten).unwrap();
+        assert_eq!(head.procedure, ProcRef::Id(proc_id::SP_EXECUTE));
+        assert_eq!(head.handle, Some(70_000));
+        // The bound parameter follows unchanged.
+        assert!(rewritten.ends_with(&nvarchar("@P0", Some("x"))));
+        // By name and as INT4 (one byte shorter than INTN(4)).
+        let by_name = rpc(
+            &ProcRef::Name("sp_unprepare".into()),
+            &[int_param(INT4TYPE, 0, Some(&(-3i32).to_le_bytes()))],
+        );
+        let rewritten = with_prepared_handle(&by_name, 5).unwrap();
+        assert_eq!(RpcHead::decode(&rewritten).unwrap().handle, Some(5));
+        let executesql = rpc(
+            &ProcRef::Id(proc_id::SP_EXECUTESQL),
+            &[nvarchar("", Some("SELECT 1"))],
+        );
+        assert!(with_prepared_handle(&executesql, 1).is_err());
+    }
+
+    #[test]
+    fn sp_prepare_of_our_own_decodes_like_a_client_one() {
+        let headers = all_headers_bytes(&sp_execute_7()).unwrap().to_vec();
+        let payload = encode_sp_prepare(&headers, "SELECT @a", "@a int");
+        let head = RpcHead::decode(&payload).unwrap();
+        assert_eq!(head.procedure, ProcRef::Id(proc_id::SP_PREPARE));
+        assert_eq!(head.sql_text.as_deref(), Some("SELECT @a"));
+        assert_eq!(head.params_decl.as_deref(), Some("@a int"));
+        assert!(!head.batched);
     }
 
     #[test]

@@ -1,30 +1,28 @@
-//! The request loop of one logged-in client: read a request, route it,
-//! forward it on the chosen backend connection, stream the response back.
+//! The request loop of one logged-in client: read a request, route it, run
+//! it on the chosen backend connection, stream the response back. The
+//! session decides; the backend connection ([`BackendConn`]) speaks the
+//! protocol.
+//!
+//! [`BackendConn`]: crate::backend::BackendConn
 
 mod emulation;
 mod prepared;
-mod relay;
 mod request;
 mod state;
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use std::time::Instant;
 
 use super::reply::{attention_ack, error_response, ClientError};
 use super::transaction_emulation::EmulatedTransaction;
-use crate::backend::{BackendError, BackendPools, PooledBackend};
-use crate::router::{Decision, ReplicaView, Request, Target};
-use crate::server::Proxy;
-use crate::tds::packet::{PacketType, Status};
-use crate::transport::{
-    write_message, write_packet_resized, BoxStream, Packet, PacketReader, ReadError,
+use crate::backend::{
+    BackendError, Cluster, PooledBackend, RelayEnd, RelayOptions, ResponseSummary,
 };
-use prepared::ReplicaStatement;
-use relay::{cancel_and_drain, relay, reply_has_error, run_batch, send_attention, Relay};
+use crate::config::Limits;
+use crate::router::{Decision, PinReason, Router, Target};
+use crate::tds::packet::{PacketType, Status};
+use crate::transport::{ClientConn, Packet, ReadError, Request};
+use prepared::{Outgoing, PreparedStatements};
 use request::RequestHead;
 use state::RoutingState;
 
@@ -39,15 +37,22 @@ pub enum SessionError {
     Protocol(String),
     #[error("backend failed mid-response: {0}")]
     BackendLost(String),
+    /// The connection holding the session's transaction or pinned state was
+    /// lost: the client's connection is closed, as SQL Server's would be.
+    #[error("session state lost with its backend connection: {0}")]
+    StateLost(String),
 }
 
-/// The client half of a session.
-pub struct ClientConn {
-    pub reader: PacketReader<ReadHalf<BoxStream>>,
-    pub writer: WriteHalf<BoxStream>,
-    /// SPID Sluice shows this client in every packet header.
-    pub spid: u16,
-    pub packet_size: usize,
+/// What a session needs of the proxy: the backends, the router and the
+/// limits — not the whole proxy.
+pub struct SessionContext {
+    pub cluster: Arc<Cluster>,
+    pub router: Arc<Router>,
+    pub limits: Limits,
+    /// The server name Sluice signs its own messages with.
+    pub server_name: String,
+    /// The primary never answers Transaction Manager requests: emulate them.
+    pub emulate_transaction_requests: bool,
 }
 
 /// Who the client is, for routing rules.
@@ -62,30 +67,35 @@ struct Held {
     synced: u64,
 }
 
+/// The replica connection a session holds, and which replica it is.
+struct HeldReplica {
+    index: usize,
+    held: Held,
+}
+
 pub struct Session {
-    proxy: Arc<Proxy>,
+    ctx: Arc<SessionContext>,
     client: ClientConn,
     identity: ClientIdentity,
     /// Current database (login database, then ENVCHANGEs).
     database: String,
     primary: Option<Held>,
-    replica: Option<(usize, Held)>,
+    replica: Option<HeldReplica>,
     /// Where the last request went: a late attention goes there too.
     last_target: Target,
     routing: RoutingState,
     emulated: EmulatedTransaction,
-    /// Handles of statements prepared on the replica connection.
-    prepared: HashMap<i32, ReplicaStatement>,
-    /// Integer output parameters of the last response (a new handle).
-    return_values: Vec<i64>,
+    /// The prepared handles this client sees: Sluice's own, mapped to the
+    /// handles of the connections that prepared them.
+    prepared: PreparedStatements,
 }
 
 impl Drop for Session {
-    /// A client that leaves inside an emulated transaction leaves it open on
-    /// a backend that may not roll it back on RESETCONNECTION: that
-    /// connection is discarded instead of pooled.
+    /// A client that leaves inside a transaction Sluice knows of only from
+    /// the SQL (a server that sends no ENVCHANGE) or from TM emulation
+    /// leaves it open on the connection: discard it, so its locks go now.
     fn drop(&mut self) {
-        if self.emulated.is_open() {
+        if self.routing.in_transaction() || self.emulated.is_open() {
             if let Some(held) = self.primary.as_mut() {
                 held.conn.mark_broken();
             }
@@ -93,9 +103,38 @@ impl Drop for Session {
     }
 }
 
+/// How one try of a request went.
+enum Attempt {
+    Served(Served),
+    /// Nothing reached the client; the request may run elsewhere.
+    Failed(AttemptFailure),
+}
+
+/// Where a request ran and what its response said.
+struct Served {
+    /// The connection that answered; `None` when it died mid-answer.
+    conn: Option<crate::backend::ConnId>,
+    summary: ResponseSummary,
+}
+
+struct AttemptFailure {
+    error: String,
+    /// The client's request was read to its end (no packets left to drain).
+    request_consumed: bool,
+}
+
+impl Attempt {
+    fn failed(error: impl std::fmt::Display, request_consumed: bool) -> Attempt {
+        Attempt::Failed(AttemptFailure {
+            error: error.to_string(),
+            request_consumed,
+        })
+    }
+}
+
 impl Session {
     pub fn new(
-        proxy: Arc<Proxy>,
+        ctx: Arc<SessionContext>,
         client: ClientConn,
         identity: ClientIdentity,
         database: String,
@@ -104,11 +143,11 @@ impl Session {
         let (target, conn) = first;
         let held = Held { conn, synced: 0 };
         let (primary, replica) = match target {
+            Target::Replica(index) => (None, Some(HeldReplica { index, held })),
             Target::Primary => (Some(held), None),
-            Target::Replica(i) => (None, Some((i, held))),
         };
         Session {
-            proxy,
+            ctx,
             client,
             identity,
             database,
@@ -117,15 +156,28 @@ impl Session {
             last_target: Target::Primary,
             routing: RoutingState::default(),
             emulated: EmulatedTransaction::default(),
-            prepared: HashMap::new(),
-            return_values: Vec::new(),
+            prepared: PreparedStatements::default(),
         }
     }
 
     /// Serves requests until the client disconnects.
     pub async fn run(mut self) -> Result<(), SessionError> {
+        let result = self.serve().await;
+        match &result {
+            Err(SessionError::StateLost(detail)) => {
+                let error = ClientError::state_lost(detail);
+                self.send_error(&error).await.ok();
+                self.client.shutdown().await;
+            }
+            Err(SessionError::BackendLost(_)) => self.client.shutdown().await,
+            _ => {}
+        }
+        result
+    }
+
+    async fn serve(&mut self) -> Result<(), SessionError> {
         loop {
-            let packet = match self.client.reader.read_packet().await {
+            let packet = match self.client.read_packet().await {
                 Ok(p) => p,
                 Err(ReadError::Closed) => return Ok(()),
                 Err(ReadError::Malformed(e)) => return self.refuse(ClientError::protocol(e)).await,
@@ -150,48 +202,30 @@ impl Session {
     }
 
     async fn send_error(&mut self, error: &ClientError) -> std::io::Result<()> {
-        let payload = error_response(error, &self.proxy.config.listen.server_name);
-        self.send_to_client(&payload).await
-    }
-
-    async fn send_to_client(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        let c = &mut self.client;
-        write_message(
-            &mut c.writer,
-            PacketType::TABULAR_RESULT,
-            c.spid,
-            payload,
-            c.packet_size,
-        )
-        .await
+        let payload = error_response(error, &self.ctx.server_name);
+        self.client.send_message(&payload).await
     }
 
     async fn handle_request(&mut self, first: Packet) -> Result<(), SessionError> {
-        let (buffered, complete) = self.buffer_request(first).await?;
-        if buffered[0].header.status.resets_connection() {
-            self.client_reset();
-        }
-        if buffered[0].ty() == PacketType::TRANSACTION_MANAGER
-            && self.proxy.primary.target().emulate_transaction_requests
+        let request = self.buffer_request(first).await?;
+        self.client_reset(request.first_status());
+        if request.ty() == PacketType::TRANSACTION_MANAGER && self.ctx.emulate_transaction_requests
         {
-            return self.emulate_transaction_request(buffered, complete).await;
+            return self.emulate_transaction_request(request).await;
         }
-        let head = request::decode(&buffered, complete);
-        if let Some(statement) = self.replica_statement(&head) {
-            return self
-                .run_replica_statement(&head, statement, buffered, complete)
-                .await;
+        let head = request::decode(&request);
+        match head {
+            RequestHead::Prepare { sql, params } => self.prepare(sql, params, request).await,
+            RequestHead::Execute(handle) => self.execute_prepared(handle, request).await,
+            RequestHead::Unprepare(handle) => self.unprepare(handle, request).await,
+            head => {
+                let decision = self.route(&head);
+                tracing::debug!(spid = self.client.spid(), target = ?decision.target, reason = %decision.reason, "routed");
+                self.execute(decision.target, Outgoing::AsIs(request), None)
+                    .await
+                    .map(drop)
+            }
         }
-        let mut decision = self.route(&head);
-        self.keep_handles_followable(&head, &mut decision);
-        tracing::debug!(spid = self.client.spid, target = ?decision.target, reason = %decision.reason, "routed");
-        let ran_on = self.execute(decision, buffered, complete).await?;
-        if let (RequestHead::Prepare { sql, params }, Some(Target::Replica(replica))) =
-            (&head, ran_on)
-        {
-            self.remember_handle(replica, sql, params);
-        }
-        Ok(())
     }
 
     fn view(&self) -> crate::router::SessionView<'_> {
@@ -201,89 +235,96 @@ impl Session {
             &self.database,
             self.emulated.is_open(),
         );
-        view.current_replica = self.replica.as_ref().map(|(i, _)| *i);
+        view.current_replica = self.replica.as_ref().map(|r| r.index);
         view
     }
 
     /// Asks the router, then records what the request does to the session.
     fn route(&mut self, head: &RequestHead) -> Decision {
         let request = match head {
-            RequestHead::Sql(sql) | RequestHead::Prepare { sql, .. } => Request::Sql(sql),
-            RequestHead::Procedure(name) => Request::Procedure(name),
-            // Handles not prepared on the replica were prepared on the primary.
-            RequestHead::Execute(_) | RequestHead::Unprepare(_) => {
-                Request::PrimaryOnly("statement prepared on the primary")
+            RequestHead::Sql(sql) | RequestHead::Prepare { sql, .. } => {
+                crate::router::Request::Sql(sql)
             }
-            RequestHead::PrimaryOnly(why) => Request::PrimaryOnly(why),
+            RequestHead::Procedure(name) => crate::router::Request::Procedure(name),
+            RequestHead::Cursor => crate::router::Request::PrimaryOnly("API server cursor"),
+            RequestHead::Execute(_) | RequestHead::Unprepare(_) => {
+                crate::router::Request::PrimaryOnly("prepared statement call")
+            }
+            RequestHead::PrimaryOnly(why) => crate::router::Request::PrimaryOnly(why),
         };
+        let decision = self.route_request(request);
+        if matches!(head, RequestHead::Cursor) {
+            self.routing.pin_to_primary(PinReason::Cursor);
+        }
+        decision
+    }
+
+    fn route_request(&mut self, request: crate::router::Request<'_>) -> Decision {
         let now = Instant::now();
-        let decision = self
-            .proxy
-            .router
-            .route(request, &self.view(), &self.replica_views(), now);
-        match (&decision.classification, head) {
+        let replicas = self.ctx.cluster.replica_views();
+        let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
+        match (&decision.classification, request) {
             (Some(c), _) => self.routing.apply(c, now),
-            (None, RequestHead::PrimaryOnly(_)) => self.routing.record_write(now),
+            (None, crate::router::Request::PrimaryOnly(_)) => self.routing.record_write(now),
             (None, _) => {}
         }
         decision
     }
 
-    fn replica_views(&self) -> Vec<ReplicaView> {
-        self.proxy
-            .replicas
-            .iter()
-            .zip(&self.proxy.config.replicas)
-            .enumerate()
-            .map(|(i, (pools, cfg))| ReplicaView {
-                available: self.proxy.replica_available(i),
-                weight: cfg.weight,
-                outstanding: pools.in_flight.load(Ordering::Relaxed),
-                lag: self.proxy.replica_lag(i),
-            })
-            .collect()
-    }
-
-    /// The client's own RESETCONNECTION starts a new logical session.
-    fn client_reset(&mut self) {
-        self.routing.reset();
+    /// A client's own reset bit starts a new logical session
+    /// [MS-TDS 2.2.3.1.2]. RESETCONNECTION clears everything;
+    /// RESETCONNECTIONSKIPTRAN keeps an open transaction, and then the
+    /// primary connection (which carries it, and gets the client's bit with
+    /// this request) must not get a full reset of Sluice's.
+    fn client_reset(&mut self, status: Status) {
+        let keeps_transaction = !status.contains(Status::RESET_CONNECTION)
+            && status.contains(Status::RESET_CONNECTION_SKIP_TRAN)
+            && (self.routing.in_transaction() || self.emulated.is_open());
+        if keeps_transaction {
+            self.routing.reset_keeping_transaction();
+        } else if status.resets_connection() {
+            self.routing.reset();
+            if let Some(held) = self.primary.as_mut() {
+                held.conn.reset_on_next_request();
+            }
+        } else {
+            return;
+        }
         // The replica connection still has the old session's settings and
         // statements: back to the pool, where it will be reset before its
         // next use.
-        self.replica = None;
+        self.release_replica();
         self.prepared.clear();
         if let Some(held) = self.primary.as_mut() {
-            held.conn.needs_reset = true;
             held.synced = self.routing.version();
         }
     }
 
-    /// Forwards the request to the decided target and relays the answer.
-    /// A replica that cannot be reached sends the read to the primary.
-    /// Runs the request on the decided target and relays the answer. A read
-    /// whose replica fails before any byte of the answer reached the client
-    /// runs again on the primary, invisibly. Returns where the request ran
+    /// Runs the request on `target` and relays the answer. A read whose
+    /// replica fails before any byte of the answer reached the client runs
+    /// again on the primary, invisibly. Returns where the request ran
     /// (`None`: it failed and the client got an error instead).
     async fn execute(
         &mut self,
-        decision: Decision,
-        packets: Vec<Packet>,
-        complete: bool,
-    ) -> Result<Option<Target>, SessionError> {
-        let mut target = decision.target;
-        let mut packets = packets;
+        target: Target,
+        outgoing: Outgoing,
+        client_handle: Option<i32>,
+    ) -> Result<Option<Served>, SessionError> {
+        let mut target = target;
+        let mut outgoing = outgoing;
         loop {
-            let spare = (target.is_replica() && complete).then(|| packets.clone());
-            let failure = match self.attempt(target, packets, complete).await? {
-                Attempt::Served => return Ok(Some(target)),
+            let complete = outgoing.is_complete();
+            let retryable = target.is_replica() && complete && outgoing.is_retryable();
+            let spare = retryable.then(|| outgoing.clone());
+            let failure = match self.attempt(target, outgoing, client_handle).await? {
+                Attempt::Served(served) => return Ok(Some(served)),
                 Attempt::Failed(failure) => failure,
             };
             match spare {
                 Some(copy) => {
                     tracing::warn!(error = %failure.error, ?target, "replica failed before replying; retrying on the primary");
-                    self.note_replica_failure(target);
                     target = Target::Primary;
-                    packets = copy;
+                    outgoing = copy;
                 }
                 None => {
                     let error = ClientError::backend_unavailable(&failure.error);
@@ -298,29 +339,68 @@ impl Session {
     async fn attempt(
         &mut self,
         target: Target,
-        packets: Vec<Packet>,
-        complete: bool,
+        outgoing: Outgoing,
+        client_handle: Option<i32>,
     ) -> Result<Attempt, SessionError> {
+        let complete = outgoing.is_complete();
         let mut held = match self.take_synced(target).await {
             Ok(held) => held,
-            Err(e) => return Ok(Attempt::failed(e, complete)),
+            Err(e) => return self.unavailable(target, e.to_string(), complete),
         };
-        held.synced = self.routing.version();
-        if let Err(e) = self.send_request(&mut held.conn, packets, complete).await {
-            held.conn.mark_broken();
-            let error = format!("backend {} failed: {e}", held.conn.backend);
-            return Ok(Attempt::failed(error, true));
+        let request = match self.bind(&mut held, outgoing).await {
+            Ok(request) => request,
+            Err(e) => return self.lost(target, held, e, complete),
+        };
+        if let Err(e) = held.conn.send(&request).await {
+            return self.lost(target, held, e.to_string(), complete);
         }
-        self.put_back(target, held);
-        self.relay_response(target, false).await
+        if !request.is_complete() {
+            if let Err(e) = self.stream_request_tail(&mut held.conn, request.ty()).await {
+                return self.lost(target, held, e.to_string(), true);
+            }
+        }
+        self.relay_response(target, held, false, client_handle)
+            .await
     }
 
-    /// A replica that failed a request: its handles are gone with the
-    /// connection, and the failure counts against its health.
-    fn note_replica_failure(&mut self, target: Target) {
-        if let Target::Replica(i) = target {
-            self.forget_handles(i);
-            self.proxy.report_replica_failure(i);
+    /// No connection could be had for `target`. If the session's state
+    /// lived on the connection it had there, that state is gone.
+    fn unavailable(
+        &mut self,
+        target: Target,
+        error: String,
+        request_consumed: bool,
+    ) -> Result<Attempt, SessionError> {
+        if target == Target::Primary && self.routing.has_unmovable_state() {
+            return Err(SessionError::StateLost(error));
+        }
+        Ok(Attempt::failed(error, request_consumed))
+    }
+
+    /// The connection failed before any of its response reached the client.
+    /// Only a session without state on it may go on with another one.
+    fn lost(
+        &mut self,
+        target: Target,
+        mut held: Held,
+        error: String,
+        request_consumed: bool,
+    ) -> Result<Attempt, SessionError> {
+        held.conn.mark_broken();
+        self.prepared.forget_connection(held.conn.id());
+        let error = format!("backend {} failed: {error}", held.conn.name());
+        self.note_backend_failure(target);
+        drop(held);
+        self.unavailable(target, error, request_consumed)
+    }
+
+    /// A replica's connection-level failure counts against its health;
+    /// client faults never do.
+    fn note_backend_failure(&mut self, target: Target) {
+        if let Target::Replica(index) = target {
+            if let Some(replica) = self.ctx.cluster.replica(index) {
+                replica.report_failure();
+            }
         }
     }
 
@@ -333,9 +413,7 @@ impl Session {
             let replay = self.routing.replay_batch();
             if !replay.is_empty() {
                 if let Err(e) = self.replay_settings(&mut held, &replay).await {
-                    if !target.is_replica() {
-                        held.conn.mark_broken();
-                    }
+                    held.conn.mark_broken();
                     return Err(e);
                 }
             }
@@ -345,14 +423,14 @@ impl Session {
     }
 
     async fn replay_settings(&mut self, held: &mut Held, replay: &str) -> Result<(), BackendError> {
-        let backend = held.conn.backend.clone();
+        let backend = held.conn.name().clone();
         let protocol = |detail: String| BackendError::Protocol {
             backend: backend.clone(),
             detail,
         };
-        let mut headers = Vec::new();
-        crate::tds::request::encode_all_headers(&mut headers, 0, 1);
-        let reply = run_batch(&mut held.conn, &headers, replay)
+        let reply = held
+            .conn
+            .run_batch(replay)
             .await
             .map_err(|e| protocol(format!("replaying session settings: {e}")))?;
         if reply_has_error(&reply) {
@@ -366,60 +444,59 @@ impl Session {
             Target::Primary => match self.primary.take() {
                 Some(held) => Ok(held),
                 None => Ok(Held {
-                    conn: self.proxy.primary_unless_down(&self.database).await?,
+                    conn: self.ctx.cluster.primary().get(&self.database).await?,
                     synced: 0,
                 }),
             },
-            Target::Replica(index) => match self.replica.take() {
-                Some((i, held)) if i == index => Ok(held),
-                other => {
-                    if let Some((old, _)) = other {
-                        self.forget_handles(old);
+            Target::Replica(index) => {
+                if let Some(current) = self.replica.take() {
+                    if current.index == index {
+                        return Ok(current.held);
                     }
-                    Ok(Held {
-                        conn: self.replica_pools(index)?.get(&self.database).await?,
-                        synced: 0,
-                    })
+                    self.prepared.forget_connection(current.held.conn.id());
                 }
-            },
+                let replica =
+                    self.ctx
+                        .cluster
+                        .replica(index)
+                        .ok_or_else(|| BackendError::Protocol {
+                            backend: Arc::from("replica"),
+                            detail: format!("no replica #{index}"),
+                        })?;
+                Ok(Held {
+                    conn: replica.pools().get(&self.database).await?,
+                    synced: 0,
+                })
+            }
         }
-    }
-
-    fn replica_pools(&self, index: usize) -> Result<Arc<BackendPools>, BackendError> {
-        self.proxy
-            .replicas
-            .get(index)
-            .cloned()
-            .ok_or_else(|| BackendError::Protocol {
-                backend: Arc::from("replica"),
-                detail: format!("no replica #{index}"),
-            })
     }
 
     fn put_back(&mut self, target: Target, held: Held) {
         match target {
             Target::Primary => self.primary = Some(held),
-            Target::Replica(index) => self.replica = Some((index, held)),
+            Target::Replica(index) => self.replica = Some(HeldReplica { index, held }),
         }
         self.last_target = target;
     }
 
+    fn release_replica(&mut self) {
+        if let Some(current) = self.replica.take() {
+            self.prepared.forget_connection(current.held.conn.id());
+        }
+    }
+
     /// Reads request packets until EOM or until the buffer limit; the
     /// buffered head is what routing gets to look at.
-    async fn buffer_request(&mut self, first: Packet) -> Result<(Vec<Packet>, bool), SessionError> {
-        let limit = self.proxy.config.limits.request_buffer_bytes;
+    async fn buffer_request(&mut self, first: Packet) -> Result<Request, SessionError> {
+        let limit = self.ctx.limits.request_buffer_bytes;
         let ty = first.ty();
-        let mut size = first.bytes.len();
-        let mut complete = first.is_eom();
-        let mut packets = vec![first];
-        while !complete && size < limit {
-            let packet = self.client.reader.read_packet().await?;
+        let mut request = Request::new(first);
+        while !request.is_complete() && request.buffered_len() < limit {
+            let packet = self.client.read_packet().await?;
             check_continuation(ty, &packet)?;
-            size += packet.bytes.len();
-            complete = packet.is_eom();
-            packets.push(packet);
+            request.push(packet);
         }
-        Ok((packets, complete))
+        Ok(request)
     }
 
     /// Answers a request that could not be forwarded with an error. The
@@ -429,10 +506,10 @@ impl Session {
         complete: bool,
         error: ClientError,
     ) -> Result<(), SessionError> {
-        tracing::warn!(spid = self.client.spid, error = %error.message, "request failed before reaching a backend");
+        tracing::warn!(spid = self.client.spid(), error = %error.message, "request failed before reaching a backend");
         if !complete {
             loop {
-                if self.client.reader.read_packet().await?.is_eom() {
+                if self.client.read_packet().await?.is_eom() {
                     break;
                 }
             }
@@ -442,51 +519,25 @@ impl Session {
             .map_err(SessionError::ClientGone)
     }
 
-    /// Writes the buffered request and streams the rest of it, cut to the
-    /// backend's packet size. A reused connection gets RESETCONNECTION on
-    /// the first packet so it starts clean for this client.
-    async fn send_request(
-        &mut self,
-        conn: &mut PooledBackend,
-        packets: Vec<Packet>,
-        complete: bool,
-    ) -> Result<(), std::io::Error> {
-        let ty = packets.first().map(|p| p.ty());
-        for (i, mut packet) in packets.into_iter().enumerate() {
-            if i == 0 && conn.needs_reset && !packet.header.status.resets_connection() {
-                let status = packet.header.status.with(Status::RESET_CONNECTION);
-                packet.set_status(status);
-            }
-            let size = conn.packet_size;
-            write_packet_resized(&mut conn.writer, &packet, size).await?;
-        }
-        conn.needs_reset = false;
-        if !complete {
-            self.stream_request_tail(conn, ty).await?;
-        }
-        conn.writer.flush().await
-    }
-
+    /// Streams the rest of a request bigger than the buffer limit.
     async fn stream_request_tail(
         &mut self,
         conn: &mut PooledBackend,
-        ty: Option<PacketType>,
+        ty: PacketType,
     ) -> Result<(), std::io::Error> {
         loop {
             let packet = self
                 .client
-                .reader
                 .read_packet()
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            if Some(packet.ty()) != ty {
+            if packet.ty() != ty {
                 conn.mark_broken();
                 return Err(std::io::Error::other(
                     "packet type changed inside a request",
                 ));
             }
-            let size = conn.packet_size;
-            write_packet_resized(&mut conn.writer, &packet, size).await?;
+            conn.send_continuation(&packet).await?;
             if packet.is_eom() {
                 return Ok(());
             }
@@ -499,76 +550,75 @@ impl Session {
     async fn handle_idle_attention(&mut self) -> Result<(), SessionError> {
         let target = self.last_target;
         let held = match target {
-            Target::Primary => self.primary.as_mut(),
-            Target::Replica(_) => self.replica.as_mut().map(|(_, h)| h),
+            Target::Primary => self.primary.take(),
+            Target::Replica(_) => self.replica.take().map(|r| r.held),
         };
-        match held {
-            Some(held) => {
-                send_attention(&mut held.conn)
-                    .await
-                    .map_err(|e| SessionError::BackendLost(e.to_string()))?;
-                match self.relay_response(target, true).await? {
-                    Attempt::Served => Ok(()),
-                    Attempt::Failed(failure) => Err(SessionError::BackendLost(failure.error)),
-                }
-            }
-            None => self
-                .send_to_client(&attention_ack())
+        let Some(mut held) = held else {
+            return self
+                .client
+                .send_message(&attention_ack())
                 .await
-                .map_err(SessionError::ClientGone),
+                .map_err(SessionError::ClientGone);
+        };
+        if let Err(e) = held.conn.attention().await {
+            return Err(SessionError::BackendLost(e.to_string()));
+        }
+        match self.relay_response(target, held, true, None).await? {
+            Attempt::Served(_) => Ok(()),
+            Attempt::Failed(failure) => Err(SessionError::BackendLost(failure.error)),
         }
     }
 
-    /// Streams the response of the held connection for `target`.
+    /// Streams the response of `held` and decides what its end means.
     async fn relay_response(
         &mut self,
         target: Target,
+        mut held: Held,
         attention_sent: bool,
+        client_handle: Option<i32>,
     ) -> Result<Attempt, SessionError> {
-        let taken = match target {
-            Target::Primary => self.primary.take(),
-            Target::Replica(_) => self.replica.take().map(|(_, h)| h),
+        let _in_flight = match target {
+            Target::Replica(index) => self.ctx.cluster.replica(index).map(|r| r.in_flight()),
+            Target::Primary => None,
         };
-        let Some(mut held) = taken else {
-            return Err(SessionError::BackendLost("no backend connection".into()));
-        };
-        let in_flight = self.replica_pools_for(target);
-        if let Some(pools) = &in_flight {
-            pools.in_flight.fetch_add(1, Ordering::Relaxed);
-        }
-        let drain = Duration::from_millis(self.proxy.config.limits.drain_timeout_ms);
-        self.return_values.clear();
-        let result = relay(
-            &mut self.client,
-            &mut held.conn,
+        let options = RelayOptions {
             attention_sent,
-            &mut self.routing,
-            &mut self.database,
-            &mut self.return_values,
-        )
-        .await;
-        if let Some(pools) = &in_flight {
-            pools.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
-        match result {
-            Ok(Relay::Complete) => {
+            drain_timeout: self.ctx.limits.drain_timeout(),
+            client_handle,
+        };
+        let relayed = held.conn.relay(&mut self.client, options).await;
+        self.learn(&relayed.summary);
+        match relayed.end {
+            RelayEnd::Complete => {
+                let served = Served {
+                    conn: Some(held.conn.id()),
+                    summary: relayed.summary,
+                };
                 self.put_back(target, held);
-                Ok(Attempt::Served)
+                Ok(Attempt::Served(served))
             }
-            Ok(Relay::ClientGone(e)) => {
-                cancel_and_drain(&mut held.conn, drain).await;
-                Err(SessionError::ClientGone(e))
-            }
-            Ok(Relay::BackendFailed {
+            // The relay cancelled and drained the connection (or marked it
+            // broken); dropping it returns it to the pool.
+            RelayEnd::ClientGone(e) => Err(SessionError::ClientGone(e)),
+            RelayEnd::ClientViolation(detail) => Err(SessionError::Protocol(detail)),
+            RelayEnd::AttentionUnacknowledged => Err(SessionError::BackendLost(format!(
+                "backend {} did not acknowledge ATTENTION within limits.drain_timeout_ms",
+                held.conn.name()
+            ))),
+            RelayEnd::BackendFailed {
                 error,
                 forwarded,
                 at_token_boundary,
-            }) => {
-                held.conn.mark_broken();
-                self.note_replica_failure(target);
-                let error = format!("backend {} failed: {error}", held.conn.backend);
+            } => {
                 if !forwarded {
-                    return Ok(Attempt::failed(error, true));
+                    return self.lost(target, held, error, true);
+                }
+                let error = format!("backend {} failed: {error}", held.conn.name());
+                self.prepared.forget_connection(held.conn.id());
+                self.note_backend_failure(target);
+                drop(held);
+                if target == Target::Primary && self.routing.has_unmovable_state() {
+                    return Err(SessionError::StateLost(error));
                 }
                 if !at_token_boundary {
                     // The client holds part of a token: no clean way to
@@ -583,45 +633,38 @@ impl Session {
                 self.send_error(&error)
                     .await
                     .map_err(SessionError::ClientGone)?;
-                Ok(Attempt::Served)
-            }
-            Err(e) => {
-                held.conn.mark_broken();
-                self.note_replica_failure(target);
-                Err(e)
+                // Answered (with an error): not to be retried, and nothing
+                // it returned (a handle) is usable.
+                Ok(Attempt::Served(Served {
+                    conn: None,
+                    summary: ResponseSummary::default(),
+                }))
             }
         }
     }
 
-    /// The replica whose in-flight count a request to `target` raises.
-    fn replica_pools_for(&self, target: Target) -> Option<Arc<BackendPools>> {
-        match target {
-            Target::Primary => None,
-            Target::Replica(i) => self.proxy.replicas.get(i).cloned(),
+    /// What a response said about the session: the server's word on
+    /// transactions and the database; a stream Sluice could not follow
+    /// pins the session to the primary (it may have missed a BEGIN).
+    fn learn(&mut self, summary: &ResponseSummary) {
+        if let Some(open) = summary.transaction {
+            self.routing.observe_transaction(open);
+        }
+        if let Some(database) = &summary.database {
+            self.database.clone_from(database);
+        }
+        if summary.unreadable {
+            self.routing.pin_to_primary(PinReason::UnreadableResponse);
         }
     }
 }
 
-/// How one try of a request went.
-enum Attempt {
-    Served,
-    /// Nothing reached the client; the request may run elsewhere.
-    Failed(AttemptFailure),
-}
-
-struct AttemptFailure {
-    error: String,
-    /// The client's request was read to its end (no packets left to drain).
-    request_consumed: bool,
-}
-
-impl Attempt {
-    fn failed(error: impl std::fmt::Display, request_consumed: bool) -> Attempt {
-        Attempt::Failed(AttemptFailure {
-            error: error.to_string(),
-            request_consumed,
-        })
-    }
+/// Whether a whole reply carries an ERROR token (or cannot be read).
+pub(super) fn reply_has_error(reply: &[u8]) -> bool {
+    use crate::tds::token::walker::{TokenEvent, TokenWalker};
+    let mut events = Vec::new();
+    let walked = TokenWalker::new().feed(reply, &mut events);
+    walked.is_err() || events.iter().any(|e| matches!(e, TokenEvent::Error(_)))
 }
 
 fn check_continuation(ty: PacketType, packet: &Packet) -> Result<(), SessionError> {

@@ -1,11 +1,9 @@
 //! What routing needs to know about a buffered request: its SQL text, the
 //! procedure it calls, or why only the primary may take it.
 
-use std::borrow::Cow;
-
 use crate::tds::packet::PacketType;
 use crate::tds::request::{proc_id, sql_batch_text, ProcRef, RpcHead};
-use crate::transport::Packet;
+use crate::transport::Request;
 
 /// The routing-relevant content of one request message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,20 +22,20 @@ pub enum RequestHead {
     Unprepare(Option<i32>),
     /// An RPC to a procedure by name.
     Procedure(String),
+    /// An API server cursor call (sp_cursoropen, sp_cursorfetch, ...): its
+    /// cursor lives on one connection, so the session is pinned.
+    Cursor,
     PrimaryOnly(&'static str),
 }
 
 /// Decodes the head of a request. Anything that cannot be decoded goes to
 /// the primary: routing is fail-safe.
-pub fn decode(packets: &[Packet], complete: bool) -> RequestHead {
-    let Some(first) = packets.first() else {
-        return RequestHead::PrimaryOnly("empty request");
-    };
-    if !complete {
+pub fn decode(request: &Request) -> RequestHead {
+    if !request.is_complete() {
         return RequestHead::PrimaryOnly("request larger than limits.request_buffer_bytes");
     }
-    let payload = message_payload(packets);
-    match first.ty() {
+    let payload = request.payload();
+    match request.ty() {
         PacketType::SQL_BATCH => match sql_batch_text(&payload) {
             Ok(text) => RequestHead::Sql(text),
             Err(_) => RequestHead::PrimaryOnly("SQL batch not decodable"),
@@ -49,20 +47,6 @@ pub fn decode(packets: &[Packet], complete: bool) -> RequestHead {
         PacketType::BULK_LOAD => RequestHead::PrimaryOnly("bulk load"),
         PacketType::TRANSACTION_MANAGER => RequestHead::PrimaryOnly("Transaction Manager request"),
         _ => RequestHead::PrimaryOnly("not a request"),
-    }
-}
-
-/// The payload of a whole message: borrowed when it fits one packet (the
-/// usual case), joined otherwise.
-pub fn message_payload(packets: &[Packet]) -> Cow<'_, [u8]> {
-    match packets {
-        [only] => Cow::Borrowed(only.payload()),
-        _ => Cow::Owned(
-            packets
-                .iter()
-                .flat_map(|p| p.payload().iter().copied())
-                .collect(),
-        ),
     }
 }
 
@@ -78,6 +62,9 @@ fn rpc_head(rpc: RpcHead) -> RequestHead {
         },
         (Some(proc_id::SP_EXECUTE), _) => RequestHead::Execute(rpc.handle),
         (Some(proc_id::SP_UNPREPARE), _) => RequestHead::Unprepare(rpc.handle),
+        (Some(id), _) if (proc_id::SP_CURSOR..=proc_id::SP_CURSORCLOSE).contains(&id) => {
+            RequestHead::Cursor
+        }
         (Some(_), _) => RequestHead::PrimaryOnly("system procedure call"),
         (None, _) => match rpc.procedure {
             ProcRef::Name(name) => RequestHead::Procedure(name),

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use crate::classify::{Class, Classification, Flags, SessionEffect};
 use crate::router::{PinReason, SessionView};
+#[cfg(test)]
 use crate::tds::token::env_change::EnvChange;
+#[cfg(test)]
 use crate::tds::token::walker::TokenEvent;
 
 /// Most distinct SET options remembered for replay; a client cannot make
@@ -73,6 +75,22 @@ impl RoutingState {
         self.pin
     }
 
+    /// State on the primary connection that cannot move to another one: an
+    /// open transaction (from the server or the SQL) or a pin. Losing that
+    /// connection loses the state.
+    pub fn has_unmovable_state(&self) -> bool {
+        self.in_transaction() || self.pin.is_some()
+    }
+
+    /// Holds the session on the primary until the client resets it; the
+    /// first reason stays.
+    pub fn pin_to_primary(&mut self, reason: PinReason) {
+        if self.pin.is_none() {
+            tracing::info!(reason = reason.as_str(), "session pinned to the primary");
+            self.pin = Some(reason);
+        }
+    }
+
     /// Records what a request is about to do (it is applied before the
     /// response: a failed SET or BEGIN errs on the side of the primary).
     pub fn apply(&mut self, classification: &Classification, now: Instant) {
@@ -134,23 +152,27 @@ impl RoutingState {
         self.version += 1;
     }
 
+    /// Transaction state from the server's own word (ENVCHANGE 8/9/10/17).
+    pub fn observe_transaction(&mut self, open: bool) {
+        self.server_transaction = open;
+        if !open {
+            self.inferred_depth = 0;
+        }
+    }
+
     /// Transaction state and database from the server's own tokens.
+    #[cfg(test)]
     pub fn observe(&mut self, event: &TokenEvent) -> Option<String> {
         let TokenEvent::EnvChange(change) = event else {
             return None;
         };
-        match change {
-            EnvChange::BeginTransaction { .. } => self.server_transaction = true,
-            EnvChange::CommitTransaction { .. }
-            | EnvChange::RollbackTransaction { .. }
-            | EnvChange::TransactionEnded { .. } => {
-                self.server_transaction = false;
-                self.inferred_depth = 0;
-            }
-            EnvChange::Database { new, .. } => return Some(new.clone()),
-            _ => {}
+        if let Some(open) = change.transaction_state() {
+            self.observe_transaction(open);
         }
-        None
+        match change {
+            EnvChange::Database { new, .. } => Some(new.clone()),
+            _ => None,
+        }
     }
 
     /// The client reset its connection (RESETCONNECTION): a new logical session.
@@ -158,6 +180,16 @@ impl RoutingState {
         let version = self.version + 1;
         *self = RoutingState::default();
         self.version = version;
+    }
+
+    /// RESETCONNECTIONSKIPTRAN: a new logical session that keeps the open
+    /// transaction [MS-TDS 2.2.3.1.2] (.NET TransactionScope reuses pooled
+    /// connections this way).
+    pub fn reset_keeping_transaction(&mut self) {
+        let (server, inferred) = (self.server_transaction, self.inferred_depth);
+        self.reset();
+        self.server_transaction = server;
+        self.inferred_depth = inferred;
     }
 }
 

@@ -66,6 +66,19 @@ pub enum EnvChange {
 }
 
 impl EnvChange {
+    /// Whether a transaction is open after this change: `Some(true)` after a
+    /// begin, `Some(false)` after a commit, rollback or a batch that ended
+    /// one; `None` for changes that say nothing about transactions.
+    pub fn transaction_state(&self) -> Option<bool> {
+        match self {
+            EnvChange::BeginTransaction { .. } => Some(true),
+            EnvChange::CommitTransaction { .. }
+            | EnvChange::RollbackTransaction { .. }
+            | EnvChange::TransactionEnded { .. } => Some(false),
+            _ => None,
+        }
+    }
+
     /// The ENVCHANGE Type byte.
     pub fn env_type(&self) -> u8 {
         match self {

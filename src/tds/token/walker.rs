@@ -58,6 +58,17 @@ pub enum TokenEvent {
     },
 }
 
+/// Where an integer RETURNVALUE's value bytes sit in the response stream,
+/// so that a proxy can rewrite a prepared handle in place (same width).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueSpan {
+    pub ordinal: u16,
+    /// Offset of the value's first byte, counted in payload bytes fed since
+    /// the walker was made or reset.
+    pub at: u64,
+    pub width: u8,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Next: a token type and the token's header.
@@ -104,6 +115,12 @@ pub struct TokenWalker {
     pending_need: usize,
     max_buffered: usize,
     failed: Option<DecodeError>,
+    /// Payload bytes fed before the current chunk.
+    fed: u64,
+    /// Stream offset of the unit being parsed, and of `pending`'s first byte.
+    unit_start: u64,
+    pending_start: u64,
+    spans: Vec<ValueSpan>,
 }
 
 impl Default for TokenWalker {
@@ -131,6 +148,10 @@ impl TokenWalker {
             pending_need: 0,
             max_buffered,
             failed: None,
+            fed: 0,
+            unit_start: 0,
+            pending_start: 0,
+            spans: Vec::new(),
         }
     }
 
@@ -142,11 +163,18 @@ impl TokenWalker {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let result = self.walk(chunk, events);
+        let result = self.walk(chunk, self.fed, events);
+        self.fed += chunk.len() as u64;
         if let Err(e) = &result {
             self.failed = Some(e.clone());
         }
         result
+    }
+
+    /// Where the integer RETURNVALUE values found since the last call sit in
+    /// the stream (see [`ValueSpan`]).
+    pub fn take_value_spans(&mut self) -> Vec<ValueSpan> {
+        std::mem::take(&mut self.spans)
     }
 
     /// True between tokens: everything fed so far forms whole tokens.
@@ -165,14 +193,22 @@ impl TokenWalker {
         self.plp_left = None;
         self.clear_pending();
         self.failed = None;
+        self.fed = 0;
+        self.spans.clear();
     }
 
-    fn walk(&mut self, input: &[u8], events: &mut Vec<TokenEvent>) -> Result<(), DecodeError> {
+    /// Walks `input`, whose first byte is at stream offset `base`.
+    fn walk(
+        &mut self,
+        input: &[u8],
+        base: u64,
+        events: &mut Vec<TokenEvent>,
+    ) -> Result<(), DecodeError> {
         let mut pos = 0;
         while pos < input.len() {
             pos = match self.state {
                 State::Skip(n, after) => pos + self.skip(n, after, input.len() - pos),
-                _ if self.pending.is_empty() => self.unit_in_place(input, pos, events)?,
+                _ if self.pending.is_empty() => self.unit_in_place(input, base, pos, events)?,
                 _ => self.unit_resumed(input, pos, events)?,
             };
         }
@@ -203,9 +239,11 @@ impl TokenWalker {
     fn unit_in_place(
         &mut self,
         input: &[u8],
+        base: u64,
         pos: usize,
         events: &mut Vec<TokenEvent>,
     ) -> Result<usize, DecodeError> {
+        self.unit_start = base + pos as u64;
         match self.unit(&input[pos..], events) {
             Ok(k) => Ok(pos + k),
             Err(DecodeError::Truncated { needed, .. }) => {
@@ -213,6 +251,7 @@ impl TokenWalker {
                 self.check_room(rest.len().saturating_add(needed))?;
                 self.pending.extend_from_slice(rest);
                 self.pending_need = needed;
+                self.pending_start = self.unit_start;
                 Ok(input.len())
             }
             Err(e) => Err(e),
@@ -246,6 +285,7 @@ impl TokenWalker {
                 return Ok(pos);
             }
             let buf = std::mem::take(&mut self.pending);
+            self.unit_start = self.pending_start;
             match self.unit(&buf, events) {
                 Ok(k) => return self.finish_resumed(buf, k, start, pos, events),
                 Err(DecodeError::Truncated { needed, .. }) => {
@@ -277,13 +317,14 @@ impl TokenWalker {
         let leftover = buf.len() - k;
         let appended = pos - start;
         let older_tail = (leftover > appended).then(|| buf[k..buf.len() - appended].to_vec());
+        let tail_base = self.pending_start + k as u64;
         buf.clear();
         self.pending = buf;
         self.clear_pending();
         match older_tail {
             None => Ok(pos - leftover),
             Some(tail) => {
-                self.walk(&tail, events)?;
+                self.walk(&tail, tail_base, events)?;
                 Ok(start)
             }
         }
@@ -381,7 +422,19 @@ impl TokenWalker {
     ) -> Result<(), DecodeError> {
         let header = read_return_value_header(r)?;
         let value = if header.data_type.is_integer() {
-            read_integer_value(r, header.framing)?
+            let before = r.position();
+            let value = read_integer_value(r, header.framing)?;
+            if value.is_some() {
+                // The value is the last bytes read; a BYTELEN prefix precedes it.
+                let width =
+                    r.position() - before - usize::from(header.framing == ValueFraming::ByteLen);
+                self.spans.push(ValueSpan {
+                    ordinal: header.ordinal,
+                    at: self.unit_start + (r.position() - width) as u64,
+                    width: width as u8,
+                });
+            }
+            value
         } else {
             self.owner = Owner::ReturnValue;
             self.state = self.start_value(header.framing);

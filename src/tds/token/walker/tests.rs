@@ -410,6 +410,25 @@ fn sp_prepexec_handle_survives_every_pair_of_split_points() {
 }
 
 #[test]
+fn handle_value_spans_point_at_the_value_bytes_whatever_the_cuts() {
+    for (handle_first, name, handle) in [(true, "", 1), (false, "@handle", -7)] {
+        let (bytes, _) = sp_prepexec_reply(handle_first, name, handle);
+        for cut in 0..=bytes.len() {
+            let mut walker = TokenWalker::new();
+            let mut events = Vec::new();
+            walker.feed(&bytes[..cut], &mut events).unwrap();
+            walker.feed(&bytes[cut..], &mut events).unwrap();
+            let spans = walker.take_value_spans();
+            assert_eq!(spans.len(), 1, "cut {cut}");
+            let span = spans[0];
+            assert_eq!((span.ordinal, span.width), (0, 4), "cut {cut}");
+            let at = span.at as usize;
+            assert_eq!(bytes[at..at + 4], handle.to_le_bytes(), "cut {cut}");
+        }
+    }
+}
+
+#[test]
 fn return_value_integers_and_skipped_values() {
     let mut bytes = handle_return_value("", None);
     // Ordinal 1 "@n" bigint (INT8) -2, ordinal 2 "@t" tinyint (INT1) 200.

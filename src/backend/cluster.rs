@@ -1,0 +1,156 @@
+//! The backends a proxy serves, as one value (after pgdog's `Cluster`): the
+//! primary and each replica with everything that belongs to it — its name,
+//! pools, health and, for a replica, weight and requests in flight. Nothing
+//! is matched by position across parallel vectors.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::connect::{BackendError, BackendTarget};
+use super::pool::{BackendPools, PooledBackend};
+use crate::config::Config;
+use crate::monitor::{BackendHealth, BackendState};
+use crate::router::ReplicaView;
+use crate::tls::TlsSetupError;
+
+/// The primary: pools and health.
+pub struct Primary {
+    pools: BackendPools,
+    health: Arc<BackendHealth>,
+}
+
+impl Primary {
+    pub fn name(&self) -> &Arc<str> {
+        &self.pools.target().name
+    }
+
+    pub fn pools(&self) -> &BackendPools {
+        &self.pools
+    }
+
+    pub fn health(&self) -> &Arc<BackendHealth> {
+        &self.health
+    }
+
+    /// A connection, or at once an error when health checks say the
+    /// primary is down (writes fail fast instead of waiting out a connect).
+    pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
+        if self.health.state() == BackendState::Down {
+            return Err(BackendError::Protocol {
+                backend: self.name().clone(),
+                detail: "the primary is down (its health checks fail)".into(),
+            });
+        }
+        self.pools.get(database).await
+    }
+}
+
+/// One read replica.
+pub struct Replica {
+    pools: BackendPools,
+    health: Arc<BackendHealth>,
+    weight: u32,
+    in_flight: AtomicU32,
+}
+
+impl Replica {
+    pub fn name(&self) -> &Arc<str> {
+        &self.pools.target().name
+    }
+
+    pub fn pools(&self) -> &BackendPools {
+        &self.pools
+    }
+
+    pub fn health(&self) -> &Arc<BackendHealth> {
+        &self.health
+    }
+
+    /// Whether routing may send reads here now.
+    pub fn is_available(&self) -> bool {
+        self.health.is_available()
+    }
+
+    pub fn lag(&self) -> Option<Duration> {
+        self.health.lag()
+    }
+
+    /// A connection-level failure on the data path counts as a failed check.
+    pub fn report_failure(&self) {
+        self.health.mark_failed_request();
+    }
+
+    /// Counts a request as in flight here until the guard is dropped,
+    /// whichever way the request ends.
+    pub fn in_flight(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn view(&self) -> ReplicaView {
+        ReplicaView {
+            available: self.is_available(),
+            weight: self.weight,
+            outstanding: self.in_flight.load(Ordering::Relaxed),
+            lag: self.lag(),
+        }
+    }
+}
+
+/// A request running on a replica (replica choice by load).
+pub struct InFlight(Arc<Replica>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The primary and the replicas.
+pub struct Cluster {
+    primary: Primary,
+    replicas: Vec<Arc<Replica>>,
+}
+
+impl Cluster {
+    pub fn new(config: &Config) -> Result<Cluster, TlsSetupError> {
+        let pools = |backend| -> Result<BackendPools, TlsSetupError> {
+            let mut target = BackendTarget::from_config(backend, &config.pool)?;
+            target.keepalive = config.limits.tcp_keepalive();
+            Ok(BackendPools::new(target, config.pool.clone()))
+        };
+        let primary = Primary {
+            pools: pools(&config.primary)?,
+            health: Arc::new(BackendHealth::new()),
+        };
+        let mut replicas = Vec::with_capacity(config.replicas.len());
+        for replica in &config.replicas {
+            replicas.push(Arc::new(Replica {
+                pools: pools(replica)?,
+                health: Arc::new(BackendHealth::new()),
+                weight: replica.weight,
+                in_flight: AtomicU32::new(0),
+            }));
+        }
+        Ok(Cluster { primary, replicas })
+    }
+
+    pub fn primary(&self) -> &Primary {
+        &self.primary
+    }
+
+    pub fn replicas(&self) -> &[Arc<Replica>] {
+        &self.replicas
+    }
+
+    /// The replica a routing decision names.
+    pub fn replica(&self, index: usize) -> Option<&Arc<Replica>> {
+        self.replicas.get(index)
+    }
+
+    /// What the router needs of each replica, in cluster order.
+    pub fn replica_views(&self) -> Vec<ReplicaView> {
+        self.replicas.iter().map(|r| r.view()).collect()
+    }
+}

@@ -1,0 +1,354 @@
+//! Streaming a response from a backend connection to the client, packet by
+//! packet, while a resumable token walker follows what the session must
+//! know (database and transaction ENVCHANGEs, errors, the handle a prepare
+//! returned) and the client is watched for ATTENTION. The relay reports a
+//! typed outcome; the session decides what it means.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::conn::BackendConn;
+use crate::tds::packet::PacketType;
+use crate::tds::token::done::DoneStatus;
+use crate::tds::token::walker::{TokenEvent, TokenWalker, ValueSpan};
+use crate::transport::{ClientConn, Packet, ReadError};
+
+/// How to relay one response.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOptions {
+    /// An ATTENTION was already sent for this request (it crossed the end
+    /// of the previous response): the response ends at its acknowledgement.
+    pub attention_sent: bool,
+    /// How long an ATTENTION may wait for its acknowledgement.
+    pub drain_timeout: Duration,
+    /// Rewrite the prepared handle the response returns (RETURNVALUE
+    /// ordinal 0) to this, the handle Sluice shows the client.
+    pub client_handle: Option<i32>,
+}
+
+/// What the response said that the session must know.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResponseSummary {
+    /// The last database change (ENVCHANGE 1).
+    pub database: Option<String>,
+    /// Whether a transaction is open after the response, if it said.
+    pub transaction: Option<bool>,
+    /// The integer value of RETURNVALUE ordinal 0: the handle of
+    /// sp_prepare / sp_prepexec, as the backend numbered it.
+    pub handle: Option<i32>,
+    /// At least one ERROR token.
+    pub error: bool,
+    /// The token stream could not be followed: whatever it said about
+    /// transactions or state is unknown.
+    pub unreadable: bool,
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// The response was read and forwarded to its end.
+    Complete,
+    /// The client vanished (closed, reset, stopped reading past the write
+    /// timeout) mid-response.
+    ClientGone(std::io::Error),
+    /// The client sent something other than ATTENTION mid-response.
+    ClientViolation(String),
+    /// An ATTENTION was not acknowledged within the drain timeout.
+    AttentionUnacknowledged,
+    /// The backend failed; `forwarded` says whether any of its response
+    /// already reached the client (if not, the request may be retried).
+    BackendFailed {
+        error: String,
+        forwarded: bool,
+        /// What was forwarded ends between two tokens, so the message can
+        /// still be finished cleanly with an ERROR and a DONE.
+        at_token_boundary: bool,
+    },
+}
+
+/// A relay's end and what the response said up to it.
+#[derive(Debug)]
+pub struct Relayed {
+    pub end: RelayEnd,
+    pub summary: ResponseSummary,
+}
+
+/// The state of one response being relayed.
+struct Response {
+    walker: TokenWalker,
+    events: Vec<TokenEvent>,
+    summary: ResponseSummary,
+    attention_sent: bool,
+    attention_acked: bool,
+    /// A packet kept back one step while a handle may still need
+    /// rewriting in it (a value can straddle two packets), and the stream
+    /// offset of its payload.
+    held: Option<(Packet, u64)>,
+    /// Stream offset of the next packet's payload.
+    offset: u64,
+    forwarded: bool,
+}
+
+impl Response {
+    fn new(attention_sent: bool) -> Response {
+        Response {
+            walker: TokenWalker::new(),
+            events: Vec::new(),
+            summary: ResponseSummary::default(),
+            attention_sent,
+            attention_acked: false,
+            held: None,
+            offset: 0,
+            forwarded: false,
+        }
+    }
+
+    /// Walks one packet's tokens and applies them to `conn` and the summary.
+    fn observe(&mut self, conn: &mut BackendConn, packet: &Packet) -> Vec<ValueSpan> {
+        if let Err(e) = self.walker.feed(packet.payload(), &mut self.events) {
+            if !self.summary.unreadable {
+                tracing::warn!(backend = %conn.name(), error = %e, "response token walk failed; the session stays on the primary");
+            }
+            self.summary.unreadable = true;
+        }
+        for event in self.events.drain(..) {
+            conn.observe(&event);
+            match &event {
+                TokenEvent::EnvChange(change) => {
+                    if let Some(open) = change.transaction_state() {
+                        self.summary.transaction = Some(open);
+                    }
+                    if let crate::tds::token::env_change::EnvChange::Database { new, .. } = change {
+                        self.summary.database = Some(new.clone());
+                    }
+                }
+                TokenEvent::Error(_) => self.summary.error = true,
+                TokenEvent::Done(done) if done.status.contains(DoneStatus::ATTN) => {
+                    self.attention_acked = true
+                }
+                TokenEvent::ReturnValue {
+                    ordinal: 0,
+                    value: Some(v),
+                    ..
+                } => self.summary.handle = i32::try_from(*v).ok(),
+                _ => {}
+            }
+        }
+        if self.summary.unreadable {
+            // Values read from a stream that later proved malformed are not trusted.
+            self.summary.handle = None;
+        }
+        self.walker.take_value_spans()
+    }
+
+    /// A response ends at EOM, unless an attention is still owed its
+    /// acknowledgement (a DONE with the ATTN bit) [MS-TDS 2.2.1.7].
+    fn finished_at_eom(&self) -> bool {
+        !self.attention_sent || self.attention_acked
+    }
+
+    fn failed(&self, error: String) -> RelayEnd {
+        RelayEnd::BackendFailed {
+            error,
+            forwarded: self.forwarded,
+            at_token_boundary: !self.summary.unreadable
+                && self.held.is_none()
+                && self.walker.at_token_boundary(),
+        }
+    }
+}
+
+impl BackendConn {
+    /// Streams the response to the request in flight to `client`.
+    pub async fn relay(&mut self, client: &mut ClientConn, options: RelayOptions) -> Relayed {
+        let mut response = Response::new(options.attention_sent);
+        let mut deadline = options
+            .attention_sent
+            .then(|| Instant::now() + options.drain_timeout);
+        let end = loop {
+            let step = tokio::select! {
+                biased;
+                packet = self.read_response_packet() => match packet {
+                    Ok(packet) => self.relay_packet(client, &mut response, packet, options).await,
+                    Err(e) => Some(response.failed(e.to_string())),
+                },
+                packet = client.read_packet() => match packet {
+                    Ok(p) if p.ty() == PacketType::ATTENTION => {
+                        if !response.attention_sent {
+                            if let Err(e) = self.attention().await {
+                                break response.failed(format!("sending ATTENTION: {e}"));
+                            }
+                            response.attention_sent = true;
+                            deadline = Some(Instant::now() + options.drain_timeout);
+                        }
+                        None
+                    }
+                    Ok(p) => Some(RelayEnd::ClientViolation(format!(
+                        "packet type 0x{:02X} while a response was streaming (MARS is off)",
+                        p.ty().0
+                    ))),
+                    Err(ReadError::Closed) => Some(RelayEnd::ClientGone(
+                        std::io::ErrorKind::ConnectionReset.into(),
+                    )),
+                    Err(ReadError::Io(e)) => Some(RelayEnd::ClientGone(e)),
+                    Err(e) => Some(RelayEnd::ClientViolation(e.to_string())),
+                },
+                _ = sleep_until(deadline) => Some(RelayEnd::AttentionUnacknowledged),
+            };
+            if let Some(end) = step {
+                break end;
+            }
+        };
+        match &end {
+            RelayEnd::Complete => {}
+            RelayEnd::ClientGone(_) => {
+                self.cancel_and_drain(&mut response, options.drain_timeout)
+                    .await
+            }
+            // The backend or the protocol state is unknown: never reuse it.
+            _ => self.mark_broken(),
+        }
+        Relayed {
+            end,
+            summary: response.summary,
+        }
+    }
+
+    /// The client left mid-response: cancel the request and read the rest
+    /// of the response up to the attention acknowledgement, with the same
+    /// walker (so tokens are never read from the middle), within `timeout`.
+    /// Otherwise the connection is marked broken and the pool drops it.
+    async fn cancel_and_drain(&mut self, response: &mut Response, timeout: Duration) {
+        let drained = tokio::time::timeout(timeout, async {
+            if !response.attention_sent {
+                self.attention().await?;
+                response.attention_sent = true;
+            }
+            loop {
+                let packet = self
+                    .read_response_packet()
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                response.observe(self, &packet);
+                if response.summary.unreadable {
+                    return Err(std::io::Error::other("unreadable response"));
+                }
+                if packet.is_eom() {
+                    response.walker.reset();
+                    if response.finished_at_eom() {
+                        return Ok(());
+                    }
+                }
+            }
+        })
+        .await;
+        match drained {
+            Ok(Ok(())) => {
+                self.finish_request();
+                tracing::debug!(backend = %self.name(), "cancelled and drained after the client left");
+            }
+            _ => {
+                tracing::warn!(backend = %self.name(), "could not drain backend connection; discarding it");
+                self.mark_broken();
+            }
+        }
+    }
+
+    /// Forwards one packet; `Some` when the response ended.
+    async fn relay_packet(
+        &mut self,
+        client: &mut ClientConn,
+        response: &mut Response,
+        mut packet: Packet,
+        options: RelayOptions,
+    ) -> Option<RelayEnd> {
+        let eom = packet.is_eom();
+        let spans = response.observe(self, &packet);
+        let base = response.offset;
+        response.offset += packet.payload().len() as u64;
+        if let Some(handle) = options.client_handle {
+            for span in spans.iter().filter(|s| s.ordinal == 0) {
+                rewrite_value(span, handle, &mut response.held, (&mut packet, base));
+            }
+            let previous = response.held.take();
+            if let Some((mut held, _)) = previous {
+                if let Err(e) = client.forward(&mut held).await {
+                    return Some(RelayEnd::ClientGone(e));
+                }
+                response.forwarded = true;
+            }
+            if !eom {
+                response.held = Some((packet, base));
+                return None;
+            }
+        }
+        if let Err(e) = client.forward(&mut packet).await {
+            return Some(RelayEnd::ClientGone(e));
+        }
+        response.forwarded = true;
+        if eom {
+            response.walker.reset();
+            response.offset = 0;
+            if response.finished_at_eom() {
+                self.finish_request();
+                return Some(RelayEnd::Complete);
+            }
+        }
+        None
+    }
+}
+
+/// Writes `handle` over the value `span` points at, in the packet kept
+/// back and the current one (a 4-byte value may straddle the two).
+fn rewrite_value(
+    span: &ValueSpan,
+    handle: i32,
+    held: &mut Option<(Packet, u64)>,
+    current: (&mut Packet, u64),
+) {
+    let width = usize::from(span.width);
+    let bytes = i64::from(handle).to_le_bytes();
+    let (packet, base) = current;
+    let mut targets: Vec<(&mut [u8], u64)> = vec![(packet.payload_mut(), base)];
+    if let Some((packet, base)) = held.as_mut() {
+        targets.push((packet.payload_mut(), *base));
+    }
+    for (i, &byte) in bytes.iter().enumerate().take(width) {
+        let at = span.at + i as u64;
+        for (payload, base) in targets.iter_mut() {
+            let end = *base + payload.len() as u64;
+            if (*base..end).contains(&at) {
+                payload[(at - *base) as usize] = byte;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_straddling_two_packets_is_rewritten_in_both() {
+        let span = ValueSpan {
+            ordinal: 0,
+            at: 6,
+            width: 4,
+        };
+        let mut first = crate::transport::test_packet(&[0u8; 8], false);
+        let mut second = crate::transport::test_packet(&[0u8; 8], true);
+        let mut held = Some((first.clone(), 0));
+        rewrite_value(&span, 0x0403_0201, &mut held, (&mut second, 8));
+        first = held.unwrap().0;
+        assert_eq!(first.payload(), &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(second.payload(), &[3, 4, 0, 0, 0, 0, 0, 0]);
+    }
+}
