@@ -1,127 +1,13 @@
-//! Requests a logged-in client sends: the ALL_HEADERS prefix [MS-TDS 2.2.5.3],
-//! SQLBatch [2.2.6.7], the head of an RPCRequest [2.2.6.6] and a
-//! TransactionManagerRequest [2.2.6.9].
-//!
-//! From TDS 7.2 on, SQLBatch, RPCRequest and TransactionManagerRequest always
-//! start with ALL_HEADERS (only in the first packet of the message), so every
-//! decoder here expects it; a TDS 7.1 session has none.
+//! RPCRequest [MS-TDS 2.2.6.6]: the head of the first call (procedure,
+//! option flags, the statement text and prepared handle it carries, whether
+//! more calls follow), and re-expressing `sp_execute` as `sp_executesql`.
 
 use std::borrow::Cow;
 
-use super::error::DecodeError;
-use super::read::{utf16_to_string, Reader};
-use super::token::type_info::decode_integer;
-
-/// HeaderType values of ALL_HEADERS [MS-TDS 2.2.5.3].
-pub mod header_type {
-    pub const QUERY_NOTIFICATIONS: u16 = 0x0001;
-    pub const TRANSACTION_DESCRIPTOR: u16 = 0x0002;
-    pub const TRACE_ACTIVITY: u16 = 0x0003;
-}
-
-/// What ALL_HEADERS said about the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AllHeaders {
-    /// Transaction Descriptor header [2.2.5.3.2]: 0 outside a transaction,
-    /// otherwise the descriptor from the server's BEGIN TRANSACTION ENVCHANGE.
-    pub transaction_descriptor: Option<u64>,
-    pub outstanding_request_count: Option<u32>,
-    /// A Trace Activity header [2.2.5.3.3] was present (TDS 7.4).
-    pub trace_activity: bool,
-    /// A Query Notifications header [2.2.5.3.1] was present.
-    pub query_notification: bool,
-}
-
-impl AllHeaders {
-    fn apply(&mut self, ty: u16, data: &[u8]) -> Result<(), DecodeError> {
-        match ty {
-            header_type::TRANSACTION_DESCRIPTOR => {
-                let mut r = exact(data, 12, "Transaction Descriptor")?;
-                self.transaction_descriptor = Some(r.u64_le()?);
-                self.outstanding_request_count = Some(r.u32_le()?);
-            }
-            header_type::TRACE_ACTIVITY => {
-                exact(data, 20, "Trace Activity")?;
-                self.trace_activity = true;
-            }
-            header_type::QUERY_NOTIFICATIONS => self.query_notification = true,
-            // Unknown types are skipped: HeaderLength says where the next starts.
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-fn exact<'a>(data: &'a [u8], len: usize, header: &str) -> Result<Reader<'a>, DecodeError> {
-    if data.len() != len {
-        return Err(DecodeError::invalid(
-            "ALL_HEADERS",
-            format!(
-                "{header} header data is {} bytes, expected {len}",
-                data.len()
-            ),
-        ));
-    }
-    Ok(Reader::new(data, "ALL_HEADERS"))
-}
-
-/// Splits ALL_HEADERS off a request payload. TotalLength and every
-/// HeaderLength count themselves; the headers must exactly fill TotalLength
-/// and each type may appear once.
-pub fn split_all_headers(payload: &[u8]) -> Result<(AllHeaders, &[u8]), DecodeError> {
-    let total = Reader::new(payload, "ALL_HEADERS").u32_le()? as usize;
-    if total < 4 || total > payload.len() {
-        return Err(DecodeError::invalid(
-            "ALL_HEADERS",
-            format!(
-                "TotalLength {total} is outside the {}-byte request",
-                payload.len()
-            ),
-        ));
-    }
-    let mut r = Reader::new(&payload[4..total], "ALL_HEADERS");
-    let mut headers = AllHeaders::default();
-    let mut seen = Vec::new();
-    while r.remaining() > 0 {
-        let len = r.u32_le()? as usize;
-        let ty = r.u16_le()?;
-        let data = r.take(len.checked_sub(6).ok_or_else(|| {
-            DecodeError::invalid("ALL_HEADERS", format!("HeaderLength {len} is below 6"))
-        })?)?;
-        if seen.contains(&ty) {
-            return Err(DecodeError::invalid(
-                "ALL_HEADERS",
-                format!("header type {ty} appears twice"),
-            ));
-        }
-        seen.push(ty);
-        headers.apply(ty, data)?;
-    }
-    Ok((headers, &payload[total..]))
-}
-
-/// Appends ALL_HEADERS with only the transaction descriptor header
-/// [MS-TDS 2.2.5.3.2]: descriptor 0 and one outstanding request is
-/// auto-commit, what a request outside any transaction carries.
-pub fn encode_all_headers(
-    out: &mut Vec<u8>,
-    transaction_descriptor: u64,
-    outstanding_requests: u32,
-) {
-    const DESCRIPTOR_HEADER_LEN: u32 = 4 + 2 + 8 + 4;
-    out.extend_from_slice(&(4 + DESCRIPTOR_HEADER_LEN).to_le_bytes());
-    out.extend_from_slice(&DESCRIPTOR_HEADER_LEN.to_le_bytes());
-    out.extend_from_slice(&header_type::TRANSACTION_DESCRIPTOR.to_le_bytes());
-    out.extend_from_slice(&transaction_descriptor.to_le_bytes());
-    out.extend_from_slice(&outstanding_requests.to_le_bytes());
-}
-
-/// The text of a SQLBatch [MS-TDS 2.2.6.7]: ALL_HEADERS, then UTF-16LE
-/// (UNICODESTREAM) to the end of the message.
-pub fn sql_batch_text(payload: &[u8]) -> Result<String, DecodeError> {
-    let (_, text) = split_all_headers(payload)?;
-    utf16_to_string(text, "SQLBatch")
-}
+use super::all_headers::split_all_headers;
+use crate::tds::error::DecodeError;
+use crate::tds::read::{utf16_to_string, Reader};
+use crate::tds::token::type_info::decode_integer;
 
 /// Well-known ProcIDs, sent after ProcIDSwitch 0xFFFF [MS-TDS 2.2.6.6].
 pub mod proc_id {
@@ -601,186 +487,21 @@ fn read_plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
     Ok(Some(data))
 }
 
-/// RequestType values [MS-TDS 2.2.6.9].
-pub mod tm_request_type {
-    pub const TM_GET_DTC_ADDRESS: u16 = 0;
-    pub const TM_PROPAGATE_XACT: u16 = 1;
-    pub const TM_BEGIN_XACT: u16 = 5;
-    pub const TM_PROMOTE_XACT: u16 = 6;
-    pub const TM_COMMIT_XACT: u16 = 7;
-    pub const TM_ROLLBACK_XACT: u16 = 8;
-    pub const TM_SAVE_XACT: u16 = 9;
-}
-
-/// ISOLATION_LEVEL values of TM_BEGIN_XACT [MS-TDS 2.2.6.9].
-pub mod isolation_level {
-    pub const NO_CHANGE: u8 = 0x00;
-    pub const READ_UNCOMMITTED: u8 = 0x01;
-    pub const READ_COMMITTED: u8 = 0x02;
-    pub const REPEATABLE_READ: u8 = 0x03;
-    pub const SERIALIZABLE: u8 = 0x04;
-    pub const SNAPSHOT: u8 = 0x05;
-}
-
-/// XACT_FLAGS fBeginXact: begin a new transaction after the commit/rollback.
-const F_BEGIN_XACT: u8 = 0x01;
-
-/// The isolation level and (possibly empty) name of a transaction to begin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BeginXact {
-    /// One of [`isolation_level`]'s values, as sent.
-    pub isolation_level: u8,
-    pub name: String,
-}
-
-/// RequestPayload of a TransactionManagerRequest [MS-TDS 2.2.6.9].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TmRequest {
-    GetDtcAddress,
-    /// TM_PROPAGATE_XACT: a DTC transaction cookie.
-    PropagateXact {
-        cookie: Vec<u8>,
-    },
-    BeginXact(BeginXact),
-    PromoteXact,
-    /// `begin` is set when fBeginXact asks for a new transaction afterwards.
-    CommitXact {
-        name: String,
-        begin: Option<BeginXact>,
-    },
-    RollbackXact {
-        name: String,
-        begin: Option<BeginXact>,
-    },
-    SaveXact {
-        name: String,
-    },
-}
-
-/// A TransactionManagerRequest (packet type 0x0E) [MS-TDS 2.2.6.9].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransactionManagerRequest {
-    pub headers: AllHeaders,
-    pub request: TmRequest,
-}
-
-impl TransactionManagerRequest {
-    /// Decodes ALL_HEADERS, RequestType and its payload. Transaction names are
-    /// B_VARBYTE (a byte count, then UTF-16LE), as Microsoft.Data.SqlClient and
-    /// tedious send them. Bytes after the payload are ignored.
-    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-        let (headers, body) = split_all_headers(payload)?;
-        let mut r = Reader::new(body, "TransactionManagerRequest");
-        let request = match r.u16_le()? {
-            tm_request_type::TM_GET_DTC_ADDRESS => TmRequest::GetDtcAddress,
-            tm_request_type::TM_PROPAGATE_XACT => TmRequest::PropagateXact {
-                cookie: us_varbyte(&mut r)?.to_vec(),
-            },
-            tm_request_type::TM_BEGIN_XACT => TmRequest::BeginXact(begin_xact(&mut r)?),
-            tm_request_type::TM_PROMOTE_XACT => TmRequest::PromoteXact,
-            tm_request_type::TM_COMMIT_XACT => {
-                let (name, begin) = end_xact(&mut r)?;
-                TmRequest::CommitXact { name, begin }
-            }
-            tm_request_type::TM_ROLLBACK_XACT => {
-                let (name, begin) = end_xact(&mut r)?;
-                TmRequest::RollbackXact { name, begin }
-            }
-            tm_request_type::TM_SAVE_XACT => TmRequest::SaveXact {
-                name: xact_name(&mut r)?,
-            },
-            other => {
-                return Err(DecodeError::invalid(
-                    "TransactionManagerRequest",
-                    format!("unknown RequestType {other}"),
-                ))
-            }
-        };
-        Ok(TransactionManagerRequest { headers, request })
-    }
-
-    /// The RequestType this request was sent with.
-    pub fn request_type(&self) -> u16 {
-        match self.request {
-            TmRequest::GetDtcAddress => tm_request_type::TM_GET_DTC_ADDRESS,
-            TmRequest::PropagateXact { .. } => tm_request_type::TM_PROPAGATE_XACT,
-            TmRequest::BeginXact(_) => tm_request_type::TM_BEGIN_XACT,
-            TmRequest::PromoteXact => tm_request_type::TM_PROMOTE_XACT,
-            TmRequest::CommitXact { .. } => tm_request_type::TM_COMMIT_XACT,
-            TmRequest::RollbackXact { .. } => tm_request_type::TM_ROLLBACK_XACT,
-            TmRequest::SaveXact { .. } => tm_request_type::TM_SAVE_XACT,
-        }
-    }
-}
-
-fn us_varbyte<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
-    let len = r.u16_le()? as usize;
-    r.take(len)
-}
-
-/// XACT_NAME / BEGIN_XACT_NAME: B_VARBYTE holding UTF-16LE.
-fn xact_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
-    let len = r.u8()? as usize;
-    utf16_to_string(r.take(len)?, "TransactionManagerRequest")
-}
-
-fn begin_xact(r: &mut Reader<'_>) -> Result<BeginXact, DecodeError> {
-    let isolation_level = r.u8()?;
-    let name = xact_name(r)?;
-    Ok(BeginXact {
-        isolation_level,
-        name,
-    })
-}
-
-/// TM_COMMIT_XACT / TM_ROLLBACK_XACT: XACT_NAME XACT_FLAGS, then the new
-/// transaction's ISOLATION_LEVEL and BEGIN_XACT_NAME when fBeginXact is set.
-fn end_xact(r: &mut Reader<'_>) -> Result<(String, Option<BeginXact>), DecodeError> {
-    let name = xact_name(r)?;
-    let begin = if r.u8()? & F_BEGIN_XACT != 0 {
-        Some(begin_xact(r)?)
-    } else {
-        None
-    };
-    Ok((name, begin))
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::tds::login7::tests::hex;
-    use crate::tds::packet::{PacketHeader, PacketType, MAX_PACKET_SIZE};
     use crate::tds::read::put_utf16;
-    use crate::testing::XorShift;
-
-    /// MS-TDS 4.6 SQL Batch Client Request, packet header included.
-    fn spec_4_6() -> Vec<u8> {
-        hex("01 01 00 5C 00 00 01 00 16 00 00 00 12 00 00 00
-             02 00 00 00 00 00 00 00 00 01 00 00 00 00 0A 00
-             73 00 65 00 6C 00 65 00 63 00 74 00 20 00 27 00
-             66 00 6F 00 6F 00 27 00 20 00 61 00 73 00 20 00
-             27 00 62 00 61 00 72 00 27 00 0A 00 20 00 20 00
-             20 00 20 00 20 00 20 00 20 00 20 00")
-    }
+    use crate::tds::request::tests::all_headers;
 
     /// MS-TDS 4.8 RPC Client Request, packet header included.
-    fn spec_4_8() -> Vec<u8> {
+    pub(in crate::tds::request) fn spec_4_8() -> Vec<u8> {
         hex("03 01 00 2F 00 00 01 00 16 00 00 00 12 00 00 00
              02 00 00 00 00 00 00 00 00 01 00 00 00 00 04 00
              66 00 6F 00 6F 00 33 00 00 00 00 02 26 02 00")
     }
 
-    fn all_headers(transaction_descriptor: u64) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&22u32.to_le_bytes());
-        v.extend_from_slice(&18u32.to_le_bytes());
-        v.extend_from_slice(&header_type::TRANSACTION_DESCRIPTOR.to_le_bytes());
-        v.extend_from_slice(&transaction_descriptor.to_le_bytes());
-        v.extend_from_slice(&1u32.to_le_bytes());
-        v
-    }
-
-    fn rpc(proc_ref: &ProcRef, params: &[Vec<u8>]) -> Vec<u8> {
+    pub(in crate::tds::request) fn rpc(proc_ref: &ProcRef, params: &[Vec<u8>]) -> Vec<u8> {
         let mut v = all_headers(0);
         match proc_ref {
             ProcRef::Id(id) => {
@@ -803,7 +524,7 @@ mod tests {
 
     const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
 
-    fn nvarchar(name: &str, value: Option<&str>) -> Vec<u8> {
+    pub(in crate::tds::request) fn nvarchar(name: &str, value: Option<&str>) -> Vec<u8> {
         let mut v = param_head(name, 0, NVARCHARTYPE);
         v.extend_from_slice(&8000u16.to_le_bytes());
         v.extend_from_slice(&COLLATION);
@@ -821,7 +542,11 @@ mod tests {
 
     /// nvarchar(max): PLP with the given chunk sizes in bytes (the last
     /// chunk takes the rest).
-    fn nvarchar_max(value: &str, chunks: &[usize], known_len: bool) -> Vec<u8> {
+    pub(in crate::tds::request) fn nvarchar_max(
+        value: &str,
+        chunks: &[usize],
+        known_len: bool,
+    ) -> Vec<u8> {
         let mut v = param_head("@stmt", 0, NVARCHARTYPE);
         v.extend_from_slice(&[0xFF, 0xFF]);
         v.extend_from_slice(&COLLATION);
@@ -848,7 +573,7 @@ mod tests {
         v
     }
 
-    fn ntext(value: &str) -> Vec<u8> {
+    pub(in crate::tds::request) fn ntext(value: &str) -> Vec<u8> {
         let mut v = param_head("", 0, NTEXTTYPE);
         v.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
         v.extend_from_slice(&COLLATION);
@@ -860,7 +585,7 @@ mod tests {
     }
 
     /// `@handle int OUTPUT` as JDBC sends it: INTN, NULL or a value.
-    fn handle(value: Option<i32>) -> Vec<u8> {
+    pub(in crate::tds::request) fn handle(value: Option<i32>) -> Vec<u8> {
         let mut v = param_head("@handle", param_status::F_BY_REF_VALUE, INTNTYPE);
         v.push(4);
         match value {
@@ -874,32 +599,6 @@ mod tests {
     }
 
     #[test]
-    fn encoded_all_headers_decode_back() {
-        let mut payload = Vec::new();
-        encode_all_headers(&mut payload, 0x1122_3344_5566_7788, 1);
-        payload.extend_from_slice(b"rest");
-        let (headers, body) = split_all_headers(&payload).unwrap();
-        assert_eq!(headers.transaction_descriptor, Some(0x1122_3344_5566_7788));
-        assert_eq!(headers.outstanding_request_count, Some(1));
-        assert_eq!(body, b"rest");
-    }
-
-    #[test]
-    fn decodes_spec_4_6_sql_batch() {
-        let packet = spec_4_6();
-        let header = PacketHeader::decode(&packet[..8], MAX_PACKET_SIZE).unwrap();
-        assert_eq!(header.ty, PacketType::SQL_BATCH);
-        let (headers, _) = split_all_headers(&packet[8..]).unwrap();
-        assert_eq!(headers.transaction_descriptor, Some(0x0100_0000_0000_0000));
-        assert_eq!(headers.outstanding_request_count, Some(0));
-        assert!(!headers.trace_activity && !headers.query_notification);
-        assert_eq!(
-            sql_batch_text(&packet[8..]).unwrap(),
-            "\nselect 'foo' as 'bar'\n        "
-        );
-    }
-
-    #[test]
     fn decodes_spec_4_8_rpc_by_name() {
         let packet = spec_4_8();
         assert_eq!(packet.len(), 0x2F);
@@ -908,63 +607,6 @@ mod tests {
         assert_eq!(head.option_flags, 0);
         assert_eq!(head.sql_text, None);
         assert_eq!(head.procedure.well_known_id(), None);
-    }
-
-    #[test]
-    fn reads_every_all_headers_type() {
-        let mut v = Vec::new();
-        v.extend_from_slice(&(4u32 + 18 + 26 + 8).to_le_bytes());
-        v.extend_from_slice(&18u32.to_le_bytes());
-        v.extend_from_slice(&2u16.to_le_bytes());
-        v.extend_from_slice(&7u64.to_le_bytes());
-        v.extend_from_slice(&3u32.to_le_bytes());
-        v.extend_from_slice(&26u32.to_le_bytes());
-        v.extend_from_slice(&3u16.to_le_bytes());
-        v.extend_from_slice(&[0xAA; 20]);
-        v.extend_from_slice(&8u32.to_le_bytes());
-        v.extend_from_slice(&1u16.to_le_bytes());
-        v.extend_from_slice(&[0, 0]); // NotifyId of length 0, abbreviated
-        v.extend_from_slice(b"rest");
-        let (h, rest) = split_all_headers(&v).unwrap();
-        assert_eq!(
-            h,
-            AllHeaders {
-                transaction_descriptor: Some(7),
-                outstanding_request_count: Some(3),
-                trace_activity: true,
-                query_notification: true,
-            }
-        );
-        assert_eq!(rest, b"rest");
-    }
-
-    #[test]
-    fn rejects_bad_all_headers() {
-        let good = all_headers(5);
-        let mut too_long = good.clone();
-        too_long[0] = 23; // TotalLength past the payload
-        let mut short_header = good.clone();
-        short_header[4] = 5; // HeaderLength below 6
-        let mut overrun = good.clone();
-        overrun[4] = 19; // header runs past TotalLength
-        let mut twice = good.clone();
-        twice.extend_from_slice(&good[4..]);
-        twice[0] = 40;
-        let mut wrong_size = good.clone();
-        wrong_size[4] = 17;
-        wrong_size[0] = 21;
-        wrong_size.truncate(21);
-        for bad in [
-            &[1u8, 0][..],
-            &too_long,
-            &short_header,
-            &overrun,
-            &twice,
-            &wrong_size,
-        ] {
-            assert!(split_all_headers(bad).is_err(), "{bad:02X?}");
-        }
-        assert!(sql_batch_text(&[good.clone(), vec![0x41]].concat()).is_err()); // odd text
     }
 
     #[test]
@@ -1146,7 +788,7 @@ mod tests {
 
     /// `sp_execute 7, @P0 = N'x'` as JDBC sends it: the handle as an
     /// unnamed INTN(4) input, then the bound parameters.
-    fn sp_execute_7() -> Vec<u8> {
+    pub(in crate::tds::request) fn sp_execute_7() -> Vec<u8> {
         rpc(
             &ProcRef::Id(proc_id::SP_EXECUTE),
             &[
@@ -1236,126 +878,5 @@ mod tests {
         let handle_end = cut.len() - nvarchar("@P0", Some("x")).len();
         cut.truncate(handle_end - 1);
         assert!(RpcHead::decode(&cut).is_err());
-    }
-
-    fn tm(request_type: u16, body: &[u8]) -> Vec<u8> {
-        let mut v = all_headers(0x1122_3344_5566_7788);
-        v.extend_from_slice(&request_type.to_le_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    fn b_varbyte_utf16(s: &str) -> Vec<u8> {
-        let mut text = Vec::new();
-        put_utf16(&mut text, s);
-        [vec![text.len() as u8], text].concat()
-    }
-
-    #[test]
-    fn decodes_transaction_manager_requests() {
-        let begin = [vec![isolation_level::SNAPSHOT], b_varbyte_utf16("tx1")].concat();
-        let req = TransactionManagerRequest::decode(&tm(5, &begin)).unwrap();
-        assert_eq!(
-            req.headers.transaction_descriptor,
-            Some(0x1122_3344_5566_7788)
-        );
-        assert_eq!(
-            req.request,
-            TmRequest::BeginXact(BeginXact {
-                isolation_level: isolation_level::SNAPSHOT,
-                name: "tx1".into()
-            })
-        );
-        assert_eq!(req.request_type(), tm_request_type::TM_BEGIN_XACT);
-
-        let commit = TransactionManagerRequest::decode(&tm(7, &[0, 0])).unwrap();
-        assert_eq!(
-            commit.request,
-            TmRequest::CommitXact {
-                name: String::new(),
-                begin: None
-            }
-        );
-
-        let chained = [
-            vec![0, F_BEGIN_XACT, isolation_level::READ_COMMITTED],
-            b_varbyte_utf16(""),
-        ]
-        .concat();
-        let rollback = TransactionManagerRequest::decode(&tm(8, &chained)).unwrap();
-        assert_eq!(
-            rollback.request,
-            TmRequest::RollbackXact {
-                name: String::new(),
-                begin: Some(BeginXact {
-                    isolation_level: isolation_level::READ_COMMITTED,
-                    name: String::new()
-                })
-            }
-        );
-
-        let save = TransactionManagerRequest::decode(&tm(9, &b_varbyte_utf16("sp1"))).unwrap();
-        assert_eq!(save.request, TmRequest::SaveXact { name: "sp1".into() });
-        let propagate = TransactionManagerRequest::decode(&tm(1, &[2, 0, 9, 9])).unwrap();
-        assert_eq!(
-            propagate.request,
-            TmRequest::PropagateXact { cookie: vec![9, 9] }
-        );
-        let dtc = TransactionManagerRequest::decode(&tm(0, &[0, 0])).unwrap();
-        assert_eq!(dtc.request_type(), tm_request_type::TM_GET_DTC_ADDRESS);
-        let promote = TransactionManagerRequest::decode(&tm(6, &[])).unwrap();
-        assert_eq!(promote.request, TmRequest::PromoteXact);
-    }
-
-    #[test]
-    fn rejects_bad_transaction_manager_requests() {
-        assert!(TransactionManagerRequest::decode(&tm(4, &[])).is_err()); // unknown type
-        assert!(TransactionManagerRequest::decode(&tm(5, &[1])).is_err()); // no name
-        assert!(TransactionManagerRequest::decode(&tm(7, &[0])).is_err()); // no flags
-        assert!(TransactionManagerRequest::decode(&tm(9, &[3, b'a', 0, b'b'])).is_err());
-        // odd
-    }
-
-    fn seeds() -> Vec<Vec<u8>> {
-        vec![
-            spec_4_6()[8..].to_vec(),
-            spec_4_8()[8..].to_vec(),
-            rpc(
-                &ProcRef::Id(proc_id::SP_PREPEXEC),
-                &[
-                    handle(None),
-                    nvarchar("", Some("@a int")),
-                    nvarchar_max("SELECT 1", &[3], true),
-                ],
-            ),
-            rpc(&ProcRef::Name("sp_executesql".into()), &[ntext("SELECT 2")]),
-            sp_execute_7(),
-            tm(8, &[2, b'x', 0, 1, 2, 0]),
-        ]
-    }
-
-    #[test]
-    fn never_panics_on_random_or_mutated_input() {
-        let mut rng = XorShift::new(0x5eed_0003);
-        let decode_all = |input: &[u8]| {
-            let _ = split_all_headers(input);
-            let _ = sql_batch_text(input);
-            let _ = RpcHead::decode(input);
-            let _ = RpcHead::decode_body(input);
-            let _ = TransactionManagerRequest::decode(input);
-        };
-        for _ in 0..10_000 {
-            let mut bytes = all_headers(rng.next());
-            if rng.below(4) == 0 {
-                bytes.clear();
-            }
-            bytes.extend(rng.bytes(96));
-            decode_all(&bytes);
-        }
-        for seed in seeds() {
-            for input in rng.mutations(&seed, 10_000) {
-                decode_all(&input);
-            }
-        }
     }
 }
