@@ -7,7 +7,10 @@ use std::borrow::Cow;
 use super::all_headers::split_all_headers;
 use crate::tds::error::DecodeError;
 use crate::tds::read::{utf16_to_string, Reader};
-use crate::tds::token::type_info::decode_integer;
+use crate::tds::token::type_info::{
+    decode_integer, read_type_info_at, skip_b_varchar, DataType, TypeInfoSite, ValueFraming,
+    PLP_NULL, PLP_UNKNOWN_LEN,
+};
 
 /// Well-known ProcIDs, sent after ProcIDSwitch 0xFFFF [MS-TDS 2.2.6.6].
 pub mod proc_id {
@@ -190,7 +193,7 @@ fn put_nvarchar_param(out: &mut Vec<u8>, value: &str) {
     const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
     let mut bytes = Vec::with_capacity(value.len() * 2);
     crate::tds::read::put_utf16(&mut bytes, value);
-    out.extend_from_slice(&[0, 0, NVARCHARTYPE]);
+    out.extend_from_slice(&[0, 0, DataType::NVARCHAR.0]);
     if bytes.len() <= 8000 {
         out.extend_from_slice(&8000u16.to_le_bytes());
         out.extend_from_slice(&COLLATION);
@@ -258,13 +261,9 @@ fn handle_param(r: &mut Reader<'_>) -> Result<Option<i32>, DecodeError> {
         return Ok(None);
     }
     let param = read_param(r)?;
-    let integer = matches!(
-        param.type_id,
-        INT1TYPE | INT2TYPE | INT4TYPE | INT8TYPE | INTNTYPE
-    );
     Ok(param
         .value
-        .filter(|_| integer)
+        .filter(|_| param.data_type.is_integer())
         .and_then(|bytes| decode_integer(&bytes))
         .and_then(|value| i32::try_from(value).ok()))
 }
@@ -281,8 +280,8 @@ fn statement_text(r: &mut Reader<'_>, position: usize) -> Result<Option<String>,
         return Ok(None);
     }
     let param = read_param(r)?;
-    match (param.type_id, param.value) {
-        (NVARCHARTYPE | NCHARTYPE | NTEXTTYPE, Some(bytes)) => {
+    match (param.data_type, param.value) {
+        (DataType::NVARCHAR | DataType::NCHAR | DataType::NTEXT, Some(bytes)) => {
             utf16_to_string(&bytes, "RPCRequest").map(Some)
         }
         _ => Ok(None),
@@ -296,168 +295,56 @@ fn params_ended(r: &Reader<'_>) -> bool {
     matches!(r.rest().first(), None | Some(0xFF | 0xFE))
 }
 
-// Data type tokens [MS-TDS 2.2.5.4].
-const NULLTYPE: u8 = 0x1F;
-const INT1TYPE: u8 = 0x30;
-const BITTYPE: u8 = 0x32;
-const INT2TYPE: u8 = 0x34;
-const INT4TYPE: u8 = 0x38;
-const DATETIM4TYPE: u8 = 0x3A;
-const FLT4TYPE: u8 = 0x3B;
-const MONEYTYPE: u8 = 0x3C;
-const DATETIMETYPE: u8 = 0x3D;
-const FLT8TYPE: u8 = 0x3E;
-const MONEY4TYPE: u8 = 0x7A;
-const INT8TYPE: u8 = 0x7F;
-const GUIDTYPE: u8 = 0x24;
-const INTNTYPE: u8 = 0x26;
-const BITNTYPE: u8 = 0x68;
-const FLTNTYPE: u8 = 0x6D;
-const MONEYNTYPE: u8 = 0x6E;
-const DATETIMNTYPE: u8 = 0x6F;
-const CHARTYPE: u8 = 0x2F;
-const VARCHARTYPE: u8 = 0x27;
-const BINARYTYPE: u8 = 0x2D;
-const VARBINARYTYPE: u8 = 0x25;
-const DECIMALTYPE: u8 = 0x37;
-const NUMERICTYPE: u8 = 0x3F;
-const DECIMALNTYPE: u8 = 0x6A;
-const NUMERICNTYPE: u8 = 0x6C;
-const DATENTYPE: u8 = 0x28;
-const TIMENTYPE: u8 = 0x29;
-const DATETIME2NTYPE: u8 = 0x2A;
-const DATETIMEOFFSETNTYPE: u8 = 0x2B;
-const BIGVARBINTYPE: u8 = 0xA5;
-const BIGBINARYTYPE: u8 = 0xAD;
-const BIGVARCHRTYPE: u8 = 0xA7;
-const BIGCHARTYPE: u8 = 0xAF;
-const NVARCHARTYPE: u8 = 0xE7;
-const NCHARTYPE: u8 = 0xEF;
-const IMAGETYPE: u8 = 0x22;
-const TEXTTYPE: u8 = 0x23;
-const NTEXTTYPE: u8 = 0x63;
-const SSVARIANTTYPE: u8 = 0x62;
-const XMLTYPE: u8 = 0xF1;
-
-/// COLLATION is five bytes [MS-TDS 2.2.5.1.2].
-const COLLATION_LEN: usize = 5;
-const PLP_NULL: u64 = u64::MAX;
-const UNKNOWN_PLP_LEN: u64 = u64::MAX - 1;
-
-/// How a parameter's value length is written (TYPE_VARBYTE) [MS-TDS 2.2.5.2].
-#[derive(Debug, Clone, Copy)]
-enum ValueLen {
-    Fixed(usize),
-    Byte,
-    UShort,
-    Long,
-    Plp,
-}
-
-/// One decoded parameter: its type token and value (`None` for NULL).
+/// One decoded parameter: its data type and value (`None` for NULL).
 struct Param<'a> {
-    type_id: u8,
+    data_type: DataType,
     value: Option<Cow<'a, [u8]>>,
 }
 
 /// ParameterData: ParamMetaData (B_VARCHAR name, StatusFlags, TYPE_INFO) and
-/// ParamLenData [MS-TDS 2.2.6.6].
+/// ParamLenData [MS-TDS 2.2.6.6]. TYPE_INFO is read by the same parser as a
+/// column's; UDT and TVP parameters are not supported.
 fn read_param<'a>(r: &mut Reader<'a>) -> Result<Param<'a>, DecodeError> {
-    let name_chars = r.u8()? as usize;
-    r.skip(name_chars * 2)?;
+    skip_b_varchar(r)?;
     if r.u8()? & param_status::F_ENCRYPTED != 0 {
         return Err(DecodeError::invalid(
             "RPCRequest",
             "encrypted (Always Encrypted) parameters are not supported",
         ));
     }
-    let type_id = r.u8()?;
-    let len = read_type_info(r, type_id)?;
-    let value = read_value(r, len)?;
-    Ok(Param { type_id, value })
+    let (data_type, framing) = read_type_info_at(r, TypeInfoSite::RpcParameter)?;
+    let value = read_value(r, framing)?;
+    Ok(Param { data_type, value })
 }
 
-/// TYPE_INFO after the type token [MS-TDS 2.2.5.6]; UDT and TVP parameters
-/// are not supported.
-fn read_type_info(r: &mut Reader<'_>, type_id: u8) -> Result<ValueLen, DecodeError> {
-    if let Some(size) = fixed_size(type_id) {
-        return Ok(ValueLen::Fixed(size));
-    }
-    match type_id {
-        GUIDTYPE | INTNTYPE | BITNTYPE | FLTNTYPE | MONEYNTYPE | DATETIMNTYPE | CHARTYPE
-        | VARCHARTYPE | BINARYTYPE | VARBINARYTYPE => skip_then(r, 1, ValueLen::Byte),
-        DECIMALTYPE | NUMERICTYPE | DECIMALNTYPE | NUMERICNTYPE => skip_then(r, 3, ValueLen::Byte),
-        DATENTYPE => Ok(ValueLen::Byte),
-        TIMENTYPE | DATETIME2NTYPE | DATETIMEOFFSETNTYPE => skip_then(r, 1, ValueLen::Byte),
-        BIGVARBINTYPE | BIGBINARYTYPE => ushort_len(r, type_id, 0),
-        BIGVARCHRTYPE | BIGCHARTYPE | NVARCHARTYPE | NCHARTYPE => {
-            ushort_len(r, type_id, COLLATION_LEN)
-        }
-        IMAGETYPE | SSVARIANTTYPE => skip_then(r, 4, ValueLen::Long),
-        TEXTTYPE | NTEXTTYPE => skip_then(r, 4 + COLLATION_LEN, ValueLen::Long),
-        XMLTYPE => xml_info(r),
-        _ => Err(DecodeError::invalid(
-            "RPCRequest",
-            format!("unsupported parameter type 0x{type_id:02X}"),
-        )),
-    }
-}
-
-fn fixed_size(type_id: u8) -> Option<usize> {
-    match type_id {
-        NULLTYPE => Some(0),
-        INT1TYPE | BITTYPE => Some(1),
-        INT2TYPE => Some(2),
-        INT4TYPE | DATETIM4TYPE | FLT4TYPE | MONEY4TYPE => Some(4),
-        MONEYTYPE | DATETIMETYPE | FLT8TYPE | INT8TYPE => Some(8),
-        _ => None,
-    }
-}
-
-fn skip_then(r: &mut Reader<'_>, n: usize, len: ValueLen) -> Result<ValueLen, DecodeError> {
-    r.skip(n)?;
-    Ok(len)
-}
-
-/// USHORTLEN types; a max length of 0xFFFF makes the (var) type a PLP one.
-fn ushort_len(r: &mut Reader<'_>, type_id: u8, extra: usize) -> Result<ValueLen, DecodeError> {
-    let max_len = r.u16_le()?;
-    r.skip(extra)?;
-    let plp =
-        max_len == u16::MAX && matches!(type_id, BIGVARBINTYPE | BIGVARCHRTYPE | NVARCHARTYPE);
-    Ok(if plp { ValueLen::Plp } else { ValueLen::UShort })
-}
-
-/// XML_INFO: SCHEMA_PRESENT, then DBNAME, OWNING_SCHEMA (B_VARCHAR) and
-/// XML_SCHEMA_COLLECTION (US_VARCHAR) when present.
-fn xml_info(r: &mut Reader<'_>) -> Result<ValueLen, DecodeError> {
-    if r.u8()? != 0 {
-        for _ in 0..2 {
-            let chars = r.u8()? as usize;
-            r.skip(chars * 2)?;
-        }
-        let chars = r.u16_le()? as usize;
-        r.skip(chars * 2)?;
-    }
-    Ok(ValueLen::Plp)
-}
-
-fn read_value<'a>(r: &mut Reader<'a>, len: ValueLen) -> Result<Option<Cow<'a, [u8]>>, DecodeError> {
-    let n = match len {
-        ValueLen::Fixed(n) => n,
-        ValueLen::Byte => match r.u8()? {
+/// ParamLenData, TYPE_VARBYTE [MS-TDS 2.2.5.2.3]: the value framed as its
+/// TYPE_INFO says. Values are borrowed, except PLP ones whose chunks are
+/// joined.
+fn read_value<'a>(
+    r: &mut Reader<'a>,
+    framing: ValueFraming,
+) -> Result<Option<Cow<'a, [u8]>>, DecodeError> {
+    let n = match framing {
+        ValueFraming::Fixed(n) => usize::from(n),
+        ValueFraming::ByteLen => match r.u8()? {
             0 => return Ok(None),
-            n => n as usize,
+            n => usize::from(n),
         },
-        ValueLen::UShort => match r.u16_le()? {
+        ValueFraming::UShortLen => match r.u16_le()? {
             u16::MAX => return Ok(None),
-            n => n as usize,
+            n => usize::from(n),
         },
-        ValueLen::Long => match r.u32_le()? {
+        ValueFraming::LongLen | ValueFraming::Variant => match r.u32_le()? {
             u32::MAX => return Ok(None),
             n => n as usize,
         },
-        ValueLen::Plp => return read_plp(r).map(|v| v.map(Cow::Owned)),
+        ValueFraming::Plp => return read_plp(r).map(|v| v.map(Cow::Owned)),
+        ValueFraming::TextPtr => {
+            return Err(DecodeError::invalid(
+                "RPCRequest",
+                "a parameter value framed with a TEXTPTR",
+            ))
+        }
     };
     Ok(Some(Cow::Borrowed(r.take(n)?)))
 }
@@ -478,7 +365,7 @@ fn read_plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
         }
         data.extend_from_slice(r.take(chunk)?);
     }
-    if total != UNKNOWN_PLP_LEN && total != data.len() as u64 {
+    if total != PLP_UNKNOWN_LEN && total != data.len() as u64 {
         return Err(DecodeError::invalid(
             "RPCRequest",
             format!("PLP length {total} but chunks hold {} bytes", data.len()),
@@ -525,7 +412,7 @@ pub(super) mod tests {
     const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
 
     pub(in crate::tds::request) fn nvarchar(name: &str, value: Option<&str>) -> Vec<u8> {
-        let mut v = param_head(name, 0, NVARCHARTYPE);
+        let mut v = param_head(name, 0, DataType::NVARCHAR.0);
         v.extend_from_slice(&8000u16.to_le_bytes());
         v.extend_from_slice(&COLLATION);
         match value {
@@ -547,7 +434,7 @@ pub(super) mod tests {
         chunks: &[usize],
         known_len: bool,
     ) -> Vec<u8> {
-        let mut v = param_head("@stmt", 0, NVARCHARTYPE);
+        let mut v = param_head("@stmt", 0, DataType::NVARCHAR.0);
         v.extend_from_slice(&[0xFF, 0xFF]);
         v.extend_from_slice(&COLLATION);
         let mut text = Vec::new();
@@ -555,7 +442,7 @@ pub(super) mod tests {
         let total = if known_len {
             text.len() as u64
         } else {
-            UNKNOWN_PLP_LEN
+            PLP_UNKNOWN_LEN
         };
         v.extend_from_slice(&total.to_le_bytes());
         let mut rest = &text[..];
@@ -574,7 +461,7 @@ pub(super) mod tests {
     }
 
     pub(in crate::tds::request) fn ntext(value: &str) -> Vec<u8> {
-        let mut v = param_head("", 0, NTEXTTYPE);
+        let mut v = param_head("", 0, DataType::NTEXT.0);
         v.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
         v.extend_from_slice(&COLLATION);
         let mut text = Vec::new();
@@ -586,7 +473,7 @@ pub(super) mod tests {
 
     /// `@handle int OUTPUT` as JDBC sends it: INTN, NULL or a value.
     pub(in crate::tds::request) fn handle(value: Option<i32>) -> Vec<u8> {
-        let mut v = param_head("@handle", param_status::F_BY_REF_VALUE, INTNTYPE);
+        let mut v = param_head("@handle", param_status::F_BY_REF_VALUE, DataType::INTN.0);
         v.push(4);
         match value {
             None => v.push(0),
@@ -696,7 +583,7 @@ pub(super) mod tests {
         let payload = rpc(&ProcRef::Id(proc_id::SP_EXECUTESQL), &[param]);
         assert!(RpcHead::decode(&payload).is_err());
 
-        let mut null = param_head("", 0, NVARCHARTYPE);
+        let mut null = param_head("", 0, DataType::NVARCHAR.0);
         null.extend_from_slice(&[0xFF, 0xFF]);
         null.extend_from_slice(&COLLATION);
         null.extend_from_slice(&PLP_NULL.to_le_bytes());
@@ -731,21 +618,21 @@ pub(super) mod tests {
     #[test]
     fn skips_parameters_of_many_types() {
         let mut params = Vec::new();
-        let mut int4 = param_head("", 0, INT4TYPE);
+        let mut int4 = param_head("", 0, DataType::INT4.0);
         int4.extend_from_slice(&5i32.to_le_bytes());
         params.push(int4);
-        let mut decimal = param_head("", 0, DECIMALNTYPE);
+        let mut decimal = param_head("", 0, DataType::DECIMALN.0);
         decimal.extend_from_slice(&[17, 38, 2, 5, 1, 0x10, 0x27, 0, 0]);
         params.push(decimal);
-        let mut datetime2 = param_head("", 0, DATETIME2NTYPE);
+        let mut datetime2 = param_head("", 0, DataType::DATETIME2N.0);
         datetime2.extend_from_slice(&[7, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
         params.push(datetime2);
-        let mut varbinary_max = param_head("", 0, BIGVARBINTYPE);
+        let mut varbinary_max = param_head("", 0, DataType::BIGVARBINARY.0);
         varbinary_max.extend_from_slice(&[0xFF, 0xFF]);
-        varbinary_max.extend_from_slice(&UNKNOWN_PLP_LEN.to_le_bytes());
+        varbinary_max.extend_from_slice(&PLP_UNKNOWN_LEN.to_le_bytes());
         varbinary_max.extend_from_slice(&[2, 0, 0, 0, 0xAB, 0xCD, 0, 0, 0, 0]);
         params.push(varbinary_max);
-        let mut xml = param_head("", 0, XMLTYPE);
+        let mut xml = param_head("", 0, DataType::XML.0);
         xml.extend_from_slice(&[1, 1, b'd', 0, 0, 1, 0, b'c', 0]);
         xml.extend_from_slice(&PLP_NULL.to_le_bytes());
         params.push(xml);
@@ -764,6 +651,118 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn parameter_values_of_every_type_class() {
+        // (TYPE_INFO after the type byte, value bytes, the value read back).
+        let typed = |type_id: DataType, info: &[u8], value: &[u8]| {
+            let mut v = param_head("@p", 0, type_id.0);
+            v.extend_from_slice(info);
+            v.extend_from_slice(value);
+            v
+        };
+        let plp = |data: &[u8]| {
+            let mut v = (data.len() as u64).to_le_bytes().to_vec();
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(data);
+            v.extend_from_slice(&0u32.to_le_bytes());
+            v
+        };
+        type Case<'a> = (Vec<u8>, DataType, Option<&'a [u8]>);
+        let cases: Vec<Case> = vec![
+            (
+                typed(DataType::INT4, &[], &[7, 0, 0, 0]),
+                DataType::INT4,
+                Some(&[7, 0, 0, 0]),
+            ),
+            (typed(DataType::BIT, &[], &[1]), DataType::BIT, Some(&[1])),
+            (typed(DataType::INTN, &[8], &[0]), DataType::INTN, None),
+            (
+                typed(DataType::DECIMALN, &[17, 38, 2], &[5, 1, 0x10, 0x27, 0, 0]),
+                DataType::DECIMALN,
+                Some(&[1, 0x10, 0x27, 0, 0]),
+            ),
+            (
+                typed(DataType::DATEN, &[], &[3, 1, 2, 3]),
+                DataType::DATEN,
+                Some(&[1, 2, 3]),
+            ),
+            (
+                typed(DataType::TIMEN, &[0], &[3, 1, 2, 3]),
+                DataType::TIMEN,
+                Some(&[1, 2, 3]),
+            ),
+            (
+                typed(
+                    DataType::NVARCHAR,
+                    &[[0x40, 0x1F].as_slice(), &COLLATION].concat(),
+                    &[2, 0, b'x', 0],
+                ),
+                DataType::NVARCHAR,
+                Some(&[b'x', 0]),
+            ),
+            (
+                typed(DataType::BIGVARBINARY, &[0x40, 0x1F], &[0xFF, 0xFF]),
+                DataType::BIGVARBINARY,
+                None,
+            ),
+            // nchar(max) does not exist: 0xFFFF is a USHORT length here.
+            (
+                typed(
+                    DataType::NCHAR,
+                    &[[0xFF, 0xFF].as_slice(), &COLLATION].concat(),
+                    &[0, 0],
+                ),
+                DataType::NCHAR,
+                Some(&[]),
+            ),
+            (
+                typed(
+                    DataType::BIGVARCHAR,
+                    &[[0xFF, 0xFF].as_slice(), &COLLATION].concat(),
+                    &plp(b"ab"),
+                ),
+                DataType::BIGVARCHAR,
+                Some(b"ab"),
+            ),
+            (
+                typed(DataType::XML, &[0], &plp(b"<a/>")),
+                DataType::XML,
+                Some(b"<a/>"),
+            ),
+            // TEXT, NTEXT and IMAGE parameters: LONGLEN and data, no TEXTPTR.
+            (
+                typed(
+                    DataType::TEXT,
+                    &[[0xFF, 0xFF, 0xFF, 0x7F].as_slice(), &COLLATION].concat(),
+                    &[1, 0, 0, 0, b'z'],
+                ),
+                DataType::TEXT,
+                Some(b"z"),
+            ),
+            (
+                typed(DataType::IMAGE, &[0xFF, 0xFF, 0xFF, 0x7F], &[0xFF; 4]),
+                DataType::IMAGE,
+                None,
+            ),
+            (
+                typed(
+                    DataType::SSVARIANT,
+                    &[0x10, 0x1F, 0, 0],
+                    &[3, 0, 0, 0, 0x30, 0, 9],
+                ),
+                DataType::SSVARIANT,
+                Some(&[0x30, 0, 9]),
+            ),
+        ];
+        for (bytes, data_type, value) in cases {
+            let mut r = Reader::new(&bytes, "test");
+            let param = read_param(&mut r).unwrap();
+            assert_eq!(param.data_type, data_type, "{bytes:02X?}");
+            assert_eq!(param.value.as_deref(), value, "{bytes:02X?}");
+            assert_eq!(r.remaining(), 0, "{bytes:02X?}");
+        }
+    }
+
+    #[test]
     fn unsupported_types_and_encrypted_parameters_are_errors() {
         let tvp = param_head("", 0, 0xF3);
         let payload = rpc(&ProcRef::Id(proc_id::SP_PREPEXEC), &[tvp]);
@@ -778,7 +777,7 @@ pub(super) mod tests {
     /// maximum length (`None` value: NULL).
     fn int_param(type_id: u8, intn_max: u8, value: Option<&[u8]>) -> Vec<u8> {
         let mut v = param_head("", 0, type_id);
-        if type_id == INTNTYPE {
+        if type_id == DataType::INTN.0 {
             v.push(intn_max);
             v.push(value.map_or(0, |b| b.len() as u8));
         }
@@ -792,7 +791,7 @@ pub(super) mod tests {
         rpc(
             &ProcRef::Id(proc_id::SP_EXECUTE),
             &[
-                int_param(INTNTYPE, 4, Some(&7i32.to_le_bytes())),
+                int_param(DataType::INTN.0, 4, Some(&7i32.to_le_bytes())),
                 nvarchar("@P0", Some("x")),
             ],
         )
@@ -806,13 +805,13 @@ pub(super) mod tests {
         assert_eq!(head.sql_text, None);
         let unprepare = rpc(
             &ProcRef::Id(proc_id::SP_UNPREPARE),
-            &[int_param(INTNTYPE, 4, Some(&7i32.to_le_bytes()))],
+            &[int_param(DataType::INTN.0, 4, Some(&7i32.to_le_bytes()))],
         );
         assert_eq!(RpcHead::decode(&unprepare).unwrap().handle, Some(7));
         // By name, with INT4, and a batched RPC after it.
         let mut by_name = rpc(
             &ProcRef::Name("sys.sp_unprepare".into()),
-            &[int_param(INT4TYPE, 0, Some(&(-3i32).to_le_bytes()))],
+            &[int_param(DataType::INT4.0, 0, Some(&(-3i32).to_le_bytes()))],
         );
         assert!(!RpcHead::decode(&by_name).unwrap().batched);
         by_name.push(0xFF);
@@ -826,7 +825,7 @@ pub(super) mod tests {
             let payload = rpc(
                 &ProcRef::Id(id),
                 &[
-                    int_param(INTNTYPE, 4, Some(&9i32.to_le_bytes())),
+                    int_param(DataType::INTN.0, 4, Some(&9i32.to_le_bytes())),
                     handle(None),
                 ],
             );
@@ -841,17 +840,26 @@ pub(super) mod tests {
                 .map(|head| head.handle)
         };
         assert_eq!(
-            execute(int_param(INTNTYPE, 8, Some(&7i64.to_le_bytes()))),
+            execute(int_param(DataType::INTN.0, 8, Some(&7i64.to_le_bytes()))),
             Ok(Some(7))
         );
         assert_eq!(
-            execute(int_param(INT8TYPE, 0, Some(&7i64.to_le_bytes()))),
+            execute(int_param(DataType::INT8.0, 0, Some(&7i64.to_le_bytes()))),
             Ok(Some(7))
         );
-        assert_eq!(execute(int_param(INT2TYPE, 0, Some(&[7, 0]))), Ok(Some(7)));
-        assert_eq!(execute(int_param(INT1TYPE, 0, Some(&[200]))), Ok(Some(200)));
+        assert_eq!(
+            execute(int_param(DataType::INT2.0, 0, Some(&[7, 0]))),
+            Ok(Some(7))
+        );
+        assert_eq!(
+            execute(int_param(DataType::INT1.0, 0, Some(&[200]))),
+            Ok(Some(200))
+        );
         let too_big = (i64::from(i32::MAX) + 1).to_le_bytes();
-        assert_eq!(execute(int_param(INT8TYPE, 0, Some(&too_big))), Ok(None));
+        assert_eq!(
+            execute(int_param(DataType::INT8.0, 0, Some(&too_big))),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -860,15 +868,15 @@ pub(super) mod tests {
             RpcHead::decode(&rpc(&ProcRef::Id(proc_id::SP_EXECUTE), params)).map(|head| head.handle)
         };
         assert_eq!(execute(&[]), Ok(None));
-        assert_eq!(execute(&[int_param(INTNTYPE, 4, None)]), Ok(None));
+        assert_eq!(execute(&[int_param(DataType::INTN.0, 4, None)]), Ok(None));
         assert_eq!(execute(&[nvarchar("", Some("7"))]), Ok(None));
-        let mut float = param_head("", 0, FLT8TYPE);
+        let mut float = param_head("", 0, DataType::FLT8.0);
         float.extend_from_slice(&7f64.to_le_bytes());
         assert_eq!(execute(&[float]), Ok(None));
         // Other procedures report no handle, even with an int first.
         let executesql = rpc(
             &ProcRef::Id(proc_id::SP_EXECUTESQL),
-            &[int_param(INT4TYPE, 0, Some(&[7, 0, 0, 0]))],
+            &[int_param(DataType::INT4.0, 0, Some(&[7, 0, 0, 0]))],
         );
         assert_eq!(RpcHead::decode(&executesql).unwrap().handle, None);
         let prepexec = rpc(&ProcRef::Id(proc_id::SP_PREPEXEC), &[handle(Some(7))]);
