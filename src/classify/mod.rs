@@ -81,64 +81,53 @@ impl Class {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(pub u32);
 
-impl Flags {
-    pub const NONE: Flags = Flags(0);
-    /// Creates a temp table (`#t`, `SELECT ... INTO #t`): pins the session.
-    pub const CREATES_TEMP_TABLE: Flags = Flags(1 << 0);
-    /// Reads or writes a temp table: `#t`, and also `##t` (a global temp
-    /// table lives in the primary's tempdb only).
-    pub const USES_TEMP_TABLE: Flags = Flags(1 << 1);
-    /// UPDLOCK, XLOCK, HOLDLOCK, TABLOCKX, SERIALIZABLE, REPEATABLEREAD, ... hints.
-    pub const LOCKING_HINT: Flags = Flags(1 << 2);
-    /// SCOPE_IDENTITY(), @@IDENTITY, IDENT_CURRENT: bound to the session that wrote.
-    pub const SESSION_FUNCTION: Flags = Flags(1 << 3);
-    /// EXEC/EXECUTE of a stored procedure (named in `procedures`).
-    pub const PROCEDURE_CALL: Flags = Flags(1 << 4);
-    /// EXEC('...') or sp_executesql inside the batch.
-    pub const DYNAMIC_SQL: Flags = Flags(1 << 5);
-    /// DECLARE CURSOR / OPEN: a server cursor pins the session.
-    pub const CURSOR: Flags = Flags(1 << 6);
-    /// sp_getapplock with @LockOwner = 'Session': pins the session.
-    pub const SESSION_LOCK: Flags = Flags(1 << 7);
-    /// SET IDENTITY_INSERT ... ON: pins the session.
-    pub const IDENTITY_INSERT: Flags = Flags(1 << 8);
-    /// SET CONTEXT_INFO / sp_set_session_context: pins the session.
-    pub const CONTEXT_INFO: Flags = Flags(1 << 9);
-    /// NEXT VALUE FOR a sequence (a write to the sequence).
-    pub const SEQUENCE: Flags = Flags(1 << 10);
-    /// Parsed by the fallback lexer, not sqlparser.
-    pub const LEXER_FALLBACK: Flags = Flags(1 << 11);
-
-    /// Facts that keep even a read on the primary.
-    const NOT_FOR_REPLICA: Flags = Flags(
-        Flags::LOCKING_HINT.0
-            | Flags::SESSION_FUNCTION.0
-            | Flags::USES_TEMP_TABLE.0
-            | Flags::CREATES_TEMP_TABLE.0
-            | Flags::SEQUENCE.0
-            | Flags::CURSOR.0
-            | Flags::SESSION_LOCK.0
-            | Flags::IDENTITY_INSERT.0
-            | Flags::CONTEXT_INFO.0,
-    );
-
-    pub fn contains(self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    pub fn intersects(self, other: Flags) -> bool {
-        self.0 & other.0 != 0
-    }
-
-    pub fn with(self, other: Flags) -> Flags {
-        Flags(self.0 | other.0)
+bitflags::bitflags! {
+    impl Flags: u32 {
+        /// Creates a temp table (`#t`, `SELECT ... INTO #t`): pins the session.
+        const CREATES_TEMP_TABLE = 1 << 0;
+        /// Reads or writes a temp table: `#t`, and also `##t` (a global temp
+        /// table lives in the primary's tempdb only).
+        const USES_TEMP_TABLE = 1 << 1;
+        /// UPDLOCK, XLOCK, HOLDLOCK, TABLOCKX, SERIALIZABLE, REPEATABLEREAD, ... hints.
+        const LOCKING_HINT = 1 << 2;
+        /// SCOPE_IDENTITY(), @@IDENTITY, IDENT_CURRENT: bound to the session that wrote.
+        const SESSION_FUNCTION = 1 << 3;
+        /// EXEC/EXECUTE of a stored procedure (named in `procedures`).
+        const PROCEDURE_CALL = 1 << 4;
+        /// EXEC('...') or sp_executesql inside the batch.
+        const DYNAMIC_SQL = 1 << 5;
+        /// DECLARE CURSOR / OPEN: a server cursor pins the session.
+        const CURSOR = 1 << 6;
+        /// sp_getapplock with @LockOwner = 'Session': pins the session.
+        const SESSION_LOCK = 1 << 7;
+        /// SET IDENTITY_INSERT ... ON: pins the session.
+        const IDENTITY_INSERT = 1 << 8;
+        /// SET CONTEXT_INFO / sp_set_session_context: pins the session.
+        const CONTEXT_INFO = 1 << 9;
+        /// NEXT VALUE FOR a sequence (a write to the sequence).
+        const SEQUENCE = 1 << 10;
+        /// Parsed by the fallback lexer, not sqlparser.
+        const LEXER_FALLBACK = 1 << 11;
     }
 }
 
-impl std::ops::BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, rhs: Flags) -> Flags {
-        self.with(rhs)
+impl Flags {
+    pub const NONE: Flags = Flags::empty();
+
+    /// Facts that keep even a read on the primary.
+    const NOT_FOR_REPLICA: Flags = Flags::LOCKING_HINT
+        .union(Flags::SESSION_FUNCTION)
+        .union(Flags::USES_TEMP_TABLE)
+        .union(Flags::CREATES_TEMP_TABLE)
+        .union(Flags::SEQUENCE)
+        .union(Flags::CURSOR)
+        .union(Flags::SESSION_LOCK)
+        .union(Flags::IDENTITY_INSERT)
+        .union(Flags::CONTEXT_INFO);
+
+    /// These flags with the bits of `other` added.
+    pub fn with(self, other: Flags) -> Flags {
+        self.union(other)
     }
 }
 

@@ -977,3 +977,31 @@ fn long_statements_are_not_cached() {
     assert!(a.flags.contains(Flags::LEXER_FALLBACK));
     assert_eq!(c.cached_statements(), 0);
 }
+
+#[test]
+fn flags_keep_their_bits() {
+    let named = [
+        (Flags::CREATES_TEMP_TABLE, 1 << 0),
+        (Flags::USES_TEMP_TABLE, 1 << 1),
+        (Flags::LOCKING_HINT, 1 << 2),
+        (Flags::SESSION_FUNCTION, 1 << 3),
+        (Flags::PROCEDURE_CALL, 1 << 4),
+        (Flags::DYNAMIC_SQL, 1 << 5),
+        (Flags::CURSOR, 1 << 6),
+        (Flags::SESSION_LOCK, 1 << 7),
+        (Flags::IDENTITY_INSERT, 1 << 8),
+        (Flags::CONTEXT_INFO, 1 << 9),
+        (Flags::SEQUENCE, 1 << 10),
+        (Flags::LEXER_FALLBACK, 1 << 11),
+    ];
+    for (flag, bits) in named {
+        assert_eq!(flag.bits(), bits);
+    }
+    assert_eq!(Flags::NONE.bits(), 0);
+    // Everything but PROCEDURE_CALL, DYNAMIC_SQL and LEXER_FALLBACK.
+    assert_eq!(Flags::NOT_FOR_REPLICA.bits(), 0x7CF);
+    let f = Flags::NONE.with(Flags::CURSOR) | Flags::DYNAMIC_SQL;
+    assert!(f.contains(Flags::CURSOR | Flags::DYNAMIC_SQL));
+    assert!(f.intersects(Flags::NOT_FOR_REPLICA));
+    assert!(!Flags::DYNAMIC_SQL.intersects(Flags::NOT_FOR_REPLICA));
+}

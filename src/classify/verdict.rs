@@ -55,7 +55,7 @@ impl Verdict {
     /// Sets `flag`; `note` explains it if the flag keeps a read off the
     /// replicas (it becomes the reason of such a read).
     pub fn flag(&mut self, flag: Flags, note: impl FnOnce() -> String) {
-        self.flags = self.flags | flag;
+        self.flags |= flag;
         if flag.intersects(Flags::NOT_FOR_REPLICA) {
             first(&mut self.note, note);
         }
@@ -130,7 +130,7 @@ impl Verdict {
                 *mine = theirs;
             }
         }
-        self.flags = self.flags | other.flags;
+        self.flags |= other.flags;
         for t in &other.temp_tables {
             self.temp_table(t);
         }
@@ -155,7 +155,7 @@ impl Verdict {
         if let Some(note) = &inner.note {
             first(&mut self.note, || format!("dynamic SQL: {note}"));
         }
-        self.flags = self.flags | inner.flags;
+        self.flags |= inner.flags;
         for t in &inner.temp_tables {
             self.temp_table(t);
         }

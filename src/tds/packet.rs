@@ -42,31 +42,39 @@ impl PacketType {
 }
 
 /// The status byte [MS-TDS 2.2.3.1.2]. These are independent bits: a client
-/// sends EOM | RESETCONNECTION (0x09) on a one-packet request after a pool reuse.
+/// sends EOM | RESETCONNECTION (0x09) on a one-packet request after a pool
+/// reuse. Bits the spec leaves reserved are kept as they came
+/// (`from_bits_retain`), never dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Status(pub u8);
 
+bitflags::bitflags! {
+    impl Status: u8 {
+        /// End of message: the last packet of a message.
+        const EOM = 0x01;
+        /// The sender asks the receiver to ignore this message (client to server only).
+        const IGNORE = 0x02;
+        /// Reset the connection's session state before running the request.
+        const RESET_CONNECTION = 0x08;
+        /// Like RESET_CONNECTION but keep the transaction state.
+        const RESET_CONNECTION_SKIP_TRAN = 0x10;
+        // Every other bit is an open flag too.
+        const _ = !0;
+    }
+}
+
 impl Status {
-    pub const NORMAL: Status = Status(0x00);
-    /// End of message: the last packet of a message.
-    pub const EOM: Status = Status(0x01);
-    /// The sender asks the receiver to ignore this message (client to server only).
-    pub const IGNORE: Status = Status(0x02);
-    /// Reset the connection's session state before running the request.
-    pub const RESET_CONNECTION: Status = Status(0x08);
-    /// Like RESET_CONNECTION but keep the transaction state.
-    pub const RESET_CONNECTION_SKIP_TRAN: Status = Status(0x10);
+    /// No bit set: a packet before the last of its message.
+    pub const NORMAL: Status = Status::empty();
 
-    pub fn contains(self, other: Status) -> bool {
-        self.0 & other.0 == other.0
-    }
-
+    /// This status with the bits of `other` added.
     pub fn with(self, other: Status) -> Status {
-        Status(self.0 | other.0)
+        self.union(other)
     }
 
+    /// This status with the bits of `other` cleared.
     pub fn without(self, other: Status) -> Status {
-        Status(self.0 & !other.0)
+        self.difference(other)
     }
 
     pub fn is_eom(self) -> bool {
@@ -75,14 +83,7 @@ impl Status {
 
     /// Either of the two reset bits.
     pub fn resets_connection(self) -> bool {
-        self.0 & (Status::RESET_CONNECTION.0 | Status::RESET_CONNECTION_SKIP_TRAN.0) != 0
-    }
-}
-
-impl std::ops::BitOr for Status {
-    type Output = Status;
-    fn bitor(self, rhs: Status) -> Status {
-        self.with(rhs)
+        self.intersects(Status::RESET_CONNECTION | Status::RESET_CONNECTION_SKIP_TRAN)
     }
 }
 
@@ -114,7 +115,7 @@ impl PacketHeader {
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes, "packet header");
         let ty = PacketType(r.u8()?);
-        let status = Status(r.u8()?);
+        let status = Status::from_bits_retain(r.u8()?);
         let length = r.u16_be()?;
         let spid = r.u16_be()?;
         let packet_id = r.u8()?;
@@ -146,7 +147,7 @@ impl PacketHeader {
         let spid = self.spid.to_be_bytes();
         [
             self.ty.0,
-            self.status.0,
+            self.status.bits(),
             len[0],
             len[1],
             spid[0],
@@ -214,6 +215,24 @@ mod tests {
         assert!(s.contains(Status::RESET_CONNECTION));
         assert!(s.resets_connection());
         assert_eq!(s.without(Status::RESET_CONNECTION), Status::EOM);
+    }
+
+    #[test]
+    fn status_is_an_open_set_of_flags() {
+        // EOM | RESETCONNECTION as a pooled client sends it, through the header.
+        let h = PacketHeader::decode(&[1, 0x09, 0, 8, 0, 0, 1, 0], 4096).unwrap();
+        assert_eq!(h.status, Status::EOM | Status::RESET_CONNECTION);
+        assert_eq!(h.encode()[1], 0x09);
+        // Reserved bits survive decode, encode and the flag operations.
+        let h = PacketHeader::decode(&[1, 0xE5, 0, 8, 0, 0, 1, 0], 4096).unwrap();
+        assert_eq!(h.status.bits(), 0xE5);
+        assert_eq!(h.encode()[1], 0xE5);
+        assert_eq!(h.status.without(Status::EOM).bits(), 0xE4);
+        assert_eq!(h.status.with(Status::RESET_CONNECTION).bits(), 0xED);
+        assert!(!h.status.resets_connection());
+        assert!(Status::RESET_CONNECTION_SKIP_TRAN.resets_connection());
+        assert!(!Status::NORMAL.resets_connection() && !Status::NORMAL.is_eom());
+        assert_eq!(Status::from_bits(0xFF), Some(Status(0xFF)));
     }
 
     #[test]

@@ -7,33 +7,36 @@ use crate::tds::read::Reader;
 
 /// The Status field of a DONE token. These are independent bits: an error
 /// inside a transaction with more results to come is MORE | ERROR | INXACT.
+/// Bits the spec does not name are kept as they came (`from_bits_retain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct DoneStatus(pub u16);
 
-impl DoneStatus {
-    /// DONE_FINAL: the last DONE of the response.
-    pub const FINAL: DoneStatus = DoneStatus(0x0000);
-    /// DONE_MORE: more results follow in this response.
-    pub const MORE: DoneStatus = DoneStatus(0x0001);
-    /// DONE_ERROR: the statement failed.
-    pub const ERROR: DoneStatus = DoneStatus(0x0002);
-    /// DONE_INXACT: a transaction is in progress.
-    pub const INXACT: DoneStatus = DoneStatus(0x0004);
-    /// DONE_COUNT: `row_count` is valid.
-    pub const COUNT: DoneStatus = DoneStatus(0x0010);
-    /// DONE_ATTN: acknowledges an attention (cancel) request.
-    pub const ATTN: DoneStatus = DoneStatus(0x0020);
-    /// DONE_SRVERROR: a severe server error; the results so far are void.
-    pub const SRVERROR: DoneStatus = DoneStatus(0x0100);
-
-    /// True if every bit of `other` is set.
-    pub fn contains(self, other: DoneStatus) -> bool {
-        self.0 & other.0 == other.0
+bitflags::bitflags! {
+    impl DoneStatus: u16 {
+        /// DONE_MORE: more results follow in this response.
+        const MORE = 0x0001;
+        /// DONE_ERROR: the statement failed.
+        const ERROR = 0x0002;
+        /// DONE_INXACT: a transaction is in progress.
+        const INXACT = 0x0004;
+        /// DONE_COUNT: `row_count` is valid.
+        const COUNT = 0x0010;
+        /// DONE_ATTN: acknowledges an attention (cancel) request.
+        const ATTN = 0x0020;
+        /// DONE_SRVERROR: a severe server error; the results so far are void.
+        const SRVERROR = 0x0100;
+        // Every other bit is an open flag too.
+        const _ = !0;
     }
+}
+
+impl DoneStatus {
+    /// DONE_FINAL: the last DONE of the response (no bit set).
+    pub const FINAL: DoneStatus = DoneStatus::empty();
 
     /// This status with the bits of `other` added.
     pub fn with(self, other: DoneStatus) -> DoneStatus {
-        DoneStatus(self.0 | other.0)
+        self.union(other)
     }
 }
 
@@ -85,7 +88,7 @@ impl Done {
     /// Appends the whole token, token type included.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.kind.token_type().0);
-        out.extend_from_slice(&self.status.0.to_le_bytes());
+        out.extend_from_slice(&self.status.bits().to_le_bytes());
         out.extend_from_slice(&self.cur_cmd.to_le_bytes());
         out.extend_from_slice(&self.row_count.to_le_bytes());
     }
@@ -95,7 +98,7 @@ impl Done {
         let mut r = Reader::new(body, "DONE");
         let done = Done {
             kind,
-            status: DoneStatus(r.u16_le()?),
+            status: DoneStatus::from_bits_retain(r.u16_le()?),
             cur_cmd: r.u16_le()?,
             row_count: r.u64_le()?,
         };
@@ -160,6 +163,20 @@ mod tests {
         assert!(!s.contains(DoneStatus::ATTN));
         assert!(s.contains(DoneStatus::FINAL));
         assert_eq!(DoneStatus::COUNT.0 | DoneStatus::ATTN.0, 0x30);
+    }
+
+    #[test]
+    fn unnamed_status_bits_are_kept() {
+        // 0x0040 and 0x8000 have no name in [2.2.7.6]; they pass through.
+        let bytes = [0xFD, 0x51, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let done = Done::decode(DoneKind::Done, &bytes[1..]).unwrap();
+        assert_eq!(done.status.bits(), 0x8051);
+        assert!(done.status.contains(DoneStatus::MORE | DoneStatus::COUNT));
+        assert!(!done.status.intersects(DoneStatus::ERROR | DoneStatus::ATTN));
+        let mut out = Vec::new();
+        done.encode(&mut out);
+        assert_eq!(out, bytes);
+        assert_eq!(DoneStatus::FINAL, DoneStatus::empty());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! TYPE_INFO [MS-TDS 2.2.5.6] and the data type ids [2.2.5.4]: what a
 //! column or parameter declares, reduced to how its values are framed
-//! [2.2.5.2.3], which is all a walker needs to step over them.
+//! [2.2.5.2.3], which is all a walker needs to step over them. The one
+//! parser serves COLMETADATA and RETURNVALUE [2.2.7.4, 2.2.7.19] and the
+//! parameters of an RPCRequest [2.2.6.6]; [`TypeInfoSite`] holds the few
+//! ways the two places differ.
 
 use crate::tds::error::DecodeError;
 use crate::tds::read::Reader;
@@ -105,6 +108,10 @@ pub(crate) fn decode_integer(bytes: &[u8]) -> Option<i64> {
 const COLLATION_LEN: usize = 5;
 /// A USHORTLEN maximum length of 0xFFFF marks a PLP type (varchar(max) ...).
 const PLP_MAX_LEN: u16 = 0xFFFF;
+/// PLP_NULL: the PLP value is NULL [2.2.5.2.3].
+pub(crate) const PLP_NULL: u64 = u64::MAX;
+/// UNKNOWN_PLP_LEN: the total length is not sent, only the chunks.
+pub(crate) const PLP_UNKNOWN_LEN: u64 = u64::MAX - 1;
 /// TIME, DATETIME2 and DATETIMEOFFSET allow a scale of 0 to 7.
 const MAX_TIME_SCALE: u8 = 7;
 
@@ -123,18 +130,44 @@ pub(crate) enum ValueFraming {
     TextPtr,
     /// sql_variant: LONGLEN length (0 is NULL), then the variant [2.2.5.5.4].
     Variant,
+    /// LONGLEN length then data; 0xFFFFFFFF is NULL. TEXT, NTEXT and IMAGE
+    /// as RPC parameters, which carry no TEXTPTR or TIMESTAMP [2.2.6.6].
+    LongLen,
     /// PLP_BODY: ULONGLONGLEN total, then chunks up to a zero terminator.
     Plp,
 }
 
-/// Reads one TYPE_INFO and returns how its values are framed.
+/// Where a TYPE_INFO stands. The rule is the same in both [2.2.5.6]; the
+/// places differ in what follows it and in the types they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TypeInfoSite {
+    /// COLMETADATA or RETURNVALUE, from the server.
+    Response,
+    /// ParamMetaData of an RPCRequest, from the client [2.2.6.6]. TEXT,
+    /// NTEXT and IMAGE values there are TYPE_VARBYTE alone, without the
+    /// TEXTPTR and TIMESTAMP of a ROW [2.2.7.20]. UDT_INFO there is only
+    /// the three names (UDT_INFO_IN_RPC), and TVP_TYPE_INFO replaces
+    /// TYPE_INFO for a table-valued parameter: neither is decoded.
+    RpcParameter,
+}
+
+/// Reads one TYPE_INFO in a response and returns how its values are framed.
 pub(crate) fn read_type_info(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeError> {
     read_typed_info(r).map(|(_, framing)| framing)
 }
 
-/// Reads one TYPE_INFO and returns its data type and how its values are
-/// framed.
+/// Reads one TYPE_INFO in a response and returns its data type and how its
+/// values are framed.
 pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFraming), DecodeError> {
+    read_type_info_at(r, TypeInfoSite::Response)
+}
+
+/// Reads one TYPE_INFO at `site` and returns its data type and how its
+/// values are framed there.
+pub(crate) fn read_type_info_at(
+    r: &mut Reader<'_>,
+    site: TypeInfoSite,
+) -> Result<(DataType, ValueFraming), DecodeError> {
     let ty = DataType(r.u8()?);
     if let Some(n) = ty.fixed_len() {
         return Ok((ty, ValueFraming::Fixed(n)));
@@ -166,44 +199,65 @@ pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFram
         DataType::BIGVARCHAR | DataType::BIGCHAR | DataType::NVARCHAR | DataType::NCHAR => {
             let max = r.u16_le()?;
             r.skip(COLLATION_LEN)?;
-            ushort_or_plp(max)
+            ushort_or_plp(ty, max)
         }
-        DataType::BIGVARBINARY | DataType::BIGBINARY => ushort_or_plp(r.u16_le()?),
+        DataType::BIGVARBINARY | DataType::BIGBINARY => ushort_or_plp(ty, r.u16_le()?),
         DataType::XML => {
             skip_xml_info(r)?;
             ValueFraming::Plp
         }
-        DataType::UDT => {
+        DataType::UDT if site == TypeInfoSite::Response => {
             skip_udt_info(r)?;
             ValueFraming::Plp
         }
         DataType::TEXT | DataType::NTEXT => {
             r.skip(4 + COLLATION_LEN)?;
-            ValueFraming::TextPtr
+            text_framing(site)
         }
         DataType::IMAGE => {
             r.skip(4)?;
-            ValueFraming::TextPtr
+            text_framing(site)
         }
         DataType::SSVARIANT => {
             r.skip(4)?;
             ValueFraming::Variant
         }
-        other => {
-            return Err(DecodeError::invalid(
-                "TYPE_INFO",
-                format!("data type 0x{:02X} is not valid in a response", other.0),
-            ))
-        }
+        other => return Err(unsupported_type(other, site)),
     };
     Ok((ty, framing))
 }
 
-fn ushort_or_plp(max: u16) -> ValueFraming {
-    if max == PLP_MAX_LEN {
+fn unsupported_type(ty: DataType, site: TypeInfoSite) -> DecodeError {
+    match site {
+        TypeInfoSite::Response => DecodeError::invalid(
+            "TYPE_INFO",
+            format!("data type 0x{:02X} is not valid in a response", ty.0),
+        ),
+        TypeInfoSite::RpcParameter => DecodeError::invalid(
+            "RPCRequest",
+            format!("unsupported parameter type 0x{:02X}", ty.0),
+        ),
+    }
+}
+
+/// Only the PARTLENTYPEs varchar, varbinary and nvarchar become PLP with a
+/// maximum length of 0xFFFF [2.2.5.4.4]; char, binary and nchar never do.
+fn ushort_or_plp(ty: DataType, max: u16) -> ValueFraming {
+    let partlen = matches!(
+        ty,
+        DataType::BIGVARCHAR | DataType::BIGVARBINARY | DataType::NVARCHAR
+    );
+    if partlen && max == PLP_MAX_LEN {
         ValueFraming::Plp
     } else {
         ValueFraming::UShortLen
+    }
+}
+
+fn text_framing(site: TypeInfoSite) -> ValueFraming {
+    match site {
+        TypeInfoSite::Response => ValueFraming::TextPtr,
+        TypeInfoSite::RpcParameter => ValueFraming::LongLen,
     }
 }
 
@@ -353,6 +407,124 @@ mod tests {
         assert_eq!(decode_integer(&[0xFF; 8]), Some(-1));
         assert_eq!(decode_integer(&[]), None);
         assert_eq!(decode_integer(&[1, 2, 3]), None);
+    }
+
+    /// TYPE_INFO as an RPC parameter declares it [MS-TDS 2.2.6.6].
+    fn param_framing(bytes: &[u8]) -> Result<(DataType, ValueFraming), DecodeError> {
+        let mut r = Reader::new(bytes, "test");
+        let f = read_type_info_at(&mut r, TypeInfoSite::RpcParameter)?;
+        assert_eq!(r.remaining(), 0, "TYPE_INFO {bytes:02X?} not fully read");
+        Ok(f)
+    }
+
+    #[test]
+    fn parameters_of_every_type_class() {
+        let collation = [0x09, 0x04, 0xD0, 0x00, 0x34];
+        let with_collation = |head: &[u8]| [head, &collation[..]].concat();
+        let cases: [(Vec<u8>, DataType, ValueFraming); 16] = [
+            (vec![0x38], DataType::INT4, ValueFraming::Fixed(4)),
+            (vec![0x7F], DataType::INT8, ValueFraming::Fixed(8)),
+            (vec![0x26, 4], DataType::INTN, ValueFraming::ByteLen),
+            (
+                vec![0x6A, 17, 38, 2],
+                DataType::DECIMALN,
+                ValueFraming::ByteLen,
+            ),
+            (vec![0x28], DataType::DATEN, ValueFraming::ByteLen),
+            (vec![0x2A, 7], DataType::DATETIME2N, ValueFraming::ByteLen),
+            (vec![0x24, 16], DataType::GUID, ValueFraming::ByteLen),
+            (
+                with_collation(&[0xE7, 0x40, 0x1F]),
+                DataType::NVARCHAR,
+                ValueFraming::UShortLen,
+            ),
+            (
+                with_collation(&[0xE7, 0xFF, 0xFF]),
+                DataType::NVARCHAR,
+                ValueFraming::Plp,
+            ),
+            (
+                vec![0xA5, 0xFF, 0xFF],
+                DataType::BIGVARBINARY,
+                ValueFraming::Plp,
+            ),
+            (vec![0xF1, 0], DataType::XML, ValueFraming::Plp),
+            // No TEXTPTR in a parameter: LONGLEN and the data.
+            (
+                with_collation(&[0x63, 0xFF, 0xFF, 0xFF, 0x7F]),
+                DataType::NTEXT,
+                ValueFraming::LongLen,
+            ),
+            (
+                with_collation(&[0x23, 0xFF, 0xFF, 0xFF, 0x7F]),
+                DataType::TEXT,
+                ValueFraming::LongLen,
+            ),
+            (
+                vec![0x22, 0xFF, 0xFF, 0xFF, 0x7F],
+                DataType::IMAGE,
+                ValueFraming::LongLen,
+            ),
+            (
+                vec![0x62, 0x10, 0x1F, 0, 0],
+                DataType::SSVARIANT,
+                ValueFraming::Variant,
+            ),
+            (vec![0x1F], DataType::NULL, ValueFraming::Fixed(0)),
+        ];
+        for (bytes, ty, framing) in cases {
+            assert_eq!(param_framing(&bytes), Ok((ty, framing)), "{bytes:02X?}");
+        }
+    }
+
+    #[test]
+    fn parameters_and_columns_differ_only_where_the_spec_says() {
+        // TEXT/NTEXT/IMAGE: TEXTPTR framing in a response only.
+        let image = [0x22, 0xFF, 0xFF, 0xFF, 0x7F];
+        assert_eq!(framing(&image).unwrap(), ValueFraming::TextPtr);
+        assert_eq!(param_framing(&image).unwrap().1, ValueFraming::LongLen);
+        // UDT_INFO differs (UDT_INFO_IN_RPC); UDT parameters are refused, as
+        // are TVPs, with the request's context.
+        let udt = [
+            0xF0, 0xFF, 0xFF, 1, b'd', 0, 1, b's', 0, 1, b't', 0, 1, 0, b'a', 0,
+        ];
+        assert!(framing(&udt).is_ok());
+        let refused: [&[u8]; 3] = [&udt, &[0xF0, 1, b'd', 0], &[0xF3]];
+        for bytes in refused {
+            assert!(matches!(
+                param_framing(bytes),
+                Err(DecodeError::Invalid {
+                    context: "RPCRequest",
+                    ..
+                })
+            ));
+        }
+        // Everything else reads the same bytes to the same framing.
+        let same: [&[u8]; 5] = [
+            &[0x38],
+            &[0x6C, 5, 9, 0],
+            &[0x29, 7],
+            &[0xA5, 0x40, 0x1F],
+            &[0xF1, 1, 1, b'd', 0, 1, b's', 0, 1, 0, b'c', 0],
+        ];
+        for bytes in same {
+            assert_eq!(param_framing(bytes).unwrap().1, framing(bytes).unwrap());
+        }
+        assert!(param_framing(&[0x29, 8]).is_err());
+    }
+
+    #[test]
+    fn only_var_types_are_plp_at_max_length() {
+        // [2.2.5.4.4]: char, nchar and binary with 0xFFFF are not PLP.
+        let collation = [0x09, 0x04, 0xD0, 0x00, 0x34];
+        for head in [[0xEFu8, 0xFF, 0xFF], [0xAF, 0xFF, 0xFF]] {
+            let bytes = [&head[..], &collation[..]].concat();
+            assert_eq!(framing(&bytes).unwrap(), ValueFraming::UShortLen);
+        }
+        assert_eq!(
+            framing(&[0xAD, 0xFF, 0xFF]).unwrap(),
+            ValueFraming::UShortLen
+        );
     }
 
     #[test]

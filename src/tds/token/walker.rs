@@ -16,7 +16,7 @@
 
 use super::col_metadata::read_col_metadata;
 use super::return_value::{read_integer_value, read_return_value_header};
-use super::type_info::ValueFraming;
+use super::type_info::{ValueFraming, PLP_NULL, PLP_UNKNOWN_LEN};
 use super::{Done, DoneKind, EnvChange, FeatureExtAck, LoginAck, ServerMessage, TokenType};
 use crate::tds::error::DecodeError;
 use crate::tds::read::Reader;
@@ -25,10 +25,6 @@ use crate::tds::read::Reader;
 pub const DEFAULT_MAX_BUFFERED: usize = 1 << 20;
 /// A split-unit buffer that grew past this is released once the unit is done.
 const KEEP_BUFFER_CAPACITY: usize = 64 * 1024;
-/// PLP_NULL: the PLP value is NULL [2.2.5.2.3].
-const PLP_NULL: u64 = u64::MAX;
-/// UNKNOWN_PLP_LEN: the total length is not sent, only the chunks.
-const PLP_UNKNOWN_LEN: u64 = u64::MAX - 1;
 
 /// What the walker reports; rows and values are stepped over silently, all
 /// but the integer value of a RETURNVALUE.
@@ -529,7 +525,9 @@ impl TokenWalker {
                 None => self.value_end(),
                 Some(n) => self.skip_value(n),
             },
-            ValueFraming::Variant => match r.u32_le()? {
+            // LongLen framing only comes from RPC parameters; it is
+            // walked like the LONGLEN of a sql_variant.
+            ValueFraming::Variant | ValueFraming::LongLen => match r.u32_le()? {
                 u32::MAX => self.value_end(),
                 n => self.skip_value(u64::from(n)),
             },

@@ -1,127 +1,16 @@
-//! Requests a logged-in client sends: the ALL_HEADERS prefix [MS-TDS 2.2.5.3],
-//! SQLBatch [2.2.6.7], the head of an RPCRequest [2.2.6.6] and a
-//! TransactionManagerRequest [2.2.6.9].
-//!
-//! From TDS 7.2 on, SQLBatch, RPCRequest and TransactionManagerRequest always
-//! start with ALL_HEADERS (only in the first packet of the message), so every
-//! decoder here expects it; a TDS 7.1 session has none.
+//! RPCRequest [MS-TDS 2.2.6.6]: the head of the first call (procedure,
+//! option flags, the statement text and prepared handle it carries, whether
+//! more calls follow), and re-expressing `sp_execute` as `sp_executesql`.
 
 use std::borrow::Cow;
 
-use super::error::DecodeError;
-use super::read::{utf16_to_string, Reader};
-use super::token::type_info::decode_integer;
-
-/// HeaderType values of ALL_HEADERS [MS-TDS 2.2.5.3].
-pub mod header_type {
-    pub const QUERY_NOTIFICATIONS: u16 = 0x0001;
-    pub const TRANSACTION_DESCRIPTOR: u16 = 0x0002;
-    pub const TRACE_ACTIVITY: u16 = 0x0003;
-}
-
-/// What ALL_HEADERS said about the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AllHeaders {
-    /// Transaction Descriptor header [2.2.5.3.2]: 0 outside a transaction,
-    /// otherwise the descriptor from the server's BEGIN TRANSACTION ENVCHANGE.
-    pub transaction_descriptor: Option<u64>,
-    pub outstanding_request_count: Option<u32>,
-    /// A Trace Activity header [2.2.5.3.3] was present (TDS 7.4).
-    pub trace_activity: bool,
-    /// A Query Notifications header [2.2.5.3.1] was present.
-    pub query_notification: bool,
-}
-
-impl AllHeaders {
-    fn apply(&mut self, ty: u16, data: &[u8]) -> Result<(), DecodeError> {
-        match ty {
-            header_type::TRANSACTION_DESCRIPTOR => {
-                let mut r = exact(data, 12, "Transaction Descriptor")?;
-                self.transaction_descriptor = Some(r.u64_le()?);
-                self.outstanding_request_count = Some(r.u32_le()?);
-            }
-            header_type::TRACE_ACTIVITY => {
-                exact(data, 20, "Trace Activity")?;
-                self.trace_activity = true;
-            }
-            header_type::QUERY_NOTIFICATIONS => self.query_notification = true,
-            // Unknown types are skipped: HeaderLength says where the next starts.
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-fn exact<'a>(data: &'a [u8], len: usize, header: &str) -> Result<Reader<'a>, DecodeError> {
-    if data.len() != len {
-        return Err(DecodeError::invalid(
-            "ALL_HEADERS",
-            format!(
-                "{header} header data is {} bytes, expected {len}",
-                data.len()
-            ),
-        ));
-    }
-    Ok(Reader::new(data, "ALL_HEADERS"))
-}
-
-/// Splits ALL_HEADERS off a request payload. TotalLength and every
-/// HeaderLength count themselves; the headers must exactly fill TotalLength
-/// and each type may appear once.
-pub fn split_all_headers(payload: &[u8]) -> Result<(AllHeaders, &[u8]), DecodeError> {
-    let total = Reader::new(payload, "ALL_HEADERS").u32_le()? as usize;
-    if total < 4 || total > payload.len() {
-        return Err(DecodeError::invalid(
-            "ALL_HEADERS",
-            format!(
-                "TotalLength {total} is outside the {}-byte request",
-                payload.len()
-            ),
-        ));
-    }
-    let mut r = Reader::new(&payload[4..total], "ALL_HEADERS");
-    let mut headers = AllHeaders::default();
-    let mut seen = Vec::new();
-    while r.remaining() > 0 {
-        let len = r.u32_le()? as usize;
-        let ty = r.u16_le()?;
-        let data = r.take(len.checked_sub(6).ok_or_else(|| {
-            DecodeError::invalid("ALL_HEADERS", format!("HeaderLength {len} is below 6"))
-        })?)?;
-        if seen.contains(&ty) {
-            return Err(DecodeError::invalid(
-                "ALL_HEADERS",
-                format!("header type {ty} appears twice"),
-            ));
-        }
-        seen.push(ty);
-        headers.apply(ty, data)?;
-    }
-    Ok((headers, &payload[total..]))
-}
-
-/// Appends ALL_HEADERS with only the transaction descriptor header
-/// [MS-TDS 2.2.5.3.2]: descriptor 0 and one outstanding request is
-/// auto-commit, what a request outside any transaction carries.
-pub fn encode_all_headers(
-    out: &mut Vec<u8>,
-    transaction_descriptor: u64,
-    outstanding_requests: u32,
-) {
-    const DESCRIPTOR_HEADER_LEN: u32 = 4 + 2 + 8 + 4;
-    out.extend_from_slice(&(4 + DESCRIPTOR_HEADER_LEN).to_le_bytes());
-    out.extend_from_slice(&DESCRIPTOR_HEADER_LEN.to_le_bytes());
-    out.extend_from_slice(&header_type::TRANSACTION_DESCRIPTOR.to_le_bytes());
-    out.extend_from_slice(&transaction_descriptor.to_le_bytes());
-    out.extend_from_slice(&outstanding_requests.to_le_bytes());
-}
-
-/// The text of a SQLBatch [MS-TDS 2.2.6.7]: ALL_HEADERS, then UTF-16LE
-/// (UNICODESTREAM) to the end of the message.
-pub fn sql_batch_text(payload: &[u8]) -> Result<String, DecodeError> {
-    let (_, text) = split_all_headers(payload)?;
-    utf16_to_string(text, "SQLBatch")
-}
+use super::all_headers::split_all_headers;
+use crate::tds::error::DecodeError;
+use crate::tds::read::{utf16_to_string, Reader};
+use crate::tds::token::type_info::{
+    decode_integer, read_type_info_at, skip_b_varchar, DataType, TypeInfoSite, ValueFraming,
+    PLP_NULL, PLP_UNKNOWN_LEN,
+};
 
 /// Well-known ProcIDs, sent after ProcIDSwitch 0xFFFF [MS-TDS 2.2.6.6].
 pub mod proc_id {
@@ -360,7 +249,7 @@ fn put_nvarchar_param(out: &mut Vec<u8>, value: &str) {
     const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
     let mut bytes = Vec::with_capacity(value.len() * 2);
     crate::tds::read::put_utf16(&mut bytes, value);
-    out.extend_from_slice(&[0, 0, NVARCHARTYPE]);
+    out.extend_from_slice(&[0, 0, DataType::NVARCHAR.0]);
     if bytes.len() <= 8000 {
         out.extend_from_slice(&8000u16.to_le_bytes());
         out.extend_from_slice(&COLLATION);
@@ -428,13 +317,9 @@ fn handle_param(r: &mut Reader<'_>) -> Result<Option<i32>, DecodeError> {
         return Ok(None);
     }
     let param = read_param(r)?;
-    let integer = matches!(
-        param.type_id,
-        INT1TYPE | INT2TYPE | INT4TYPE | INT8TYPE | INTNTYPE
-    );
     Ok(param
         .value
-        .filter(|_| integer)
+        .filter(|_| param.data_type.is_integer())
         .and_then(|bytes| decode_integer(&bytes))
         .and_then(|value| i32::try_from(value).ok()))
 }
@@ -451,8 +336,8 @@ fn statement_text(r: &mut Reader<'_>, position: usize) -> Result<Option<String>,
         return Ok(None);
     }
     let param = read_param(r)?;
-    match (param.type_id, param.value) {
-        (NVARCHARTYPE | NCHARTYPE | NTEXTTYPE, Some(bytes)) => {
+    match (param.data_type, param.value) {
+        (DataType::NVARCHAR | DataType::NCHAR | DataType::NTEXT, Some(bytes)) => {
             utf16_to_string(&bytes, "RPCRequest").map(Some)
         }
         _ => Ok(None),
@@ -466,168 +351,56 @@ fn params_ended(r: &Reader<'_>) -> bool {
     matches!(r.rest().first(), None | Some(0xFF | 0xFE))
 }
 
-// Data type tokens [MS-TDS 2.2.5.4].
-const NULLTYPE: u8 = 0x1F;
-const INT1TYPE: u8 = 0x30;
-const BITTYPE: u8 = 0x32;
-const INT2TYPE: u8 = 0x34;
-const INT4TYPE: u8 = 0x38;
-const DATETIM4TYPE: u8 = 0x3A;
-const FLT4TYPE: u8 = 0x3B;
-const MONEYTYPE: u8 = 0x3C;
-const DATETIMETYPE: u8 = 0x3D;
-const FLT8TYPE: u8 = 0x3E;
-const MONEY4TYPE: u8 = 0x7A;
-const INT8TYPE: u8 = 0x7F;
-const GUIDTYPE: u8 = 0x24;
-const INTNTYPE: u8 = 0x26;
-const BITNTYPE: u8 = 0x68;
-const FLTNTYPE: u8 = 0x6D;
-const MONEYNTYPE: u8 = 0x6E;
-const DATETIMNTYPE: u8 = 0x6F;
-const CHARTYPE: u8 = 0x2F;
-const VARCHARTYPE: u8 = 0x27;
-const BINARYTYPE: u8 = 0x2D;
-const VARBINARYTYPE: u8 = 0x25;
-const DECIMALTYPE: u8 = 0x37;
-const NUMERICTYPE: u8 = 0x3F;
-const DECIMALNTYPE: u8 = 0x6A;
-const NUMERICNTYPE: u8 = 0x6C;
-const DATENTYPE: u8 = 0x28;
-const TIMENTYPE: u8 = 0x29;
-const DATETIME2NTYPE: u8 = 0x2A;
-const DATETIMEOFFSETNTYPE: u8 = 0x2B;
-const BIGVARBINTYPE: u8 = 0xA5;
-const BIGBINARYTYPE: u8 = 0xAD;
-const BIGVARCHRTYPE: u8 = 0xA7;
-const BIGCHARTYPE: u8 = 0xAF;
-const NVARCHARTYPE: u8 = 0xE7;
-const NCHARTYPE: u8 = 0xEF;
-const IMAGETYPE: u8 = 0x22;
-const TEXTTYPE: u8 = 0x23;
-const NTEXTTYPE: u8 = 0x63;
-const SSVARIANTTYPE: u8 = 0x62;
-const XMLTYPE: u8 = 0xF1;
-
-/// COLLATION is five bytes [MS-TDS 2.2.5.1.2].
-const COLLATION_LEN: usize = 5;
-const PLP_NULL: u64 = u64::MAX;
-const UNKNOWN_PLP_LEN: u64 = u64::MAX - 1;
-
-/// How a parameter's value length is written (TYPE_VARBYTE) [MS-TDS 2.2.5.2].
-#[derive(Debug, Clone, Copy)]
-enum ValueLen {
-    Fixed(usize),
-    Byte,
-    UShort,
-    Long,
-    Plp,
-}
-
-/// One decoded parameter: its type token and value (`None` for NULL).
+/// One decoded parameter: its data type and value (`None` for NULL).
 struct Param<'a> {
-    type_id: u8,
+    data_type: DataType,
     value: Option<Cow<'a, [u8]>>,
 }
 
 /// ParameterData: ParamMetaData (B_VARCHAR name, StatusFlags, TYPE_INFO) and
-/// ParamLenData [MS-TDS 2.2.6.6].
+/// ParamLenData [MS-TDS 2.2.6.6]. TYPE_INFO is read by the same parser as a
+/// column's; UDT and TVP parameters are not supported.
 fn read_param<'a>(r: &mut Reader<'a>) -> Result<Param<'a>, DecodeError> {
-    let name_chars = r.u8()? as usize;
-    r.skip(name_chars * 2)?;
+    skip_b_varchar(r)?;
     if r.u8()? & param_status::F_ENCRYPTED != 0 {
         return Err(DecodeError::invalid(
             "RPCRequest",
             "encrypted (Always Encrypted) parameters are not supported",
         ));
     }
-    let type_id = r.u8()?;
-    let len = read_type_info(r, type_id)?;
-    let value = read_value(r, len)?;
-    Ok(Param { type_id, value })
+    let (data_type, framing) = read_type_info_at(r, TypeInfoSite::RpcParameter)?;
+    let value = read_value(r, framing)?;
+    Ok(Param { data_type, value })
 }
 
-/// TYPE_INFO after the type token [MS-TDS 2.2.5.6]; UDT and TVP parameters
-/// are not supported.
-fn read_type_info(r: &mut Reader<'_>, type_id: u8) -> Result<ValueLen, DecodeError> {
-    if let Some(size) = fixed_size(type_id) {
-        return Ok(ValueLen::Fixed(size));
-    }
-    match type_id {
-        GUIDTYPE | INTNTYPE | BITNTYPE | FLTNTYPE | MONEYNTYPE | DATETIMNTYPE | CHARTYPE
-        | VARCHARTYPE | BINARYTYPE | VARBINARYTYPE => skip_then(r, 1, ValueLen::Byte),
-        DECIMALTYPE | NUMERICTYPE | DECIMALNTYPE | NUMERICNTYPE => skip_then(r, 3, ValueLen::Byte),
-        DATENTYPE => Ok(ValueLen::Byte),
-        TIMENTYPE | DATETIME2NTYPE | DATETIMEOFFSETNTYPE => skip_then(r, 1, ValueLen::Byte),
-        BIGVARBINTYPE | BIGBINARYTYPE => ushort_len(r, type_id, 0),
-        BIGVARCHRTYPE | BIGCHARTYPE | NVARCHARTYPE | NCHARTYPE => {
-            ushort_len(r, type_id, COLLATION_LEN)
-        }
-        IMAGETYPE | SSVARIANTTYPE => skip_then(r, 4, ValueLen::Long),
-        TEXTTYPE | NTEXTTYPE => skip_then(r, 4 + COLLATION_LEN, ValueLen::Long),
-        XMLTYPE => xml_info(r),
-        _ => Err(DecodeError::invalid(
-            "RPCRequest",
-            format!("unsupported parameter type 0x{type_id:02X}"),
-        )),
-    }
-}
-
-fn fixed_size(type_id: u8) -> Option<usize> {
-    match type_id {
-        NULLTYPE => Some(0),
-        INT1TYPE | BITTYPE => Some(1),
-        INT2TYPE => Some(2),
-        INT4TYPE | DATETIM4TYPE | FLT4TYPE | MONEY4TYPE => Some(4),
-        MONEYTYPE | DATETIMETYPE | FLT8TYPE | INT8TYPE => Some(8),
-        _ => None,
-    }
-}
-
-fn skip_then(r: &mut Reader<'_>, n: usize, len: ValueLen) -> Result<ValueLen, DecodeError> {
-    r.skip(n)?;
-    Ok(len)
-}
-
-/// USHORTLEN types; a max length of 0xFFFF makes the (var) type a PLP one.
-fn ushort_len(r: &mut Reader<'_>, type_id: u8, extra: usize) -> Result<ValueLen, DecodeError> {
-    let max_len = r.u16_le()?;
-    r.skip(extra)?;
-    let plp =
-        max_len == u16::MAX && matches!(type_id, BIGVARBINTYPE | BIGVARCHRTYPE | NVARCHARTYPE);
-    Ok(if plp { ValueLen::Plp } else { ValueLen::UShort })
-}
-
-/// XML_INFO: SCHEMA_PRESENT, then DBNAME, OWNING_SCHEMA (B_VARCHAR) and
-/// XML_SCHEMA_COLLECTION (US_VARCHAR) when present.
-fn xml_info(r: &mut Reader<'_>) -> Result<ValueLen, DecodeError> {
-    if r.u8()? != 0 {
-        for _ in 0..2 {
-            let chars = r.u8()? as usize;
-            r.skip(chars * 2)?;
-        }
-        let chars = r.u16_le()? as usize;
-        r.skip(chars * 2)?;
-    }
-    Ok(ValueLen::Plp)
-}
-
-fn read_value<'a>(r: &mut Reader<'a>, len: ValueLen) -> Result<Option<Cow<'a, [u8]>>, DecodeError> {
-    let n = match len {
-        ValueLen::Fixed(n) => n,
-        ValueLen::Byte => match r.u8()? {
+/// ParamLenData, TYPE_VARBYTE [MS-TDS 2.2.5.2.3]: the value framed as its
+/// TYPE_INFO says. Values are borrowed, except PLP ones whose chunks are
+/// joined.
+fn read_value<'a>(
+    r: &mut Reader<'a>,
+    framing: ValueFraming,
+) -> Result<Option<Cow<'a, [u8]>>, DecodeError> {
+    let n = match framing {
+        ValueFraming::Fixed(n) => usize::from(n),
+        ValueFraming::ByteLen => match r.u8()? {
             0 => return Ok(None),
-            n => n as usize,
+            n => usize::from(n),
         },
-        ValueLen::UShort => match r.u16_le()? {
+        ValueFraming::UShortLen => match r.u16_le()? {
             u16::MAX => return Ok(None),
-            n => n as usize,
+            n => usize::from(n),
         },
-        ValueLen::Long => match r.u32_le()? {
+        ValueFraming::LongLen | ValueFraming::Variant => match r.u32_le()? {
             u32::MAX => return Ok(None),
             n => n as usize,
         },
-        ValueLen::Plp => return read_plp(r).map(|v| v.map(Cow::Owned)),
+        ValueFraming::Plp => return read_plp(r).map(|v| v.map(Cow::Owned)),
+        ValueFraming::TextPtr => {
+            return Err(DecodeError::invalid(
+                "RPCRequest",
+                "a parameter value framed with a TEXTPTR",
+            ))
+        }
     };
     Ok(Some(Cow::Borrowed(r.take(n)?)))
 }
@@ -648,7 +421,7 @@ fn read_plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
         }
         data.extend_from_slice(r.take(chunk)?);
     }
-    if total != UNKNOWN_PLP_LEN && total != data.len() as u64 {
+    if total != PLP_UNKNOWN_LEN && total != data.len() as u64 {
         return Err(DecodeError::invalid(
             "RPCRequest",
             format!("PLP length {total} but chunks hold {} bytes", data.len()),
@@ -657,186 +430,21 @@ fn read_plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
     Ok(Some(data))
 }
 
-/// RequestType values [MS-TDS 2.2.6.9].
-pub mod tm_request_type {
-    pub const TM_GET_DTC_ADDRESS: u16 = 0;
-    pub const TM_PROPAGATE_XACT: u16 = 1;
-    pub const TM_BEGIN_XACT: u16 = 5;
-    pub const TM_PROMOTE_XACT: u16 = 6;
-    pub const TM_COMMIT_XACT: u16 = 7;
-    pub const TM_ROLLBACK_XACT: u16 = 8;
-    pub const TM_SAVE_XACT: u16 = 9;
-}
-
-/// ISOLATION_LEVEL values of TM_BEGIN_XACT [MS-TDS 2.2.6.9].
-pub mod isolation_level {
-    pub const NO_CHANGE: u8 = 0x00;
-    pub const READ_UNCOMMITTED: u8 = 0x01;
-    pub const READ_COMMITTED: u8 = 0x02;
-    pub const REPEATABLE_READ: u8 = 0x03;
-    pub const SERIALIZABLE: u8 = 0x04;
-    pub const SNAPSHOT: u8 = 0x05;
-}
-
-/// XACT_FLAGS fBeginXact: begin a new transaction after the commit/rollback.
-const F_BEGIN_XACT: u8 = 0x01;
-
-/// The isolation level and (possibly empty) name of a transaction to begin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BeginXact {
-    /// One of [`isolation_level`]'s values, as sent.
-    pub isolation_level: u8,
-    pub name: String,
-}
-
-/// RequestPayload of a TransactionManagerRequest [MS-TDS 2.2.6.9].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TmRequest {
-    GetDtcAddress,
-    /// TM_PROPAGATE_XACT: a DTC transaction cookie.
-    PropagateXact {
-        cookie: Vec<u8>,
-    },
-    BeginXact(BeginXact),
-    PromoteXact,
-    /// `begin` is set when fBeginXact asks for a new transaction afterwards.
-    CommitXact {
-        name: String,
-        begin: Option<BeginXact>,
-    },
-    RollbackXact {
-        name: String,
-        begin: Option<BeginXact>,
-    },
-    SaveXact {
-        name: String,
-    },
-}
-
-/// A TransactionManagerRequest (packet type 0x0E) [MS-TDS 2.2.6.9].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransactionManagerRequest {
-    pub headers: AllHeaders,
-    pub request: TmRequest,
-}
-
-impl TransactionManagerRequest {
-    /// Decodes ALL_HEADERS, RequestType and its payload. Transaction names are
-    /// B_VARBYTE (a byte count, then UTF-16LE), as Microsoft.Data.SqlClient and
-    /// tedious send them. Bytes after the payload are ignored.
-    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-        let (headers, body) = split_all_headers(payload)?;
-        let mut r = Reader::new(body, "TransactionManagerRequest");
-        let request = match r.u16_le()? {
-            tm_request_type::TM_GET_DTC_ADDRESS => TmRequest::GetDtcAddress,
-            tm_request_type::TM_PROPAGATE_XACT => TmRequest::PropagateXact {
-                cookie: us_varbyte(&mut r)?.to_vec(),
-            },
-            tm_request_type::TM_BEGIN_XACT => TmRequest::BeginXact(begin_xact(&mut r)?),
-            tm_request_type::TM_PROMOTE_XACT => TmRequest::PromoteXact,
-            tm_request_type::TM_COMMIT_XACT => {
-                let (name, begin) = end_xact(&mut r)?;
-                TmRequest::CommitXact { name, begin }
-            }
-            tm_request_type::TM_ROLLBACK_XACT => {
-                let (name, begin) = end_xact(&mut r)?;
-                TmRequest::RollbackXact { name, begin }
-            }
-            tm_request_type::TM_SAVE_XACT => TmRequest::SaveXact {
-                name: xact_name(&mut r)?,
-            },
-            other => {
-                return Err(DecodeError::invalid(
-                    "TransactionManagerRequest",
-                    format!("unknown RequestType {other}"),
-                ))
-            }
-        };
-        Ok(TransactionManagerRequest { headers, request })
-    }
-
-    /// The RequestType this request was sent with.
-    pub fn request_type(&self) -> u16 {
-        match self.request {
-            TmRequest::GetDtcAddress => tm_request_type::TM_GET_DTC_ADDRESS,
-            TmRequest::PropagateXact { .. } => tm_request_type::TM_PROPAGATE_XACT,
-            TmRequest::BeginXact(_) => tm_request_type::TM_BEGIN_XACT,
-            TmRequest::PromoteXact => tm_request_type::TM_PROMOTE_XACT,
-            TmRequest::CommitXact { .. } => tm_request_type::TM_COMMIT_XACT,
-            TmRequest::RollbackXact { .. } => tm_request_type::TM_ROLLBACK_XACT,
-            TmRequest::SaveXact { .. } => tm_request_type::TM_SAVE_XACT,
-        }
-    }
-}
-
-fn us_varbyte<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
-    let len = r.u16_le()? as usize;
-    r.take(len)
-}
-
-/// XACT_NAME / BEGIN_XACT_NAME: B_VARBYTE holding UTF-16LE.
-fn xact_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
-    let len = r.u8()? as usize;
-    utf16_to_string(r.take(len)?, "TransactionManagerRequest")
-}
-
-fn begin_xact(r: &mut Reader<'_>) -> Result<BeginXact, DecodeError> {
-    let isolation_level = r.u8()?;
-    let name = xact_name(r)?;
-    Ok(BeginXact {
-        isolation_level,
-        name,
-    })
-}
-
-/// TM_COMMIT_XACT / TM_ROLLBACK_XACT: XACT_NAME XACT_FLAGS, then the new
-/// transaction's ISOLATION_LEVEL and BEGIN_XACT_NAME when fBeginXact is set.
-fn end_xact(r: &mut Reader<'_>) -> Result<(String, Option<BeginXact>), DecodeError> {
-    let name = xact_name(r)?;
-    let begin = if r.u8()? & F_BEGIN_XACT != 0 {
-        Some(begin_xact(r)?)
-    } else {
-        None
-    };
-    Ok((name, begin))
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::tds::login7::tests::hex;
-    use crate::tds::packet::{PacketHeader, PacketType, MAX_PACKET_SIZE};
     use crate::tds::read::put_utf16;
-    use crate::testing::XorShift;
-
-    /// MS-TDS 4.6 SQL Batch Client Request, packet header included.
-    fn spec_4_6() -> Vec<u8> {
-        hex("01 01 00 5C 00 00 01 00 16 00 00 00 12 00 00 00
-             02 00 00 00 00 00 00 00 00 01 00 00 00 00 0A 00
-             73 00 65 00 6C 00 65 00 63 00 74 00 20 00 27 00
-             66 00 6F 00 6F 00 27 00 20 00 61 00 73 00 20 00
-             27 00 62 00 61 00 72 00 27 00 0A 00 20 00 20 00
-             20 00 20 00 20 00 20 00 20 00 20 00")
-    }
+    use crate::tds::request::tests::all_headers;
 
     /// MS-TDS 4.8 RPC Client Request, packet header included.
-    fn spec_4_8() -> Vec<u8> {
+    pub(in crate::tds::request) fn spec_4_8() -> Vec<u8> {
         hex("03 01 00 2F 00 00 01 00 16 00 00 00 12 00 00 00
              02 00 00 00 00 00 00 00 00 01 00 00 00 00 04 00
              66 00 6F 00 6F 00 33 00 00 00 00 02 26 02 00")
     }
 
-    fn all_headers(transaction_descriptor: u64) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&22u32.to_le_bytes());
-        v.extend_from_slice(&18u32.to_le_bytes());
-        v.extend_from_slice(&header_type::TRANSACTION_DESCRIPTOR.to_le_bytes());
-        v.extend_from_slice(&transaction_descriptor.to_le_bytes());
-        v.extend_from_slice(&1u32.to_le_bytes());
-        v
-    }
-
-    fn rpc(proc_ref: &ProcRef, params: &[Vec<u8>]) -> Vec<u8> {
+    pub(in crate::tds::request) fn rpc(proc_ref: &ProcRef, params: &[Vec<u8>]) -> Vec<u8> {
         let mut v = all_headers(0);
         match proc_ref {
             ProcRef::Id(id) => {
@@ -859,8 +467,8 @@ mod tests {
 
     const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
 
-    fn nvarchar(name: &str, value: Option<&str>) -> Vec<u8> {
-        let mut v = param_head(name, 0, NVARCHARTYPE);
+    pub(in crate::tds::request) fn nvarchar(name: &str, value: Option<&str>) -> Vec<u8> {
+        let mut v = param_head(name, 0, DataType::NVARCHAR.0);
         v.extend_from_slice(&8000u16.to_le_bytes());
         v.extend_from_slice(&COLLATION);
         match value {
@@ -877,8 +485,12 @@ mod tests {
 
     /// nvarchar(max): PLP with the given chunk sizes in bytes (the last
     /// chunk takes the rest).
-    fn nvarchar_max(value: &str, chunks: &[usize], known_len: bool) -> Vec<u8> {
-        let mut v = param_head("@stmt", 0, NVARCHARTYPE);
+    pub(in crate::tds::request) fn nvarchar_max(
+        value: &str,
+        chunks: &[usize],
+        known_len: bool,
+    ) -> Vec<u8> {
+        let mut v = param_head("@stmt", 0, DataType::NVARCHAR.0);
         v.extend_from_slice(&[0xFF, 0xFF]);
         v.extend_from_slice(&COLLATION);
         let mut text = Vec::new();
@@ -886,7 +498,7 @@ mod tests {
         let total = if known_len {
             text.len() as u64
         } else {
-            UNKNOWN_PLP_LEN
+            PLP_UNKNOWN_LEN
         };
         v.extend_from_slice(&total.to_le_bytes());
         let mut rest = &text[..];
@@ -904,8 +516,8 @@ mod tests {
         v
     }
 
-    fn ntext(value: &str) -> Vec<u8> {
-        let mut v = param_head("", 0, NTEXTTYPE);
+    pub(in crate::tds::request) fn ntext(value: &str) -> Vec<u8> {
+        let mut v = param_head("", 0, DataType::NTEXT.0);
         v.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
         v.extend_from_slice(&COLLATION);
         let mut text = Vec::new();
@@ -916,8 +528,8 @@ mod tests {
     }
 
     /// `@handle int OUTPUT` as JDBC sends it: INTN, NULL or a value.
-    fn handle(value: Option<i32>) -> Vec<u8> {
-        let mut v = param_head("@handle", param_status::F_BY_REF_VALUE, INTNTYPE);
+    pub(in crate::tds::request) fn handle(value: Option<i32>) -> Vec<u8> {
+        let mut v = param_head("@handle", param_status::F_BY_REF_VALUE, DataType::INTN.0);
         v.push(4);
         match value {
             None => v.push(0),
@@ -930,32 +542,6 @@ mod tests {
     }
 
     #[test]
-    fn encoded_all_headers_decode_back() {
-        let mut payload = Vec::new();
-        encode_all_headers(&mut payload, 0x1122_3344_5566_7788, 1);
-        payload.extend_from_slice(b"rest");
-        let (headers, body) = split_all_headers(&payload).unwrap();
-        assert_eq!(headers.transaction_descriptor, Some(0x1122_3344_5566_7788));
-        assert_eq!(headers.outstanding_request_count, Some(1));
-        assert_eq!(body, b"rest");
-    }
-
-    #[test]
-    fn decodes_spec_4_6_sql_batch() {
-        let packet = spec_4_6();
-        let header = PacketHeader::decode(&packet[..8], MAX_PACKET_SIZE).unwrap();
-        assert_eq!(header.ty, PacketType::SQL_BATCH);
-        let (headers, _) = split_all_headers(&packet[8..]).unwrap();
-        assert_eq!(headers.transaction_descriptor, Some(0x0100_0000_0000_0000));
-        assert_eq!(headers.outstanding_request_count, Some(0));
-        assert!(!headers.trace_activity && !headers.query_notification);
-        assert_eq!(
-            sql_batch_text(&packet[8..]).unwrap(),
-            "\nselect 'foo' as 'bar'\n        "
-        );
-    }
-
-    #[test]
     fn decodes_spec_4_8_rpc_by_name() {
         let packet = spec_4_8();
         assert_eq!(packet.len(), 0x2F);
@@ -964,63 +550,6 @@ mod tests {
         assert_eq!(head.option_flags, 0);
         assert_eq!(head.sql_text, None);
         assert_eq!(head.procedure.well_known_id(), None);
-    }
-
-    #[test]
-    fn reads_every_all_headers_type() {
-        let mut v = Vec::new();
-        v.extend_from_slice(&(4u32 + 18 + 26 + 8).to_le_bytes());
-        v.extend_from_slice(&18u32.to_le_bytes());
-        v.extend_from_slice(&2u16.to_le_bytes());
-        v.extend_from_slice(&7u64.to_le_bytes());
-        v.extend_from_slice(&3u32.to_le_bytes());
-        v.extend_from_slice(&26u32.to_le_bytes());
-        v.extend_from_slice(&3u16.to_le_bytes());
-        v.extend_from_slice(&[0xAA; 20]);
-        v.extend_from_slice(&8u32.to_le_bytes());
-        v.extend_from_slice(&1u16.to_le_bytes());
-        v.extend_from_slice(&[0, 0]); // NotifyId of length 0, abbreviated
-        v.extend_from_slice(b"rest");
-        let (h, rest) = split_all_headers(&v).unwrap();
-        assert_eq!(
-            h,
-            AllHeaders {
-                transaction_descriptor: Some(7),
-                outstanding_request_count: Some(3),
-                trace_activity: true,
-                query_notification: true,
-            }
-        );
-        assert_eq!(rest, b"rest");
-    }
-
-    #[test]
-    fn rejects_bad_all_headers() {
-        let good = all_headers(5);
-        let mut too_long = good.clone();
-        too_long[0] = 23; // TotalLength past the payload
-        let mut short_header = good.clone();
-        short_header[4] = 5; // HeaderLength below 6
-        let mut overrun = good.clone();
-        overrun[4] = 19; // header runs past TotalLength
-        let mut twice = good.clone();
-        twice.extend_from_slice(&good[4..]);
-        twice[0] = 40;
-        let mut wrong_size = good.clone();
-        wrong_size[4] = 17;
-        wrong_size[0] = 21;
-        wrong_size.truncate(21);
-        for bad in [
-            &[1u8, 0][..],
-            &too_long,
-            &short_header,
-            &overrun,
-            &twice,
-            &wrong_size,
-        ] {
-            assert!(split_all_headers(bad).is_err(), "{bad:02X?}");
-        }
-        assert!(sql_batch_text(&[good.clone(), vec![0x41]].concat()).is_err()); // odd text
     }
 
     #[test]
@@ -1110,7 +639,7 @@ mod tests {
         let payload = rpc(&ProcRef::Id(proc_id::SP_EXECUTESQL), &[param]);
         assert!(RpcHead::decode(&payload).is_err());
 
-        let mut null = param_head("", 0, NVARCHARTYPE);
+        let mut null = param_head("", 0, DataType::NVARCHAR.0);
         null.extend_from_slice(&[0xFF, 0xFF]);
         null.extend_from_slice(&COLLATION);
         null.extend_from_slice(&PLP_NULL.to_le_bytes());
@@ -1145,21 +674,21 @@ mod tests {
     #[test]
     fn skips_parameters_of_many_types() {
         let mut params = Vec::new();
-        let mut int4 = param_head("", 0, INT4TYPE);
+        let mut int4 = param_head("", 0, DataType::INT4.0);
         int4.extend_from_slice(&5i32.to_le_bytes());
         params.push(int4);
-        let mut decimal = param_head("", 0, DECIMALNTYPE);
+        let mut decimal = param_head("", 0, DataType::DECIMALN.0);
         decimal.extend_from_slice(&[17, 38, 2, 5, 1, 0x10, 0x27, 0, 0]);
         params.push(decimal);
-        let mut datetime2 = param_head("", 0, DATETIME2NTYPE);
+        let mut datetime2 = param_head("", 0, DataType::DATETIME2N.0);
         datetime2.extend_from_slice(&[7, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
         params.push(datetime2);
-        let mut varbinary_max = param_head("", 0, BIGVARBINTYPE);
+        let mut varbinary_max = param_head("", 0, DataType::BIGVARBINARY.0);
         varbinary_max.extend_from_slice(&[0xFF, 0xFF]);
-        varbinary_max.extend_from_slice(&UNKNOWN_PLP_LEN.to_le_bytes());
+        varbinary_max.extend_from_slice(&PLP_UNKNOWN_LEN.to_le_bytes());
         varbinary_max.extend_from_slice(&[2, 0, 0, 0, 0xAB, 0xCD, 0, 0, 0, 0]);
         params.push(varbinary_max);
-        let mut xml = param_head("", 0, XMLTYPE);
+        let mut xml = param_head("", 0, DataType::XML.0);
         xml.extend_from_slice(&[1, 1, b'd', 0, 0, 1, 0, b'c', 0]);
         xml.extend_from_slice(&PLP_NULL.to_le_bytes());
         params.push(xml);
@@ -1178,6 +707,118 @@ mod tests {
     }
 
     #[test]
+    fn parameter_values_of_every_type_class() {
+        // (TYPE_INFO after the type byte, value bytes, the value read back).
+        let typed = |type_id: DataType, info: &[u8], value: &[u8]| {
+            let mut v = param_head("@p", 0, type_id.0);
+            v.extend_from_slice(info);
+            v.extend_from_slice(value);
+            v
+        };
+        let plp = |data: &[u8]| {
+            let mut v = (data.len() as u64).to_le_bytes().to_vec();
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(data);
+            v.extend_from_slice(&0u32.to_le_bytes());
+            v
+        };
+        type Case<'a> = (Vec<u8>, DataType, Option<&'a [u8]>);
+        let cases: Vec<Case> = vec![
+            (
+                typed(DataType::INT4, &[], &[7, 0, 0, 0]),
+                DataType::INT4,
+                Some(&[7, 0, 0, 0]),
+            ),
+            (typed(DataType::BIT, &[], &[1]), DataType::BIT, Some(&[1])),
+            (typed(DataType::INTN, &[8], &[0]), DataType::INTN, None),
+            (
+                typed(DataType::DECIMALN, &[17, 38, 2], &[5, 1, 0x10, 0x27, 0, 0]),
+                DataType::DECIMALN,
+                Some(&[1, 0x10, 0x27, 0, 0]),
+            ),
+            (
+                typed(DataType::DATEN, &[], &[3, 1, 2, 3]),
+                DataType::DATEN,
+                Some(&[1, 2, 3]),
+            ),
+            (
+                typed(DataType::TIMEN, &[0], &[3, 1, 2, 3]),
+                DataType::TIMEN,
+                Some(&[1, 2, 3]),
+            ),
+            (
+                typed(
+                    DataType::NVARCHAR,
+                    &[[0x40, 0x1F].as_slice(), &COLLATION].concat(),
+                    &[2, 0, b'x', 0],
+                ),
+                DataType::NVARCHAR,
+                Some(&[b'x', 0]),
+            ),
+            (
+                typed(DataType::BIGVARBINARY, &[0x40, 0x1F], &[0xFF, 0xFF]),
+                DataType::BIGVARBINARY,
+                None,
+            ),
+            // nchar(max) does not exist: 0xFFFF is a USHORT length here.
+            (
+                typed(
+                    DataType::NCHAR,
+                    &[[0xFF, 0xFF].as_slice(), &COLLATION].concat(),
+                    &[0, 0],
+                ),
+                DataType::NCHAR,
+                Some(&[]),
+            ),
+            (
+                typed(
+                    DataType::BIGVARCHAR,
+                    &[[0xFF, 0xFF].as_slice(), &COLLATION].concat(),
+                    &plp(b"ab"),
+                ),
+                DataType::BIGVARCHAR,
+                Some(b"ab"),
+            ),
+            (
+                typed(DataType::XML, &[0], &plp(b"<a/>")),
+                DataType::XML,
+                Some(b"<a/>"),
+            ),
+            // TEXT, NTEXT and IMAGE parameters: LONGLEN and data, no TEXTPTR.
+            (
+                typed(
+                    DataType::TEXT,
+                    &[[0xFF, 0xFF, 0xFF, 0x7F].as_slice(), &COLLATION].concat(),
+                    &[1, 0, 0, 0, b'z'],
+                ),
+                DataType::TEXT,
+                Some(b"z"),
+            ),
+            (
+                typed(DataType::IMAGE, &[0xFF, 0xFF, 0xFF, 0x7F], &[0xFF; 4]),
+                DataType::IMAGE,
+                None,
+            ),
+            (
+                typed(
+                    DataType::SSVARIANT,
+                    &[0x10, 0x1F, 0, 0],
+                    &[3, 0, 0, 0, 0x30, 0, 9],
+                ),
+                DataType::SSVARIANT,
+                Some(&[0x30, 0, 9]),
+            ),
+        ];
+        for (bytes, data_type, value) in cases {
+            let mut r = Reader::new(&bytes, "test");
+            let param = read_param(&mut r).unwrap();
+            assert_eq!(param.data_type, data_type, "{bytes:02X?}");
+            assert_eq!(param.value.as_deref(), value, "{bytes:02X?}");
+            assert_eq!(r.remaining(), 0, "{bytes:02X?}");
+        }
+    }
+
+    #[test]
     fn unsupported_types_and_encrypted_parameters_are_errors() {
         let tvp = param_head("", 0, 0xF3);
         let payload = rpc(&ProcRef::Id(proc_id::SP_PREPEXEC), &[tvp]);
@@ -1192,7 +833,7 @@ mod tests {
     /// maximum length (`None` value: NULL).
     fn int_param(type_id: u8, intn_max: u8, value: Option<&[u8]>) -> Vec<u8> {
         let mut v = param_head("", 0, type_id);
-        if type_id == INTNTYPE {
+        if type_id == DataType::INTN.0 {
             v.push(intn_max);
             v.push(value.map_or(0, |b| b.len() as u8));
         }
@@ -1202,11 +843,11 @@ mod tests {
 
     /// `sp_execute 7, @P0 = N'x'` as JDBC sends it: the handle as an
     /// unnamed INTN(4) input, then the bound parameters.
-    fn sp_execute_7() -> Vec<u8> {
+    pub(in crate::tds::request) fn sp_execute_7() -> Vec<u8> {
         rpc(
             &ProcRef::Id(proc_id::SP_EXECUTE),
             &[
-                int_param(INTNTYPE, 4, Some(&7i32.to_le_bytes())),
+                int_param(DataType::INTN.0, 4, Some(&7i32.to_le_bytes())),
                 nvarchar("@P0", Some("x")),
             ],
         )
@@ -1220,13 +861,13 @@ mod tests {
         assert_eq!(head.sql_text, None);
         let unprepare = rpc(
             &ProcRef::Id(proc_id::SP_UNPREPARE),
-            &[int_param(INTNTYPE, 4, Some(&7i32.to_le_bytes()))],
+            &[int_param(DataType::INTN.0, 4, Some(&7i32.to_le_bytes()))],
         );
         assert_eq!(RpcHead::decode(&unprepare).unwrap().handle, Some(7));
         // By name, with INT4, and a batched RPC after it.
         let mut by_name = rpc(
             &ProcRef::Name("sys.sp_unprepare".into()),
-            &[int_param(INT4TYPE, 0, Some(&(-3i32).to_le_bytes()))],
+            &[int_param(DataType::INT4.0, 0, Some(&(-3i32).to_le_bytes()))],
         );
         assert!(!RpcHead::decode(&by_name).unwrap().batched);
         by_name.push(0xFF);
@@ -1240,7 +881,7 @@ mod tests {
             let payload = rpc(
                 &ProcRef::Id(id),
                 &[
-                    int_param(INTNTYPE, 4, Some(&9i32.to_le_bytes())),
+                    int_param(DataType::INTN.0, 4, Some(&9i32.to_le_bytes())),
                     handle(None),
                 ],
             );
@@ -1289,17 +930,26 @@ mod tests {
                 .map(|head| head.handle)
         };
         assert_eq!(
-            execute(int_param(INTNTYPE, 8, Some(&7i64.to_le_bytes()))),
+            execute(int_param(DataType::INTN.0, 8, Some(&7i64.to_le_bytes()))),
             Ok(Some(7))
         );
         assert_eq!(
-            execute(int_param(INT8TYPE, 0, Some(&7i64.to_le_bytes()))),
+            execute(int_param(DataType::INT8.0, 0, Some(&7i64.to_le_bytes()))),
             Ok(Some(7))
         );
-        assert_eq!(execute(int_param(INT2TYPE, 0, Some(&[7, 0]))), Ok(Some(7)));
-        assert_eq!(execute(int_param(INT1TYPE, 0, Some(&[200]))), Ok(Some(200)));
+        assert_eq!(
+            execute(int_param(DataType::INT2.0, 0, Some(&[7, 0]))),
+            Ok(Some(7))
+        );
+        assert_eq!(
+            execute(int_param(DataType::INT1.0, 0, Some(&[200]))),
+            Ok(Some(200))
+        );
         let too_big = (i64::from(i32::MAX) + 1).to_le_bytes();
-        assert_eq!(execute(int_param(INT8TYPE, 0, Some(&too_big))), Ok(None));
+        assert_eq!(
+            execute(int_param(DataType::INT8.0, 0, Some(&too_big))),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -1308,15 +958,15 @@ mod tests {
             RpcHead::decode(&rpc(&ProcRef::Id(proc_id::SP_EXECUTE), params)).map(|head| head.handle)
         };
         assert_eq!(execute(&[]), Ok(None));
-        assert_eq!(execute(&[int_param(INTNTYPE, 4, None)]), Ok(None));
+        assert_eq!(execute(&[int_param(DataType::INTN.0, 4, None)]), Ok(None));
         assert_eq!(execute(&[nvarchar("", Some("7"))]), Ok(None));
-        let mut float = param_head("", 0, FLT8TYPE);
+        let mut float = param_head("", 0, DataType::FLT8.0);
         float.extend_from_slice(&7f64.to_le_bytes());
         assert_eq!(execute(&[float]), Ok(None));
         // Other procedures report no handle, even with an int first.
         let executesql = rpc(
             &ProcRef::Id(proc_id::SP_EXECUTESQL),
-            &[int_param(INT4TYPE, 0, Some(&[7, 0, 0, 0]))],
+            &[int_param(DataType::INT4.0, 0, Some(&[7, 0, 0, 0]))],
         );
         assert_eq!(RpcHead::decode(&executesql).unwrap().handle, None);
         let prepexec = rpc(&ProcRef::Id(proc_id::SP_PREPEXEC), &[handle(Some(7))]);
@@ -1326,126 +976,5 @@ mod tests {
         let handle_end = cut.len() - nvarchar("@P0", Some("x")).len();
         cut.truncate(handle_end - 1);
         assert!(RpcHead::decode(&cut).is_err());
-    }
-
-    fn tm(request_type: u16, body: &[u8]) -> Vec<u8> {
-        let mut v = all_headers(0x1122_3344_5566_7788);
-        v.extend_from_slice(&request_type.to_le_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    fn b_varbyte_utf16(s: &str) -> Vec<u8> {
-        let mut text = Vec::new();
-        put_utf16(&mut text, s);
-        [vec![text.len() as u8], text].concat()
-    }
-
-    #[test]
-    fn decodes_transaction_manager_requests() {
-        let begin = [vec![isolation_level::SNAPSHOT], b_varbyte_utf16("tx1")].concat();
-        let req = TransactionManagerRequest::decode(&tm(5, &begin)).unwrap();
-        assert_eq!(
-            req.headers.transaction_descriptor,
-            Some(0x1122_3344_5566_7788)
-        );
-        assert_eq!(
-            req.request,
-            TmRequest::BeginXact(BeginXact {
-                isolation_level: isolation_level::SNAPSHOT,
-                name: "tx1".into()
-            })
-        );
-        assert_eq!(req.request_type(), tm_request_type::TM_BEGIN_XACT);
-
-        let commit = TransactionManagerRequest::decode(&tm(7, &[0, 0])).unwrap();
-        assert_eq!(
-            commit.request,
-            TmRequest::CommitXact {
-                name: String::new(),
-                begin: None
-            }
-        );
-
-        let chained = [
-            vec![0, F_BEGIN_XACT, isolation_level::READ_COMMITTED],
-            b_varbyte_utf16(""),
-        ]
-        .concat();
-        let rollback = TransactionManagerRequest::decode(&tm(8, &chained)).unwrap();
-        assert_eq!(
-            rollback.request,
-            TmRequest::RollbackXact {
-                name: String::new(),
-                begin: Some(BeginXact {
-                    isolation_level: isolation_level::READ_COMMITTED,
-                    name: String::new()
-                })
-            }
-        );
-
-        let save = TransactionManagerRequest::decode(&tm(9, &b_varbyte_utf16("sp1"))).unwrap();
-        assert_eq!(save.request, TmRequest::SaveXact { name: "sp1".into() });
-        let propagate = TransactionManagerRequest::decode(&tm(1, &[2, 0, 9, 9])).unwrap();
-        assert_eq!(
-            propagate.request,
-            TmRequest::PropagateXact { cookie: vec![9, 9] }
-        );
-        let dtc = TransactionManagerRequest::decode(&tm(0, &[0, 0])).unwrap();
-        assert_eq!(dtc.request_type(), tm_request_type::TM_GET_DTC_ADDRESS);
-        let promote = TransactionManagerRequest::decode(&tm(6, &[])).unwrap();
-        assert_eq!(promote.request, TmRequest::PromoteXact);
-    }
-
-    #[test]
-    fn rejects_bad_transaction_manager_requests() {
-        assert!(TransactionManagerRequest::decode(&tm(4, &[])).is_err()); // unknown type
-        assert!(TransactionManagerRequest::decode(&tm(5, &[1])).is_err()); // no name
-        assert!(TransactionManagerRequest::decode(&tm(7, &[0])).is_err()); // no flags
-        assert!(TransactionManagerRequest::decode(&tm(9, &[3, b'a', 0, b'b'])).is_err());
-        // odd
-    }
-
-    fn seeds() -> Vec<Vec<u8>> {
-        vec![
-            spec_4_6()[8..].to_vec(),
-            spec_4_8()[8..].to_vec(),
-            rpc(
-                &ProcRef::Id(proc_id::SP_PREPEXEC),
-                &[
-                    handle(None),
-                    nvarchar("", Some("@a int")),
-                    nvarchar_max("SELECT 1", &[3], true),
-                ],
-            ),
-            rpc(&ProcRef::Name("sp_executesql".into()), &[ntext("SELECT 2")]),
-            sp_execute_7(),
-            tm(8, &[2, b'x', 0, 1, 2, 0]),
-        ]
-    }
-
-    #[test]
-    fn never_panics_on_random_or_mutated_input() {
-        let mut rng = XorShift::new(0x5eed_0003);
-        let decode_all = |input: &[u8]| {
-            let _ = split_all_headers(input);
-            let _ = sql_batch_text(input);
-            let _ = RpcHead::decode(input);
-            let _ = RpcHead::decode_body(input);
-            let _ = TransactionManagerRequest::decode(input);
-        };
-        for _ in 0..10_000 {
-            let mut bytes = all_headers(rng.next());
-            if rng.below(4) == 0 {
-                bytes.clear();
-            }
-            bytes.extend(rng.bytes(96));
-            decode_all(&bytes);
-        }
-        for seed in seeds() {
-            for input in rng.mutations(&seed, 10_000) {
-                decode_all(&input);
-            }
-        }
     }
 }
