@@ -212,7 +212,7 @@ pub fn with_prepared_handle(payload: &[u8], handle: i32) -> Result<Vec<u8>, Deco
     let param_end = r.position();
     let mut out = Vec::with_capacity(payload.len() + 8);
     out.extend_from_slice(&payload[..headers_len + param_start + name_and_status]);
-    out.extend_from_slice(&[INTNTYPE, 4, 4]);
+    out.extend_from_slice(&[DataType::INTN.0, 4, 4]);
     out.extend_from_slice(&handle.to_le_bytes());
     out.extend_from_slice(&body[param_end..]);
     Ok(out)
@@ -230,7 +230,7 @@ pub fn encode_sp_prepare(headers: &[u8], statement: &str, params_decl: &str) -> 
     out.extend_from_slice(&proc_id::SP_PREPARE.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     // @handle: unnamed, by reference (OUTPUT), INTN(4), NULL.
-    out.extend_from_slice(&[0, param_status::F_BY_REF_VALUE, INTNTYPE, 4, 0]);
+    out.extend_from_slice(&[0, param_status::F_BY_REF_VALUE, DataType::INTN.0, 4, 0]);
     put_nvarchar_param(&mut out, params_decl);
     put_nvarchar_param(&mut out, statement);
     out
@@ -901,7 +901,7 @@ pub(super) mod tests {
         // By name and as INT4 (one byte shorter than INTN(4)).
         let by_name = rpc(
             &ProcRef::Name("sp_unprepare".into()),
-            &[int_param(INT4TYPE, 0, Some(&(-3i32).to_le_bytes()))],
+            &[int_param(DataType::INT4.0, 0, Some(&(-3i32).to_le_bytes()))],
         );
         let rewritten = with_prepared_handle(&by_name, 5).unwrap();
         assert_eq!(RpcHead::decode(&rewritten).unwrap().handle, Some(5));
