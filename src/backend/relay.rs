@@ -4,18 +4,20 @@
 //! returned) and the client is watched for ATTENTION. The relay reports a
 //! typed outcome; the session decides what it means.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::conn::BackendConn;
 use crate::tds::packet::PacketType;
-use crate::tds::token::done::DoneStatus;
+use crate::tds::token::done::{Done, DoneStatus};
+use crate::tds::token::message::ServerMessage;
 use crate::tds::token::walker::{TokenEvent, TokenWalker, ValueSpan};
 use crate::transport::{ClientConn, Packet, ReadError};
 
 /// How to relay one response.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelayOptions {
     /// An ATTENTION was already sent for this request (it crossed the end
     /// of the previous response): the response ends at its acknowledgement.
@@ -25,6 +27,11 @@ pub struct RelayOptions {
     /// Rewrite the prepared handle the response returns (RETURNVALUE
     /// ordinal 0) to this, the handle Sluice shows the client.
     pub client_handle: Option<i32>,
+    /// For a prepare: the error to put before the final DONE when the
+    /// response carries neither a handle nor an error. A server that
+    /// answers a prepare with a bare DONE has not prepared anything, and a
+    /// client must not take that for an empty result.
+    pub missing_handle_error: Option<Arc<ServerMessage>>,
 }
 
 /// What the response said that the session must know.
@@ -81,6 +88,8 @@ struct Response {
     summary: ResponseSummary,
     attention_sent: bool,
     attention_acked: bool,
+    /// The last DONE-family token seen.
+    last_done: Option<Done>,
     /// A packet kept back one step while a handle may still need
     /// rewriting in it (a value can straddle two packets), and the stream
     /// offset of its payload.
@@ -98,6 +107,7 @@ impl Response {
             summary: ResponseSummary::default(),
             attention_sent,
             attention_acked: false,
+            last_done: None,
             held: None,
             offset: 0,
             forwarded: false,
@@ -114,6 +124,9 @@ impl Response {
         }
         for event in self.events.drain(..) {
             conn.observe(&event);
+            if !matches!(event, TokenEvent::Done(_)) {
+                self.last_done = None;
+            }
             match &event {
                 TokenEvent::EnvChange(change) => {
                     if let Some(open) = change.transaction_state() {
@@ -124,8 +137,10 @@ impl Response {
                     }
                 }
                 TokenEvent::Error(_) => self.summary.error = true,
-                TokenEvent::Done(done) if done.status.contains(DoneStatus::ATTN) => {
-                    self.attention_acked = true
+                TokenEvent::Done(done) => {
+                    self.attention_acked |= done.status.contains(DoneStatus::ATTN);
+                    self.summary.error |= done.status.contains(DoneStatus::ERROR);
+                    self.last_done = Some(*done);
                 }
                 TokenEvent::ReturnValue {
                     ordinal: 0,
@@ -146,6 +161,15 @@ impl Response {
     /// acknowledgement (a DONE with the ATTN bit) [MS-TDS 2.2.1.7].
     fn finished_at_eom(&self) -> bool {
         !self.attention_sent || self.attention_acked
+    }
+
+    /// At the end of a prepare's response: no handle, no error, the stream
+    /// read cleanly and no attention in play.
+    fn lacks_handle(&self) -> bool {
+        self.summary.handle.is_none()
+            && !self.summary.error
+            && !self.summary.unreadable
+            && !self.attention_sent
     }
 
     fn failed(&self, error: String) -> RelayEnd {
@@ -170,7 +194,7 @@ impl BackendConn {
             let step = tokio::select! {
                 biased;
                 packet = self.read_response_packet() => match packet {
-                    Ok(packet) => self.relay_packet(client, &mut response, packet, options).await,
+                    Ok(packet) => self.relay_packet(client, &mut response, packet, &options).await,
                     Err(e) => Some(response.failed(e.to_string())),
                 },
                 packet = client.read_packet() => match packet {
@@ -261,7 +285,7 @@ impl BackendConn {
         client: &mut ClientConn,
         response: &mut Response,
         mut packet: Packet,
-        options: RelayOptions,
+        options: &RelayOptions,
     ) -> Option<RelayEnd> {
         let eom = packet.is_eom();
         let spans = response.observe(self, &packet);
@@ -270,6 +294,15 @@ impl BackendConn {
         if let Some(handle) = options.client_handle {
             for span in spans.iter().filter(|s| s.ordinal == 0) {
                 rewrite_value(span, handle, &mut response.held, (&mut packet, base));
+            }
+            if eom && response.lacks_handle() {
+                if let Some(error) = &options.missing_handle_error {
+                    let end = finish_with_error(client, response, packet, error).await;
+                    if matches!(end, Some(RelayEnd::Complete)) {
+                        self.finish_request();
+                    }
+                    return end;
+                }
             }
             let previous = response.held.take();
             if let Some((mut held, _)) = previous {
@@ -297,6 +330,44 @@ impl BackendConn {
         }
         None
     }
+}
+
+/// Forwards the rest of a response (the packet kept back and the last one)
+/// with `error` put before its final DONE, which gets the error bit.
+async fn finish_with_error(
+    client: &mut ClientConn,
+    response: &mut Response,
+    last: Packet,
+    error: &ServerMessage,
+) -> Option<RelayEnd> {
+    const DONE_LEN: usize = 13;
+    let mut tail = Vec::new();
+    if let Some((held, _)) = response.held.take() {
+        tail.extend_from_slice(held.payload());
+    }
+    tail.extend_from_slice(last.payload());
+    let Some(done) = response.last_done.filter(|_| tail.len() >= DONE_LEN) else {
+        // No final DONE where one must be: close rather than guess.
+        return Some(RelayEnd::BackendFailed {
+            error: "a prepare's response did not end with DONE".into(),
+            forwarded: response.forwarded,
+            at_token_boundary: false,
+        });
+    };
+    tail.truncate(tail.len() - DONE_LEN);
+    error.encode_error(&mut tail);
+    Done {
+        status: done.status.with(DoneStatus::ERROR),
+        ..done
+    }
+    .encode(&mut tail);
+    if let Err(e) = client.send_message(&tail).await {
+        return Some(RelayEnd::ClientGone(e));
+    }
+    response.forwarded = true;
+    response.walker.reset();
+    response.offset = 0;
+    response.finished_at_eom().then_some(RelayEnd::Complete)
 }
 
 /// Writes `handle` over the value `span` points at, in the packet kept

@@ -98,7 +98,7 @@ impl ClientError {
         }
     }
 
-    fn to_token(&self, server: &str) -> ServerMessage {
+    pub fn to_token(&self, server: &str) -> ServerMessage {
         ServerMessage {
             number: self.number,
             state: self.state,

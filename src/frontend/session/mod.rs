@@ -581,10 +581,18 @@ impl Session {
             Target::Replica(index) => self.ctx.cluster.replica(index).map(|r| r.in_flight()),
             Target::Primary => None,
         };
+        let missing_handle_error = client_handle.map(|_| {
+            let error = ClientError::request(format!(
+                "Sluice: backend {} answered a prepare (sp_prepare/sp_prepexec) with neither a statement handle nor an error",
+                held.conn.name()
+            ));
+            Arc::new(error.to_token(&self.ctx.server_name))
+        });
         let options = RelayOptions {
             attention_sent,
             drain_timeout: self.ctx.limits.drain_timeout(),
             client_handle,
+            missing_handle_error,
         };
         let relayed = held.conn.relay(&mut self.client, options).await;
         self.learn(&relayed.summary);
