@@ -96,6 +96,7 @@ impl BackendTask {
             }
             let result = self.check().await;
             self.apply(Instant::now(), result);
+            self.health.note_check();
         }
     }
 
