@@ -79,6 +79,7 @@ fn decode_everything(rng: &mut XorShift, bytes: &[u8]) {
         let _ = read_type_info(&mut Reader::new(b, "fuzz"));
         let _ = read_col_metadata(&mut Reader::new(b, "fuzz"));
         let _ = read_return_value_header(&mut Reader::new(b, "fuzz"));
+        let _ = BatchReply::decode(b);
     }
 }
 

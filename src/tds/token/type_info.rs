@@ -74,6 +74,45 @@ impl DataType {
         )
     }
 
+    /// The SQL Server name of the type, for messages ("a bigint column").
+    /// Nullable forms name the type family (INTN: "int", FLTN: "float").
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::NULL => "null",
+            DataType::INT1 => "tinyint",
+            DataType::BIT | DataType::BITN => "bit",
+            DataType::INT2 => "smallint",
+            DataType::INT4 | DataType::INTN => "int",
+            DataType::INT8 => "bigint",
+            DataType::DATETIM4 => "smalldatetime",
+            DataType::FLT4 => "real",
+            DataType::FLT8 | DataType::FLTN => "float",
+            DataType::MONEY | DataType::MONEY4 | DataType::MONEYN => "money",
+            DataType::DATETIME | DataType::DATETIMN => "datetime",
+            DataType::GUID => "uniqueidentifier",
+            DataType::DECIMAL | DataType::DECIMALN => "decimal",
+            DataType::NUMERIC | DataType::NUMERICN => "numeric",
+            DataType::DATEN => "date",
+            DataType::TIMEN => "time",
+            DataType::DATETIME2N => "datetime2",
+            DataType::DATETIMEOFFSETN => "datetimeoffset",
+            DataType::CHAR | DataType::BIGCHAR => "char",
+            DataType::VARCHAR | DataType::BIGVARCHAR => "varchar",
+            DataType::BINARY | DataType::BIGBINARY => "binary",
+            DataType::VARBINARY | DataType::BIGVARBINARY => "varbinary",
+            DataType::NVARCHAR => "nvarchar",
+            DataType::NCHAR => "nchar",
+            DataType::XML => "xml",
+            DataType::UDT => "a user-defined type",
+            DataType::TEXT => "text",
+            DataType::IMAGE => "image",
+            DataType::NTEXT => "ntext",
+            DataType::SSVARIANT => "sql_variant",
+            DataType::TVP => "a table type",
+            _ => "an unknown type",
+        }
+    }
+
     /// Value size of a fixed-length type [2.2.5.4.2], or None.
     pub fn fixed_len(self) -> Option<u8> {
         let n = match self {
@@ -127,22 +166,48 @@ pub(crate) enum ValueFraming {
     Plp,
 }
 
+/// What one TYPE_INFO declares: the data type, how its values are framed,
+/// and what reading a value needs beyond that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TypeInfo {
+    pub data_type: DataType,
+    pub framing: ValueFraming,
+    /// DECIMAL and NUMERIC: digits in all; 0 for other types.
+    pub precision: u8,
+    /// DECIMAL and NUMERIC: digits after the point; TIME, DATETIME2 and
+    /// DATETIMEOFFSET: fractional-second digits; 0 for other types.
+    pub scale: u8,
+}
+
 /// Reads one TYPE_INFO and returns how its values are framed.
 pub(crate) fn read_type_info(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeError> {
-    read_typed_info(r).map(|(_, framing)| framing)
+    read_full_type_info(r).map(|info| info.framing)
 }
 
 /// Reads one TYPE_INFO and returns its data type and how its values are
 /// framed.
 pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFraming), DecodeError> {
+    read_full_type_info(r).map(|info| (info.data_type, info.framing))
+}
+
+/// Reads one TYPE_INFO [2.2.5.6]: TYPE_VARLEN, PRECISION, SCALE and
+/// COLLATION as the data type has them (collations are stepped over).
+pub(crate) fn read_full_type_info(r: &mut Reader<'_>) -> Result<TypeInfo, DecodeError> {
     let ty = DataType(r.u8()?);
+    let mut info = TypeInfo {
+        data_type: ty,
+        framing: ValueFraming::ByteLen,
+        precision: 0,
+        scale: 0,
+    };
     if let Some(n) = ty.fixed_len() {
-        return Ok((ty, ValueFraming::Fixed(n)));
+        info.framing = ValueFraming::Fixed(n);
+        return Ok(info);
     }
-    let framing = match ty {
+    info.framing = match ty {
         DataType::DATEN => ValueFraming::ByteLen,
         DataType::TIMEN | DataType::DATETIME2N | DataType::DATETIMEOFFSETN => {
-            read_scale(r)?;
+            info.scale = read_scale(r)?;
             ValueFraming::ByteLen
         }
         DataType::GUID
@@ -160,7 +225,9 @@ pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFram
         }
         // Length, precision, scale.
         DataType::DECIMAL | DataType::NUMERIC | DataType::DECIMALN | DataType::NUMERICN => {
-            r.skip(3)?;
+            r.skip(1)?;
+            info.precision = r.u8()?;
+            info.scale = r.u8()?;
             ValueFraming::ByteLen
         }
         DataType::BIGVARCHAR | DataType::BIGCHAR | DataType::NVARCHAR | DataType::NCHAR => {
@@ -196,7 +263,7 @@ pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFram
             ))
         }
     };
-    Ok((ty, framing))
+    Ok(info)
 }
 
 fn ushort_or_plp(max: u16) -> ValueFraming {
@@ -207,7 +274,7 @@ fn ushort_or_plp(max: u16) -> ValueFraming {
     }
 }
 
-fn read_scale(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+fn read_scale(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let scale = r.u8()?;
     if scale > MAX_TIME_SCALE {
         return Err(DecodeError::invalid(
@@ -215,7 +282,7 @@ fn read_scale(r: &mut Reader<'_>) -> Result<(), DecodeError> {
             format!("time scale {scale}, at most {MAX_TIME_SCALE}"),
         ));
     }
-    Ok(())
+    Ok(scale)
 }
 
 /// XML_INFO: SCHEMA_PRESENT, then if set DBNAME and OWNING_SCHEMA
@@ -353,6 +420,23 @@ mod tests {
         assert_eq!(decode_integer(&[0xFF; 8]), Some(-1));
         assert_eq!(decode_integer(&[]), None);
         assert_eq!(decode_integer(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn precision_and_scale_are_kept() {
+        let mut r = Reader::new(&[0x6A, 17, 38, 10], "test");
+        let info = read_full_type_info(&mut r).unwrap();
+        assert_eq!(
+            (info.data_type, info.precision, info.scale),
+            (DataType::DECIMALN, 38, 10)
+        );
+        let mut r = Reader::new(&[0x2A, 3], "test");
+        let info = read_full_type_info(&mut r).unwrap();
+        assert_eq!((info.data_type, info.scale), (DataType::DATETIME2N, 3));
+        let mut r = Reader::new(&[0x7F], "test");
+        let info = read_full_type_info(&mut r).unwrap();
+        assert_eq!(info.framing, ValueFraming::Fixed(8));
+        assert_eq!(info.data_type.name(), "bigint");
     }
 
     #[test]
