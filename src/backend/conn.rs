@@ -2,9 +2,14 @@
 
 use std::sync::Arc;
 
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
+use crate::tds::packet::{PacketType, Status};
 use crate::transport::{BoxStream, PacketReader};
+
+/// Largest reply to a batch Sluice runs itself (settings replay, health
+/// checks, lag queries): a few tokens, never a client's result.
+const MAX_OWN_REPLY: usize = 1024 * 1024;
 
 /// What a backend told Sluice when it logged in. The client's login reply
 /// mirrors these values, since Sluice answers the client's login itself.
@@ -38,6 +43,39 @@ pub struct BackendConn {
 impl BackendConn {
     pub fn mark_broken(&mut self) {
         self.broken = true;
+    }
+
+    /// Sends one SQL batch of Sluice's own [MS-TDS 2.2.6.7] (ALL_HEADERS
+    /// with transaction descriptor 0 and one outstanding request:
+    /// auto-commit) and returns the whole reply, at most 1 MiB. A pending
+    /// reset goes with it, as RESETCONNECTION on the first packet.
+    pub async fn run_batch(&mut self, sql: &str) -> Result<Vec<u8>, std::io::Error> {
+        let mut payload = Vec::with_capacity(22 + sql.len() * 2);
+        crate::tds::request::encode_all_headers(&mut payload, 0, 1);
+        crate::tds::read::put_utf16(&mut payload, sql);
+        let first_status = if self.needs_reset {
+            Status::RESET_CONNECTION
+        } else {
+            Status::NORMAL
+        };
+        let mut out = Vec::new();
+        crate::tds::packet::encode_message(
+            &mut out,
+            PacketType::SQL_BATCH,
+            first_status,
+            0,
+            &payload,
+            self.packet_size,
+        );
+        self.writer.write_all(&out).await?;
+        self.writer.flush().await?;
+        self.needs_reset = false;
+        let (_, reply) = self
+            .reader
+            .read_message(&[PacketType::TABULAR_RESULT], MAX_OWN_REPLY)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(reply)
     }
 }
 

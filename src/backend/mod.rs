@@ -5,5 +5,5 @@ mod connect;
 mod pool;
 
 pub use conn::{BackendConn, ServerInfo};
-pub use connect::{BackendError, BackendTarget};
+pub use connect::{connect, BackendError, BackendTarget};
 pub use pool::{BackendPools, PooledBackend};

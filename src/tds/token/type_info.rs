@@ -179,11 +179,6 @@ pub(crate) struct TypeInfo {
     pub scale: u8,
 }
 
-/// Reads one TYPE_INFO and returns how its values are framed.
-pub(crate) fn read_type_info(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeError> {
-    read_full_type_info(r).map(|info| info.framing)
-}
-
 /// Reads one TYPE_INFO and returns its data type and how its values are
 /// framed.
 pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFraming), DecodeError> {
@@ -324,7 +319,7 @@ mod tests {
 
     fn framing(bytes: &[u8]) -> Result<ValueFraming, DecodeError> {
         let mut r = Reader::new(bytes, "test");
-        let f = read_type_info(&mut r)?;
+        let f = read_full_type_info(&mut r)?.framing;
         assert_eq!(r.remaining(), 0, "TYPE_INFO {bytes:02X?} not fully read");
         Ok(f)
     }
