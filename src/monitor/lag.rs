@@ -133,14 +133,10 @@ pub struct HeartbeatTable {
 }
 
 impl HeartbeatTable {
+    /// Checks `name` with the configuration's own rules
+    /// ([`crate::config::heartbeat_table_parts`]) and quotes each part.
     pub fn parse(name: &str) -> Result<HeartbeatTable, String> {
-        let parts = split_name(name)?;
-        if parts.is_empty() || parts.len() > 2 {
-            return Err(format!(
-                "heartbeat table {name:?} must be \"table\" or \"schema.table\""
-            ));
-        }
-        let quoted = parts
+        let quoted = crate::config::heartbeat_table_parts(name)?
             .iter()
             .map(|part| format!("[{part}]"))
             .collect::<Vec<_>>()
@@ -174,57 +170,6 @@ impl HeartbeatTable {
     /// Reads the row on a replica.
     pub fn read_sql(&self) -> String {
         format!("SELECT ts_ms FROM {} WHERE id = 1", self.quoted)
-    }
-}
-
-/// Splits `a.b` into its parts, accepting `[bracketed]` parts (a `]` inside
-/// brackets is written `]]`) and regular identifiers.
-fn split_name(name: &str) -> Result<Vec<String>, String> {
-    let bad = |why: &str| Err(format!("heartbeat table {name:?}: {why}"));
-    let mut parts = Vec::new();
-    let mut chars = name.chars().peekable();
-    loop {
-        let mut part = String::new();
-        if chars.peek() == Some(&'[') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some(']') if chars.peek() == Some(&']') => {
-                        chars.next();
-                        part.push_str("]]");
-                    }
-                    Some(']') => break,
-                    Some(c) if c.is_control() => return bad("control character in the name"),
-                    Some(c) => part.push(c),
-                    None => return bad("unclosed '['"),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == '.' {
-                    break;
-                }
-                let ok = if part.is_empty() {
-                    c.is_ascii_alphabetic() || c == '_'
-                } else {
-                    c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '#' | '$')
-                };
-                if !ok {
-                    return bad("use letters, digits and '_', or put the name in [brackets]");
-                }
-                part.push(c);
-                chars.next();
-            }
-        }
-        if part.is_empty() || part.len() > 128 {
-            return bad("each part needs 1 to 128 characters");
-        }
-        parts.push(part);
-        match chars.next() {
-            None => return Ok(parts),
-            Some('.') => continue,
-            Some(_) => return bad("unexpected character after ']'"),
-        }
     }
 }
 
