@@ -89,7 +89,7 @@ impl BatchReply {
             TokenEvent::Done(done) => Some(done.status),
             _ => None,
         });
-        if !last_done.is_some_and(|status| !status.contains(DoneStatus::MORE)) {
+        if last_done.is_none_or(|status| status.contains(DoneStatus::MORE)) {
             return Err(DecodeError::invalid(
                 "token stream",
                 "the reply does not end with a final DONE",
