@@ -463,16 +463,6 @@ impl Config {
         self.health.validate()
     }
 
-    /// The compiled routing rules (validated at load time).
-    pub fn compiled_rules(&self) -> Result<Vec<crate::router::Rule>, ConfigError> {
-        self.routing
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| r.compile(i))
-            .collect()
-    }
-
     pub fn backend_count(&self) -> usize {
         1 + self.replicas.len()
     }
@@ -634,7 +624,7 @@ impl Health {
                 "use 2",
             ));
         }
-        if let Err(problem) = crate::monitor::check_heartbeat_table(&self.heartbeat_table) {
+        if let Err(problem) = heartbeat_table_parts(&self.heartbeat_table) {
             return Err(invalid(
                 "health.heartbeat_table",
                 format!("{:?}", self.heartbeat_table),
@@ -657,7 +647,7 @@ impl Health {
 impl Routing {
     fn validate(&self) -> Result<(), ConfigError> {
         for (i, rule) in self.rules.iter().enumerate() {
-            rule.compile(i)?;
+            rule.checked_sql(i)?;
         }
         Ok(())
     }
@@ -668,7 +658,17 @@ impl Routing {
 }
 
 impl RuleConfig {
-    fn compile(&self, index: usize) -> Result<crate::router::Rule, ConfigError> {
+    /// The rule's name in logs and `explain`: its `name`, or `#n` from its
+    /// position (`index` counts from 0).
+    pub fn display_name(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("#{}", index + 1))
+    }
+
+    /// Checks the rule at `index` and compiles its `match_sql`; the error
+    /// names the key and the fix.
+    pub fn checked_sql(&self, index: usize) -> Result<Option<regex::Regex>, ConfigError> {
         let key = format!("routing.rules[{index}]");
         let conditions = [
             &self.match_sql,
@@ -685,32 +685,82 @@ impl RuleConfig {
                 "add match_sql, procedure, user, application or database",
             ));
         }
-        let sql = match &self.match_sql {
-            Some(pattern) => Some(regex::Regex::new(pattern).map_err(|e| {
+        match &self.match_sql {
+            Some(pattern) => regex::Regex::new(pattern).map(Some).map_err(|e| {
                 invalid(
                     &format!("{key}.match_sql"),
                     format!("{pattern:?}"),
                     &e.to_string(),
                     "write a valid regular expression",
                 )
-            })?),
-            None => None,
-        };
-        Ok(crate::router::Rule {
-            name: self
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("#{}", index + 1)),
-            action: match self.target {
-                RuleTarget::Primary => crate::router::RuleAction::Primary,
-                RuleTarget::Replica => crate::router::RuleAction::Replica,
-            },
-            sql,
-            procedure: self.procedure.clone(),
-            user: self.user.clone(),
-            application: self.application.clone(),
-            database: self.database.clone(),
-        })
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Splits a heartbeat table name, `table` or `schema.table`, into its
+/// parts as they go between brackets; each part is a regular identifier or
+/// `[bracketed]` (a `]` inside brackets is written `]]`). The monitor
+/// builds its SQL from these parts; the error says what is wrong.
+pub fn heartbeat_table_parts(name: &str) -> Result<Vec<String>, String> {
+    let parts = split_name(name)?;
+    if parts.is_empty() || parts.len() > 2 {
+        return Err(format!(
+            "heartbeat table {name:?} must be \"table\" or \"schema.table\""
+        ));
+    }
+    Ok(parts)
+}
+
+/// Splits `a.b` into its parts, accepting `[bracketed]` parts (a `]` inside
+/// brackets is written `]]`) and regular identifiers.
+fn split_name(name: &str) -> Result<Vec<String>, String> {
+    let bad = |why: &str| Err(format!("heartbeat table {name:?}: {why}"));
+    let mut parts = Vec::new();
+    let mut chars = name.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some(']') if chars.peek() == Some(&']') => {
+                        chars.next();
+                        part.push_str("]]");
+                    }
+                    Some(']') => break,
+                    Some(c) if c.is_control() => return bad("control character in the name"),
+                    Some(c) => part.push(c),
+                    None => return bad("unclosed '['"),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                let ok = if part.is_empty() {
+                    c.is_ascii_alphabetic() || c == '_'
+                } else {
+                    c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '#' | '$')
+                };
+                if !ok {
+                    return bad("use letters, digits and '_', or put the name in [brackets]");
+                }
+                part.push(c);
+                chars.next();
+            }
+        }
+        if part.is_empty() || part.len() > 128 {
+            return bad("each part needs 1 to 128 characters");
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Ok(parts),
+            Some('.') => continue,
+            Some(_) => return bad("unexpected character after ']'"),
+        }
     }
 }
 
@@ -865,6 +915,36 @@ password = "pw"
         assert_eq!(c.primary.tls, BackendTls::Off);
         assert_eq!(c.pool.max_size, 32);
         assert_eq!(c.listen.tls.mode, ListenTlsMode::Off);
+    }
+
+    fn error_of(extra: &str) -> String {
+        Config::parse(&(base() + extra), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn rules_and_heartbeat_table_are_checked_here() {
+        assert_eq!(
+            error_of("[[routing.rules]]\ntarget = \"primary\"\n"),
+            "routing.rules[0] = {}: a rule without conditions matches everything; \
+             fix: add match_sql, procedure, user, application or database"
+        );
+        let err = error_of("[[routing.rules]]\nmatch_sql = \"(\"\ntarget = \"primary\"\n");
+        assert!(
+            err.starts_with("routing.rules[0].match_sql = \"(\": ")
+                && err.ends_with("; fix: write a valid regular expression"),
+            "{err}"
+        );
+        assert_eq!(
+            error_of("[health]\nheartbeat_table = \"a.b.c\"\n"),
+            "health.heartbeat_table = \"a.b.c\": heartbeat table \"a.b.c\" must be \
+             \"table\" or \"schema.table\"; fix: use table or schema.table, e.g. dbo.sluice_heartbeat"
+        );
+        assert_eq!(
+            heartbeat_table_parts("[my schema].beat"),
+            Ok(vec!["my schema".to_string(), "beat".to_string()])
+        );
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub fn router_for(config: &Config) -> Result<Router, StartError> {
     );
     Ok(Router::new(
         classifier,
-        config.compiled_rules()?,
+        crate::router::rules::compile(&config.routing)?,
         config.routing.read_your_writes(),
     ))
 }

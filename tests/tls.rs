@@ -161,3 +161,64 @@ async fn backend_tls_rejects_an_untrusted_certificate() {
     };
     assert!(err.contains("TLS with backend primary failed"), "{err}");
 }
+
+/// Issue 7: a CA bundle that the data path accepts must also serve the
+/// health checks. Before the monitor used the data path's TLS client, its
+/// own client refused a CA file holding more than one certificate, every
+/// check failed, the primary went down and every write was refused.
+#[tokio::test]
+async fn health_checks_trust_the_same_ca_bundle_as_the_data_path() {
+    let primary = Backend::start().await;
+    primary.exec("CREATE TABLE dbo.marker (v INT); INSERT INTO dbo.marker VALUES (7);");
+    let pki = ca_signed_certificate();
+    let inner_text = with_listener_tls(
+        &config_text(primary.addr, &[]),
+        "required",
+        &pki.cert,
+        &pki.key,
+    );
+    let inner = start_sluice(parse_config(&inner_text)).await;
+    for backend_tls in ["required", "strict"] {
+        let outer_text = config_text(inner, &[])
+            .replace(
+                "password = \"unused-by-iridium\"",
+                &format!(
+                    "password = \"{PASSWORD}\"\ntls = \"{backend_tls}\"\nca_file = \"{}\"",
+                    pki.ca_bundle.display()
+                ),
+            )
+            .replace("user = \"sa\"", &format!("user = \"{USER}\""))
+            + "[health]\ninterval_ms = 20\nfailures_before_down = 1\n";
+        let proxy = sluice::server::Proxy::new(parse_config(&outer_text)).expect("proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let outer = listener.local_addr().expect("address");
+        let serving = tokio::spawn(proxy.clone().serve(listener));
+
+        let health = proxy.cluster.primary().health().clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while health.checks_completed() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backend_tls}: no three checks in 10 s: {health:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            health.state(),
+            sluice::monitor::BackendState::Up,
+            "{backend_tls}: the primary's health checks fail with the CA bundle"
+        );
+        let mut client = connect(outer).await;
+        client
+            .execute("INSERT INTO dbo.marker VALUES (8)", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{backend_tls}: the write was refused: {e}"));
+        client
+            .execute("DELETE FROM dbo.marker WHERE v = 8", &[])
+            .await
+            .expect("clean up");
+        serving.abort();
+    }
+}

@@ -13,7 +13,8 @@ use crate::tds::packet::{PacketHeader, PacketType, Status};
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
 use crate::transport::{write_packet_resized, BoxStream, Packet, PacketReader, ReadError, Request};
 
-/// Largest backend reply to a request Sluice makes itself.
+/// Largest reply to a batch Sluice runs itself (settings replay, health
+/// checks, lag queries): a few tokens, never a client's result.
 const MAX_OWN_REPLY: usize = 1024 * 1024;
 
 /// What a backend told Sluice when it logged in. The client's login reply

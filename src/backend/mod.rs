@@ -9,6 +9,6 @@ mod relay;
 
 pub use cluster::{Cluster, InFlight, Primary, Replica};
 pub use conn::{BackendConn, ConnId, ExchangeError, ServerInfo};
-pub use connect::{BackendError, BackendTarget};
+pub use connect::{connect, BackendError, BackendTarget};
 pub use pool::{BackendPools, PooledBackend};
 pub use relay::{RelayEnd, RelayOptions, Relayed, ResponseSummary};

@@ -61,6 +61,8 @@ pub struct BackendHealth {
     lag_ms: AtomicU64,
     /// Data-path failures since the monitor last looked.
     failed_requests: AtomicU32,
+    /// Checks completed (passed or failed) since the monitor started.
+    checks: AtomicU64,
     /// Wakes the monitor for an immediate check after a data-path failure.
     wake: Notify,
 }
@@ -72,6 +74,7 @@ impl BackendHealth {
             state: AtomicU8::new(BackendState::Up.to_u8()),
             lag_ms: AtomicU64::new(LAG_UNKNOWN),
             failed_requests: AtomicU32::new(0),
+            checks: AtomicU64::new(0),
             wake: Notify::new(),
         }
     }
@@ -121,6 +124,18 @@ impl BackendHealth {
         self.lag_ms.store(ms, Ordering::Release);
     }
 
+    /// How many checks the monitor has completed, passed or failed: lets a
+    /// reader tell "checked and up" from "not checked yet".
+    pub fn checks_completed(&self) -> u64 {
+        self.checks.load(Ordering::Acquire)
+    }
+
+    /// Counts one completed check; called by the monitor after it has
+    /// applied the check's result.
+    pub(crate) fn note_check(&self) {
+        self.checks.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Whether the data path reported failures since the last call.
     pub(crate) fn take_failed_requests(&self) -> bool {
         self.failed_requests.swap(0, Ordering::AcqRel) > 0
@@ -144,6 +159,7 @@ impl std::fmt::Debug for BackendHealth {
         f.debug_struct("BackendHealth")
             .field("state", &self.state())
             .field("lag", &self.lag())
+            .field("checks", &self.checks_completed())
             .finish()
     }
 }
@@ -158,6 +174,9 @@ mod tests {
         assert_eq!(health.state(), BackendState::Up);
         assert!(health.is_available());
         assert_eq!(health.lag(), None);
+        assert_eq!(health.checks_completed(), 0);
+        health.note_check();
+        assert_eq!(health.checks_completed(), 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use tiberius::ColumnData;
+use crate::tds::token::SqlValue;
 
 /// How a replica's lag is measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,27 +96,20 @@ pub const HEALTH_CHECK_SQL: &str = "SELECT 1";
 /// The first column of a lag query's first row as a lag: integers, decimals
 /// and floats in milliseconds (a negative value, from clocks that disagree,
 /// reads as 0), or a string holding one. NULL is unknown (`None`).
-pub fn lag_from_column(value: &ColumnData<'_>) -> Result<Option<Duration>, String> {
+pub fn lag_from_column(value: &SqlValue) -> Result<Option<Duration>, String> {
     let ms: f64 = match value {
-        ColumnData::U8(v) => return Ok(v.map(|v| Duration::from_millis(v.into()))),
-        ColumnData::I16(v) => return Ok(v.map(|v| millis_from_i64(v.into()))),
-        ColumnData::I32(v) => return Ok(v.map(|v| millis_from_i64(v.into()))),
-        ColumnData::I64(v) => return Ok(v.map(millis_from_i64)),
-        ColumnData::F32(None)
-        | ColumnData::F64(None)
-        | ColumnData::Numeric(None)
-        | ColumnData::String(None) => return Ok(None),
-        ColumnData::F32(Some(v)) => f64::from(*v),
-        ColumnData::F64(Some(v)) => *v,
-        ColumnData::Numeric(Some(v)) => f64::from(*v),
-        ColumnData::String(Some(s)) => s
+        SqlValue::Null => return Ok(None),
+        SqlValue::Int(v) => return Ok(Some(millis_from_i64(*v))),
+        SqlValue::Float(v) => *v,
+        SqlValue::Decimal { value, scale } => *value as f64 / 10f64.powi(i32::from(*scale)),
+        SqlValue::Text(s) => s
             .trim()
             .parse::<f64>()
             .map_err(|_| format!("the lag query returned {s:?}, not a number of milliseconds"))?,
-        other => {
+        other @ (SqlValue::Bit(_) | SqlValue::Unsupported(_)) => {
             return Err(format!(
                 "the lag query returned {}, not a number",
-                type_name(other)
+                other.describe()
             ))
         }
     };
@@ -131,29 +124,6 @@ fn millis_from_i64(ms: i64) -> Duration {
     Duration::from_millis(ms.max(0).unsigned_abs())
 }
 
-fn type_name(value: &ColumnData<'_>) -> &'static str {
-    match value {
-        ColumnData::U8(_) => "tinyint",
-        ColumnData::I16(_) => "smallint",
-        ColumnData::I32(_) => "int",
-        ColumnData::I64(_) => "bigint",
-        ColumnData::F32(_) => "real",
-        ColumnData::F64(_) => "float",
-        ColumnData::Bit(_) => "a bit",
-        ColumnData::String(_) => "a string",
-        ColumnData::Guid(_) => "a uniqueidentifier",
-        ColumnData::Binary(_) => "binary data",
-        ColumnData::Numeric(_) => "a decimal",
-        ColumnData::Xml(_) => "xml",
-        ColumnData::DateTime(_)
-        | ColumnData::SmallDateTime(_)
-        | ColumnData::Time(_)
-        | ColumnData::Date(_)
-        | ColumnData::DateTime2(_)
-        | ColumnData::DateTimeOffset(_) => "a date/time",
-    }
-}
-
 /// A heartbeat table name checked for use in SQL text: `name` or
 /// `schema.name`, each part a regular identifier or in brackets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -163,14 +133,10 @@ pub struct HeartbeatTable {
 }
 
 impl HeartbeatTable {
+    /// Checks `name` with the configuration's own rules
+    /// ([`crate::config::heartbeat_table_parts`]) and quotes each part.
     pub fn parse(name: &str) -> Result<HeartbeatTable, String> {
-        let parts = split_name(name)?;
-        if parts.is_empty() || parts.len() > 2 {
-            return Err(format!(
-                "heartbeat table {name:?} must be \"table\" or \"schema.table\""
-            ));
-        }
-        let quoted = parts
+        let quoted = crate::config::heartbeat_table_parts(name)?
             .iter()
             .map(|part| format!("[{part}]"))
             .collect::<Vec<_>>()
@@ -207,75 +173,27 @@ impl HeartbeatTable {
     }
 }
 
-/// Splits `a.b` into its parts, accepting `[bracketed]` parts (a `]` inside
-/// brackets is written `]]`) and regular identifiers.
-fn split_name(name: &str) -> Result<Vec<String>, String> {
-    let bad = |why: &str| Err(format!("heartbeat table {name:?}: {why}"));
-    let mut parts = Vec::new();
-    let mut chars = name.chars().peekable();
-    loop {
-        let mut part = String::new();
-        if chars.peek() == Some(&'[') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some(']') if chars.peek() == Some(&']') => {
-                        chars.next();
-                        part.push_str("]]");
-                    }
-                    Some(']') => break,
-                    Some(c) if c.is_control() => return bad("control character in the name"),
-                    Some(c) => part.push(c),
-                    None => return bad("unclosed '['"),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == '.' {
-                    break;
-                }
-                let ok = if part.is_empty() {
-                    c.is_ascii_alphabetic() || c == '_'
-                } else {
-                    c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '#' | '$')
-                };
-                if !ok {
-                    return bad("use letters, digits and '_', or put the name in [brackets]");
-                }
-                part.push(c);
-                chars.next();
-            }
-        }
-        if part.is_empty() || part.len() > 128 {
-            return bad("each part needs 1 to 128 characters");
-        }
-        parts.push(part);
-        match chars.next() {
-            None => return Ok(parts),
-            Some('.') => continue,
-            Some(_) => return bad("unexpected character after ']'"),
-        }
-    }
-}
-
 /// The heartbeat value read on a replica: milliseconds since the Unix
-/// epoch, from any integer column (or a string holding one).
-pub fn epoch_ms_from_column(value: &ColumnData<'_>) -> Result<Option<i64>, String> {
+/// epoch, from any integer column, a decimal's integer part, or a string
+/// holding one.
+pub fn epoch_ms_from_column(value: &SqlValue) -> Result<Option<i64>, String> {
     match value {
-        ColumnData::U8(v) => Ok(v.map(i64::from)),
-        ColumnData::I16(v) => Ok(v.map(i64::from)),
-        ColumnData::I32(v) => Ok(v.map(i64::from)),
-        ColumnData::I64(v) => Ok(*v),
-        ColumnData::Numeric(v) => Ok(v.map(|v| i64::try_from(v.int_part()).unwrap_or(i64::MAX))),
-        ColumnData::String(None) => Ok(None),
-        ColumnData::String(Some(s)) => s
+        SqlValue::Null => Ok(None),
+        SqlValue::Int(v) => Ok(Some(*v)),
+        SqlValue::Decimal { value, scale } => {
+            let int_part = 10i128
+                .checked_pow(u32::from(*scale))
+                .map_or(0, |divisor| value / divisor);
+            Ok(Some(i64::try_from(int_part).unwrap_or(i64::MAX)))
+        }
+        SqlValue::Text(s) => s
             .trim()
             .parse::<i64>()
             .map(Some)
             .map_err(|_| format!("the heartbeat value {s:?} is not milliseconds since 1970")),
-        other => Err(format!(
+        other @ (SqlValue::Bit(_) | SqlValue::Float(_) | SqlValue::Unsupported(_)) => Err(format!(
             "the heartbeat column holds {}, not milliseconds since 1970",
-            type_name(other)
+            other.describe()
         )),
     }
 }
@@ -296,51 +214,51 @@ pub fn heartbeat_lag(now_ms: i64, visible_ms: i64, writer_failing_since: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
-    use tiberius::numeric::Numeric;
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))
     }
 
+    fn decimal(value: i128, scale: u8) -> SqlValue {
+        SqlValue::Decimal { value, scale }
+    }
+
+    fn text(s: &str) -> SqlValue {
+        SqlValue::Text(s.to_string())
+    }
+
     #[test]
     fn lag_from_any_numeric_column() {
-        assert_eq!(lag_from_column(&ColumnData::U8(Some(7))), Ok(ms(7)));
-        assert_eq!(lag_from_column(&ColumnData::I16(Some(300))), Ok(ms(300)));
-        assert_eq!(lag_from_column(&ColumnData::I32(Some(1500))), Ok(ms(1500)));
-        assert_eq!(
-            lag_from_column(&ColumnData::I64(Some(1 << 40))),
-            Ok(ms(1 << 40))
-        );
-        assert_eq!(lag_from_column(&ColumnData::F32(Some(2.4))), Ok(ms(2)));
-        assert_eq!(lag_from_column(&ColumnData::F64(Some(2.5))), Ok(ms(3)));
-        let decimal = Numeric::new_with_scale(12_345, 2); // 123.45
-        assert_eq!(
-            lag_from_column(&ColumnData::Numeric(Some(decimal))),
-            Ok(ms(123))
-        );
-        let text = ColumnData::String(Some(Cow::Borrowed(" 42 ")));
-        assert_eq!(lag_from_column(&text), Ok(ms(42)));
+        assert_eq!(lag_from_column(&SqlValue::Int(7)), Ok(ms(7)));
+        assert_eq!(lag_from_column(&SqlValue::Int(300)), Ok(ms(300)));
+        assert_eq!(lag_from_column(&SqlValue::Int(1 << 40)), Ok(ms(1 << 40)));
+        assert_eq!(lag_from_column(&SqlValue::Float(2.4)), Ok(ms(2)));
+        assert_eq!(lag_from_column(&SqlValue::Float(2.5)), Ok(ms(3)));
+        // 123.45
+        assert_eq!(lag_from_column(&decimal(12_345, 2)), Ok(ms(123)));
+        assert_eq!(lag_from_column(&text(" 42 ")), Ok(ms(42)));
     }
 
     #[test]
     fn negative_lag_reads_zero_and_null_unknown() {
-        assert_eq!(lag_from_column(&ColumnData::I32(Some(-20))), Ok(ms(0)));
-        assert_eq!(lag_from_column(&ColumnData::F64(Some(-0.5))), Ok(ms(0)));
-        assert_eq!(lag_from_column(&ColumnData::I64(None)), Ok(None));
-        assert_eq!(lag_from_column(&ColumnData::F64(None)), Ok(None));
-        assert_eq!(lag_from_column(&ColumnData::String(None)), Ok(None));
-        let inf = lag_from_column(&ColumnData::F64(Some(f64::INFINITY)));
+        assert_eq!(lag_from_column(&SqlValue::Int(-20)), Ok(ms(0)));
+        assert_eq!(lag_from_column(&SqlValue::Float(-0.5)), Ok(ms(0)));
+        assert_eq!(lag_from_column(&decimal(-35, 1)), Ok(ms(0)));
+        assert_eq!(lag_from_column(&SqlValue::Null), Ok(None));
+        let inf = lag_from_column(&SqlValue::Float(f64::INFINITY));
         assert_eq!(inf, Ok(ms(u64::MAX)));
     }
 
     #[test]
     fn non_numbers_are_errors() {
-        assert!(lag_from_column(&ColumnData::F64(Some(f64::NAN))).is_err());
-        assert!(lag_from_column(&ColumnData::Bit(Some(true))).is_err());
-        let text = ColumnData::String(Some(Cow::Borrowed("soon")));
-        let err = lag_from_column(&text).unwrap_err();
+        assert!(lag_from_column(&SqlValue::Float(f64::NAN)).is_err());
+        let err = lag_from_column(&SqlValue::Bit(true)).unwrap_err();
+        assert!(err.contains("a bit"), "{err}");
+        let err = lag_from_column(&text("soon")).unwrap_err();
         assert!(err.contains("\"soon\""), "{err}");
+        let date = SqlValue::Unsupported(crate::tds::token::type_info::DataType::DATETIME2N);
+        let err = lag_from_column(&date).unwrap_err();
+        assert!(err.contains("datetime2"), "{err}");
     }
 
     #[test]
@@ -399,22 +317,16 @@ mod tests {
     #[test]
     fn heartbeat_values_from_integer_columns() {
         let at = 1_709_251_198_123;
+        assert_eq!(epoch_ms_from_column(&SqlValue::Int(at)), Ok(Some(at)));
+        assert_eq!(epoch_ms_from_column(&SqlValue::Int(7)), Ok(Some(7)));
         assert_eq!(
-            epoch_ms_from_column(&ColumnData::I64(Some(at))),
+            epoch_ms_from_column(&decimal(i128::from(at) * 10 + 7, 1)),
             Ok(Some(at))
         );
-        assert_eq!(epoch_ms_from_column(&ColumnData::I32(Some(7))), Ok(Some(7)));
-        let decimal = Numeric::new_with_scale(at as i128 * 10, 1);
-        assert_eq!(
-            epoch_ms_from_column(&ColumnData::Numeric(Some(decimal))),
-            Ok(Some(at))
-        );
-        let text = ColumnData::String(Some(Cow::Borrowed("1709251198123")));
-        assert_eq!(epoch_ms_from_column(&text), Ok(Some(at)));
-        assert_eq!(epoch_ms_from_column(&ColumnData::I64(None)), Ok(None));
-        assert!(epoch_ms_from_column(&ColumnData::F64(Some(1.0))).is_err());
-        let text = ColumnData::String(Some(Cow::Borrowed("2024-02-29")));
-        assert!(epoch_ms_from_column(&text).is_err());
+        assert_eq!(epoch_ms_from_column(&text("1709251198123")), Ok(Some(at)));
+        assert_eq!(epoch_ms_from_column(&SqlValue::Null), Ok(None));
+        assert!(epoch_ms_from_column(&SqlValue::Float(1.0)).is_err());
+        assert!(epoch_ms_from_column(&text("2024-02-29")).is_err());
     }
 
     #[test]

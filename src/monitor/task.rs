@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tiberius::ColumnData;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -14,7 +13,9 @@ use tokio::time::MissedTickBehavior;
 use super::health::{BackendHealth, BackendState};
 use super::lag::{self, HeartbeatTable, HEALTH_CHECK_SQL};
 use super::state_machine::{CheckResult, HealthPolicy, StateMachine, Transition};
-use super::target::{connect, CheckClient, CheckError, CheckTarget};
+use super::target::{connect, run, CheckError, CheckTarget};
+use crate::backend::BackendConn;
+use crate::tds::token::SqlValue;
 
 /// tokio's interval panics on zero.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -31,7 +32,7 @@ pub(crate) enum LagProbe {
     OnPrimary {
         target: Arc<CheckTarget>,
         sql: &'static str,
-        conn: Option<Box<CheckClient>>,
+        conn: Option<Box<BackendConn>>,
         /// Kept while the primary cannot be reached: a primary that is
         /// down commits nothing, so the replica falls no further behind.
         last: Option<Duration>,
@@ -49,7 +50,7 @@ pub(crate) struct BackendTask {
     health: Arc<BackendHealth>,
     machine: StateMachine,
     probe: LagProbe,
-    conn: Option<CheckClient>,
+    conn: Option<BackendConn>,
     /// Why the lag could not be measured, last time; logged when it changes.
     lag_problem: Option<String>,
 }
@@ -96,6 +97,7 @@ impl BackendTask {
             }
             let result = self.check().await;
             self.apply(Instant::now(), result);
+            self.health.note_check();
         }
     }
 
@@ -106,16 +108,16 @@ impl BackendTask {
         let conn = self.conn.take();
         let target = self.target.clone();
         match guarded(timeout, async move {
-            let mut client = match conn {
-                Some(client) => client,
-                None => connect(&target).await?,
+            let mut conn = match conn {
+                Some(conn) => conn,
+                None => connect(&target, timeout).await?,
             };
-            first_value(&mut client, HEALTH_CHECK_SQL).await?;
-            Ok(client)
+            first_value(&mut conn, HEALTH_CHECK_SQL).await?;
+            Ok(conn)
         })
         .await
         {
-            Ok(client) => self.conn = Some(client),
+            Ok(conn) => self.conn = Some(conn),
             Err(e) => {
                 return CheckResult::Failed {
                     reason: e.to_string(),
@@ -154,17 +156,17 @@ impl BackendTask {
             } => {
                 let (conn_in, target, sql) = (conn.take().map(|c| *c), target.clone(), *sql);
                 let result = guarded(timeout, async move {
-                    let mut client = match conn_in {
-                        Some(client) => client,
-                        None => connect(&target).await?,
+                    let mut conn = match conn_in {
+                        Some(conn) => conn,
+                        None => connect(&target, timeout).await?,
                     };
-                    let value = keep_on_sql_error(first_value(&mut client, sql).await)?;
-                    Ok((client, value))
+                    let value = keep_on_sql_error(first_value(&mut conn, sql).await)?;
+                    Ok((conn, value))
                 })
                 .await;
                 match result {
-                    Ok((client, value)) => {
-                        *conn = Some(Box::new(client));
+                    Ok((new_conn, value)) => {
+                        *conn = Some(Box::new(new_conn));
                         let value =
                             value.map_err(|e| format!("the lag query failed on the primary: {e}"));
                         let lag = value.and_then(lag_in);
@@ -202,18 +204,18 @@ impl BackendTask {
         &mut self,
         sql: String,
         timeout: Duration,
-    ) -> Result<Option<ColumnData<'static>>, String> {
-        let Some(mut client) = self.conn.take() else {
+    ) -> Result<Option<SqlValue>, String> {
+        let Some(mut conn) = self.conn.take() else {
             return Err("no connection".to_string());
         };
         let result = guarded(timeout, async move {
-            let value = keep_on_sql_error(first_value(&mut client, &sql).await)?;
-            Ok((client, value))
+            let value = keep_on_sql_error(first_value(&mut conn, &sql).await)?;
+            Ok((conn, value))
         })
         .await;
         match result {
-            Ok((client, value)) => {
-                self.conn = Some(client);
+            Ok((conn, value)) => {
+                self.conn = Some(conn);
                 value.map_err(|e| format!("the lag query failed: {e}"))
             }
             // The connection may be mid-reply: the next check reconnects.
@@ -274,33 +276,33 @@ impl HeartbeatWriter {
     pub(crate) async fn run(self) {
         let mut ticker = tokio::time::interval(self.interval.max(MIN_INTERVAL));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut conn: Option<CheckClient> = None;
+        let mut conn: Option<BackendConn> = None;
         let mut table_ready = false;
         let mut problem: Option<String> = None;
         loop {
             ticker.tick().await;
             let now = epoch_ms_now();
-            let (conn_in, target) = (conn.take(), self.target.clone());
+            let (conn_in, target, timeout) = (conn.take(), self.target.clone(), self.timeout);
             let create = (conn_in.is_none() || !table_ready).then(|| self.table.create_sql());
             let write = self.table.write_sql(now);
             let result = guarded(self.timeout, async move {
-                let mut client = match conn_in {
-                    Some(client) => client,
-                    None => connect(&target).await?,
+                let mut conn = match conn_in {
+                    Some(conn) => conn,
+                    None => connect(&target, timeout).await?,
                 };
                 // Created if missing, on every new connection.
                 if let Some(create) = create {
-                    if let Err(e) = keep_on_sql_error(drain(&mut client, &create).await)? {
-                        return Ok((client, false, Err(e)));
+                    if let Err(e) = keep_on_sql_error(drain(&mut conn, &create).await)? {
+                        return Ok((conn, false, Err(e)));
                     }
                 }
-                let written = keep_on_sql_error(drain(&mut client, &write).await)?;
-                Ok((client, true, written))
+                let written = keep_on_sql_error(drain(&mut conn, &write).await)?;
+                Ok((conn, true, written))
             })
             .await;
             let outcome = match result {
-                Ok((client, ready, written)) => {
-                    conn = Some(client);
+                Ok((new_conn, ready, written)) => {
+                    conn = Some(new_conn);
                     table_ready = ready;
                     written
                 }
@@ -408,18 +410,14 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// The first column of the first row, if any; the rest is discarded.
-async fn first_value(
-    client: &mut CheckClient,
-    sql: &str,
-) -> Result<Option<ColumnData<'static>>, CheckError> {
-    let row = client.simple_query(sql).await?.into_row().await?;
-    Ok(row.and_then(|row| row.into_iter().next()))
+async fn first_value(conn: &mut BackendConn, sql: &str) -> Result<Option<SqlValue>, CheckError> {
+    Ok(run(conn, sql).await?.first_value())
 }
 
 /// The lag in a lag query's first value; no row, or NULL, is a problem
 /// worth a log line (an availability database that is not one, a geo link
 /// not caught up), and an unknown lag.
-fn lag_in(value: Option<ColumnData<'static>>) -> Result<Option<Duration>, String> {
+fn lag_in(value: Option<SqlValue>) -> Result<Option<Duration>, String> {
     let Some(value) = value else {
         return Err("the lag query returned no row".to_string());
     };
@@ -435,13 +433,12 @@ fn lag_in(value: Option<ColumnData<'static>>) -> Result<Option<Duration>, String
 fn keep_on_sql_error<T>(result: Result<T, CheckError>) -> Result<Result<T, String>, CheckError> {
     match result {
         Ok(value) => Ok(Ok(value)),
-        Err(CheckError::Query(tiberius::error::Error::Server(e))) => Ok(Err(e.to_string())),
+        Err(CheckError::Query(e)) => Ok(Err(e)),
         Err(e) => Err(e),
     }
 }
 
-/// Runs a batch and reads its replies to the end.
-async fn drain(client: &mut CheckClient, sql: &str) -> Result<(), CheckError> {
-    client.simple_query(sql).await?.into_results().await?;
-    Ok(())
+/// Runs a batch and reads its reply to the end.
+async fn drain(conn: &mut BackendConn, sql: &str) -> Result<(), CheckError> {
+    run(conn, sql).await.map(|_| ())
 }

@@ -12,7 +12,9 @@ use iridium_server::{ServerConfig, TdsServer};
 
 use super::target::connect;
 use super::*;
+use crate::backend::BackendConn;
 use crate::config::BackendTls;
+use crate::tds::token::BatchReply;
 
 /// An iridium listener on an ephemeral port, stopped on drop.
 struct Listener {
@@ -238,7 +240,7 @@ async fn heartbeat_through_one_engine_reads_a_small_lag() {
     assert_eq!(health.state(), BackendState::Up);
 
     // The writer created the table and keeps the one row fresh.
-    let mut client = connect(&target("reader", primary.addr))
+    let mut client = connect(&target("reader", primary.addr), Duration::from_secs(5))
         .await
         .expect("connect");
     let read = "SELECT ts_ms FROM dbo.sluice_heartbeat WHERE id = 1";
@@ -282,7 +284,7 @@ async fn heartbeat_on_a_replica_that_falls_behind_and_catches_up() {
     assert!(lag >= Duration::from_secs(60), "lag {lag:?}");
 
     // "Replication" catches up: copy the primary's row to the replica.
-    let mut client = connect(&target("reader", primary.addr))
+    let mut client = connect(&target("reader", primary.addr), Duration::from_secs(5))
         .await
         .expect("connect");
     let written = first_ms(&mut client, "SELECT ts_ms FROM dbo.beat WHERE id = 1").await;
@@ -398,16 +400,12 @@ async fn a_data_path_failure_triggers_an_immediate_check() {
     wait_for("down", || health.state() == BackendState::Down).await;
 }
 
-async fn first_ms(client: &mut target::CheckClient, sql: &str) -> i64 {
-    let row = client
-        .simple_query(sql)
-        .await
-        .expect("query")
-        .into_row()
-        .await
-        .expect("row")
+async fn first_ms(client: &mut BackendConn, sql: &str) -> i64 {
+    let reply = client.run_batch(sql).await.expect("query");
+    let value = BatchReply::decode(&reply)
+        .expect("a readable reply")
+        .first_value()
         .expect("one row");
-    let value = row.into_iter().next().expect("one column");
     lag::epoch_ms_from_column(&value)
         .expect("an integer")
         .expect("not NULL")

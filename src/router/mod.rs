@@ -14,7 +14,7 @@
 //! Whatever the hint or rule says, a request the classifier found to write
 //! is never sent to a replica.
 
-mod rules;
+pub mod rules;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

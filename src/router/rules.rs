@@ -3,6 +3,32 @@
 use regex::Regex;
 
 use super::{Request, SessionView};
+use crate::config::{ConfigError, Routing, RuleTarget};
+
+/// Compiles `[[routing.rules]]` in order. Load-time validation ran the
+/// same checks, so a loaded configuration compiles; the error names the
+/// key and the fix.
+pub fn compile(routing: &Routing) -> Result<Vec<Rule>, ConfigError> {
+    routing
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| {
+            Ok(Rule {
+                name: rule.display_name(index),
+                action: match rule.target {
+                    RuleTarget::Primary => RuleAction::Primary,
+                    RuleTarget::Replica => RuleAction::Replica,
+                },
+                sql: rule.checked_sql(index)?,
+                procedure: rule.procedure.clone(),
+                user: rule.user.clone(),
+                application: rule.application.clone(),
+                database: rule.database.clone(),
+            })
+        })
+        .collect()
+}
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,5 +109,49 @@ fn split_name(name: &str) -> (Option<String>, String) {
         [.., schema, proc_name] => (Some(schema.clone()), proc_name.clone()),
         [proc_name] => (None, proc_name.clone()),
         [] => (None, String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_keeps_order_names_and_actions() {
+        let text = r#"
+[listen]
+address = "127.0.0.1:1"
+[[users]]
+name = "a"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk"
+[primary]
+address = "127.0.0.1:2"
+user = "sa"
+password = "x"
+[[routing.rules]]
+name = "reports"
+match_sql = "(?i)from reports"
+target = "replica"
+[[routing.rules]]
+user = "batch"
+target = "primary"
+"#;
+        let config =
+            crate::config::Config::parse(text, std::path::Path::new("t")).expect("valid config");
+        let rules = compile(&config.routing).expect("compiles");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            (rules[0].name.as_str(), rules[0].action),
+            ("reports", RuleAction::Replica)
+        );
+        assert!(rules[0]
+            .sql
+            .as_ref()
+            .is_some_and(|re| re.is_match("SELECT * FROM Reports")));
+        assert_eq!(
+            (rules[1].name.as_str(), rules[1].action),
+            ("#2", RuleAction::Primary)
+        );
+        assert_eq!(rules[1].user.as_deref(), Some("batch"));
     }
 }

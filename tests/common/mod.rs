@@ -165,6 +165,15 @@ pub fn self_signed_certificate() -> (std::path::PathBuf, std::path::PathBuf) {
     let generated =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
             .expect("cert");
+    let dir = certificate_dir();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).expect("write cert");
+    std::fs::write(&key, generated.key_pair.serialize_pem()).expect("write key");
+    (cert, key)
+}
+
+/// A fresh directory for generated certificates.
+fn certificate_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "sluice-cert-{}-{}",
         std::process::id(),
@@ -174,10 +183,50 @@ pub fn self_signed_certificate() -> (std::path::PathBuf, std::path::PathBuf) {
             .as_nanos()
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, generated.cert.pem()).expect("write cert");
-    std::fs::write(&key, generated.key_pair.serialize_pem()).expect("write key");
+    dir
+}
+
+fn certificate_authority(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let key = rcgen::KeyPair::generate().expect("CA key");
+    let cert = params.self_signed(&key).expect("CA certificate");
     (cert, key)
+}
+
+/// A server certificate for 127.0.0.1/localhost signed by a private CA,
+/// and a CA bundle (PEM, two CAs: an unrelated one, then the issuer) that
+/// verifies it, as operators get them from their PKI.
+pub struct CaSignedCertificate {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca_bundle: std::path::PathBuf,
+}
+
+pub fn ca_signed_certificate() -> CaSignedCertificate {
+    let (other_ca, _) = certificate_authority("Sluice tests unrelated CA");
+    let (ca, ca_key) = certificate_authority("Sluice tests CA");
+    let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("server params");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let server = params.signed_by(&key, &ca, &ca_key).expect("sign");
+    let dir = certificate_dir();
+    let out = CaSignedCertificate {
+        cert: dir.join("server.pem"),
+        key: dir.join("server-key.pem"),
+        ca_bundle: dir.join("ca-bundle.pem"),
+    };
+    std::fs::write(&out.cert, server.pem()).expect("write cert");
+    std::fs::write(&out.key, key.serialize_pem()).expect("write key");
+    std::fs::write(&out.ca_bundle, other_ca.pem() + &ca.pem()).expect("write bundle");
+    out
 }
 pub mod fake;
 pub mod link;

@@ -1,7 +1,9 @@
 //! COLMETADATA [MS-TDS 2.2.7.4]: the columns of the rows that follow,
 //! reduced to how each column's values are framed.
 
-use super::type_info::{read_type_info, skip_b_varchar, skip_us_varchar, ValueFraming};
+use super::type_info::{
+    read_full_type_info, skip_b_varchar, skip_us_varchar, TypeInfo, ValueFraming,
+};
 use crate::tds::error::DecodeError;
 use crate::tds::read::Reader;
 
@@ -16,27 +18,42 @@ pub(crate) const FLAG_ENCRYPTED: u16 = 0x0800;
 pub(crate) fn read_col_metadata(
     r: &mut Reader<'_>,
 ) -> Result<Option<Vec<ValueFraming>>, DecodeError> {
+    read_columns(r, |info| info.framing)
+}
+
+/// Like [`read_col_metadata`], with each column's whole TYPE_INFO, for
+/// reading values rather than stepping over them.
+pub(crate) fn read_col_metadata_types(
+    r: &mut Reader<'_>,
+) -> Result<Option<Vec<TypeInfo>>, DecodeError> {
+    read_columns(r, |info| info)
+}
+
+fn read_columns<T>(
+    r: &mut Reader<'_>,
+    keep: impl Fn(TypeInfo) -> T,
+) -> Result<Option<Vec<T>>, DecodeError> {
     let count = r.u16_le()?;
     if count == NO_METADATA {
         return Ok(None);
     }
     let mut columns = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        columns.push(read_column(r)?);
+        columns.push(keep(read_column(r)?));
     }
     Ok(Some(columns))
 }
 
 /// ColumnData: UserType, Flags, TYPE_INFO, [TableName], ColName.
-fn read_column(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeError> {
+fn read_column(r: &mut Reader<'_>) -> Result<TypeInfo, DecodeError> {
     r.skip(4)?;
     check_not_encrypted(r.u16_le()?, "COLMETADATA")?;
-    let framing = read_type_info(r)?;
-    if framing == ValueFraming::TextPtr {
+    let info = read_full_type_info(r)?;
+    if info.framing == ValueFraming::TextPtr {
         skip_table_name(r)?;
     }
     skip_b_varchar(r)?;
-    Ok(framing)
+    Ok(info)
 }
 
 /// Encrypted columns put CryptoMetaData (and a CekTable) in the stream, whose

@@ -4,7 +4,7 @@
 use super::col_metadata::read_col_metadata;
 use super::return_value::read_return_value_header;
 use super::test_responses::{every_framing_response, spec_login_packet, spec_select_packet};
-use super::type_info::{read_type_info, read_type_info_at, TypeInfoSite};
+use super::type_info::{read_full_type_info, read_type_info_at, TypeInfoSite};
 use super::*;
 use crate::tds::read::Reader;
 use crate::testing::XorShift;
@@ -76,10 +76,11 @@ fn decode_everything(rng: &mut XorShift, bytes: &[u8]) {
         let _ = ServerMessage::decode(b);
         let _ = LoginAck::decode(b);
         let _ = FeatureExtAck::decode(b);
-        let _ = read_type_info(&mut Reader::new(b, "fuzz"));
         let _ = read_type_info_at(&mut Reader::new(b, "fuzz"), TypeInfoSite::RpcParameter);
+        let _ = read_full_type_info(&mut Reader::new(b, "fuzz"));
         let _ = read_col_metadata(&mut Reader::new(b, "fuzz"));
         let _ = read_return_value_header(&mut Reader::new(b, "fuzz"));
+        let _ = BatchReply::decode(b);
     }
 }
 

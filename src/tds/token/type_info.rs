@@ -77,6 +77,45 @@ impl DataType {
         )
     }
 
+    /// The SQL Server name of the type, for messages ("a bigint column").
+    /// Nullable forms name the type family (INTN: "int", FLTN: "float").
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::NULL => "null",
+            DataType::INT1 => "tinyint",
+            DataType::BIT | DataType::BITN => "bit",
+            DataType::INT2 => "smallint",
+            DataType::INT4 | DataType::INTN => "int",
+            DataType::INT8 => "bigint",
+            DataType::DATETIM4 => "smalldatetime",
+            DataType::FLT4 => "real",
+            DataType::FLT8 | DataType::FLTN => "float",
+            DataType::MONEY | DataType::MONEY4 | DataType::MONEYN => "money",
+            DataType::DATETIME | DataType::DATETIMN => "datetime",
+            DataType::GUID => "uniqueidentifier",
+            DataType::DECIMAL | DataType::DECIMALN => "decimal",
+            DataType::NUMERIC | DataType::NUMERICN => "numeric",
+            DataType::DATEN => "date",
+            DataType::TIMEN => "time",
+            DataType::DATETIME2N => "datetime2",
+            DataType::DATETIMEOFFSETN => "datetimeoffset",
+            DataType::CHAR | DataType::BIGCHAR => "char",
+            DataType::VARCHAR | DataType::BIGVARCHAR => "varchar",
+            DataType::BINARY | DataType::BIGBINARY => "binary",
+            DataType::VARBINARY | DataType::BIGVARBINARY => "varbinary",
+            DataType::NVARCHAR => "nvarchar",
+            DataType::NCHAR => "nchar",
+            DataType::XML => "xml",
+            DataType::UDT => "a user-defined type",
+            DataType::TEXT => "text",
+            DataType::IMAGE => "image",
+            DataType::NTEXT => "ntext",
+            DataType::SSVARIANT => "sql_variant",
+            DataType::TVP => "a table type",
+            _ => "an unknown type",
+        }
+    }
+
     /// Value size of a fixed-length type [2.2.5.4.2], or None.
     pub fn fixed_len(self) -> Option<u8> {
         let n = match self {
@@ -151,9 +190,17 @@ pub(crate) enum TypeInfoSite {
     RpcParameter,
 }
 
-/// Reads one TYPE_INFO in a response and returns how its values are framed.
-pub(crate) fn read_type_info(r: &mut Reader<'_>) -> Result<ValueFraming, DecodeError> {
-    read_typed_info(r).map(|(_, framing)| framing)
+/// What one TYPE_INFO declares: the data type, how its values are framed,
+/// and what reading a value needs beyond that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TypeInfo {
+    pub data_type: DataType,
+    pub framing: ValueFraming,
+    /// DECIMAL and NUMERIC: digits in all; 0 for other types.
+    pub precision: u8,
+    /// DECIMAL and NUMERIC: digits after the point; TIME, DATETIME2 and
+    /// DATETIMEOFFSET: fractional-second digits; 0 for other types.
+    pub scale: u8,
 }
 
 /// Reads one TYPE_INFO in a response and returns its data type and how its
@@ -162,20 +209,38 @@ pub(crate) fn read_typed_info(r: &mut Reader<'_>) -> Result<(DataType, ValueFram
     read_type_info_at(r, TypeInfoSite::Response)
 }
 
+/// Reads one TYPE_INFO in a response, with precision and scale.
+pub(crate) fn read_full_type_info(r: &mut Reader<'_>) -> Result<TypeInfo, DecodeError> {
+    read_full_type_info_at(r, TypeInfoSite::Response)
+}
+
 /// Reads one TYPE_INFO at `site` and returns its data type and how its
 /// values are framed there.
 pub(crate) fn read_type_info_at(
     r: &mut Reader<'_>,
     site: TypeInfoSite,
 ) -> Result<(DataType, ValueFraming), DecodeError> {
+    read_full_type_info_at(r, site).map(|info| (info.data_type, info.framing))
+}
+
+/// Reads one TYPE_INFO [2.2.5.6] at `site`: TYPE_VARLEN, PRECISION, SCALE
+/// and COLLATION as the data type has them (collations are stepped over).
+fn read_full_type_info_at(r: &mut Reader<'_>, site: TypeInfoSite) -> Result<TypeInfo, DecodeError> {
     let ty = DataType(r.u8()?);
+    let mut info = TypeInfo {
+        data_type: ty,
+        framing: ValueFraming::ByteLen,
+        precision: 0,
+        scale: 0,
+    };
     if let Some(n) = ty.fixed_len() {
-        return Ok((ty, ValueFraming::Fixed(n)));
+        info.framing = ValueFraming::Fixed(n);
+        return Ok(info);
     }
-    let framing = match ty {
+    info.framing = match ty {
         DataType::DATEN => ValueFraming::ByteLen,
         DataType::TIMEN | DataType::DATETIME2N | DataType::DATETIMEOFFSETN => {
-            read_scale(r)?;
+            info.scale = read_scale(r)?;
             ValueFraming::ByteLen
         }
         DataType::GUID
@@ -193,7 +258,9 @@ pub(crate) fn read_type_info_at(
         }
         // Length, precision, scale.
         DataType::DECIMAL | DataType::NUMERIC | DataType::DECIMALN | DataType::NUMERICN => {
-            r.skip(3)?;
+            r.skip(1)?;
+            info.precision = r.u8()?;
+            info.scale = r.u8()?;
             ValueFraming::ByteLen
         }
         DataType::BIGVARCHAR | DataType::BIGCHAR | DataType::NVARCHAR | DataType::NCHAR => {
@@ -224,7 +291,7 @@ pub(crate) fn read_type_info_at(
         }
         other => return Err(unsupported_type(other, site)),
     };
-    Ok((ty, framing))
+    Ok(info)
 }
 
 fn unsupported_type(ty: DataType, site: TypeInfoSite) -> DecodeError {
@@ -261,7 +328,7 @@ fn text_framing(site: TypeInfoSite) -> ValueFraming {
     }
 }
 
-fn read_scale(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+fn read_scale(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let scale = r.u8()?;
     if scale > MAX_TIME_SCALE {
         return Err(DecodeError::invalid(
@@ -269,7 +336,7 @@ fn read_scale(r: &mut Reader<'_>) -> Result<(), DecodeError> {
             format!("time scale {scale}, at most {MAX_TIME_SCALE}"),
         ));
     }
-    Ok(())
+    Ok(scale)
 }
 
 /// XML_INFO: SCHEMA_PRESENT, then if set DBNAME and OWNING_SCHEMA
@@ -311,7 +378,7 @@ mod tests {
 
     fn framing(bytes: &[u8]) -> Result<ValueFraming, DecodeError> {
         let mut r = Reader::new(bytes, "test");
-        let f = read_type_info(&mut r)?;
+        let f = read_full_type_info(&mut r)?.framing;
         assert_eq!(r.remaining(), 0, "TYPE_INFO {bytes:02X?} not fully read");
         Ok(f)
     }
@@ -525,6 +592,23 @@ mod tests {
             framing(&[0xAD, 0xFF, 0xFF]).unwrap(),
             ValueFraming::UShortLen
         );
+    }
+
+    #[test]
+    fn precision_and_scale_are_kept() {
+        let mut r = Reader::new(&[0x6A, 17, 38, 10], "test");
+        let info = read_full_type_info(&mut r).unwrap();
+        assert_eq!(
+            (info.data_type, info.precision, info.scale),
+            (DataType::DECIMALN, 38, 10)
+        );
+        let mut r = Reader::new(&[0x2A, 3], "test");
+        let info = read_full_type_info(&mut r).unwrap();
+        assert_eq!((info.data_type, info.scale), (DataType::DATETIME2N, 3));
+        let mut r = Reader::new(&[0x7F], "test");
+        let info = read_full_type_info(&mut r).unwrap();
+        assert_eq!(info.framing, ValueFraming::Fixed(8));
+        assert_eq!(info.data_type.name(), "bigint");
     }
 
     #[test]

@@ -380,13 +380,7 @@ impl TokenWalker {
             }
             TokenType::COLMETADATA => self.col_metadata(r, events),
             TokenType::RETURNVALUE => self.return_value(r, events),
-            TokenType::ORDER
-            | TokenType::COLINFO
-            | TokenType::TABNAME
-            | TokenType::SSPI
-            | TokenType::SESSIONSTATE
-            | TokenType::FEDAUTHINFO
-            | TokenType::OFFSET => {
+            _ if is_skipped_token(ty) => {
                 self.state = skipped_token(ty, r)?;
                 Ok(())
             }
@@ -567,8 +561,9 @@ impl TokenWalker {
     }
 }
 
-/// Tokens the walker reports; each is decoded whole.
-fn report_token(
+/// Tokens the walker reports; each is decoded whole. Also used by
+/// [`super::row`], which reads whole replies.
+pub(super) fn report_token(
     ty: TokenType,
     r: &mut Reader<'_>,
     events: &mut Vec<TokenEvent>,
@@ -614,12 +609,32 @@ fn report_token(
 /// Tokens stepped over by their length: ORDER, COLINFO, TABNAME and SSPI
 /// (USHORT), SESSIONSTATE and FEDAUTHINFO (DWORD), OFFSET (two USHORTs).
 fn skipped_token(ty: TokenType, r: &mut Reader<'_>) -> Result<State, DecodeError> {
-    let n = match ty {
+    let n = skipped_token_len(ty, r)?;
+    Ok(skip_then(n, AfterSkip::Token, State::Token))
+}
+
+/// Reads the length of a token the walker steps over and returns how many
+/// bytes of its body follow.
+pub(super) fn skipped_token_len(ty: TokenType, r: &mut Reader<'_>) -> Result<u64, DecodeError> {
+    Ok(match ty {
         TokenType::SESSIONSTATE | TokenType::FEDAUTHINFO => u64::from(r.u32_le()?),
         TokenType::OFFSET => 4,
         _ => u64::from(r.u16_le()?),
-    };
-    Ok(skip_then(n, AfterSkip::Token, State::Token))
+    })
+}
+
+/// Tokens stepped over by their length (see [`skipped_token_len`]).
+pub(super) fn is_skipped_token(ty: TokenType) -> bool {
+    matches!(
+        ty,
+        TokenType::ORDER
+            | TokenType::COLINFO
+            | TokenType::TABNAME
+            | TokenType::SSPI
+            | TokenType::SESSIONSTATE
+            | TokenType::FEDAUTHINFO
+            | TokenType::OFFSET
+    )
 }
 
 /// Skip `n` bytes then continue as `after`; with nothing to skip, `now`.
@@ -651,7 +666,7 @@ fn in_body(e: DecodeError) -> DecodeError {
 
 /// TEXT/NTEXT/IMAGE value header: TEXTPTR (empty means NULL), TIMESTAMP,
 /// then the data length (0xFFFFFFFF also means NULL). None for NULL.
-fn text_len(r: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
+pub(super) fn text_len(r: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
     let ptr_len = r.u8()? as usize;
     if ptr_len == 0 {
         return Ok(None);
