@@ -61,6 +61,15 @@ impl RawClient {
         self.writer.write_all(&out).await.expect("send");
     }
 
+    /// A SQL batch whose first packet carries `status` (reset bits).
+    pub async fn send_batch_with_status(&mut self, sql: &str, status: Status) {
+        let mut payload = all_headers(0);
+        put_utf16(&mut payload, sql);
+        let mut out = Vec::new();
+        encode_message(&mut out, PacketType::SQL_BATCH, status, 0, &payload, 4096);
+        self.writer.write_all(&out).await.expect("send");
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.writer.write_all(bytes).await
     }
