@@ -83,6 +83,34 @@ fn check_explains_what_is_wrong() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("adress"));
 }
 
+/// bb8 panics on a zero idle timeout; before the range checks it did so at
+/// the first login, under the pool registry's lock.
+#[test]
+fn check_refuses_a_zero_idle_timeout_with_its_range() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk";
+    let config = write_config(
+        "idle0",
+        &format!(
+            "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"{hash}\"\n\
+             [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n\
+             [pool]\nidle_timeout_ms = 0\n"
+        ),
+    );
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pool.idle_timeout_ms = 0")
+            && err.contains("1..=86400000")
+            && err.contains("fix"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_example_proxy_toml_is_valid() {
     let out = sluice()

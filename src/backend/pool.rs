@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
@@ -165,16 +165,10 @@ impl BackendPools {
             database
         };
         let key = database.to_lowercase();
-        let mut pools = self.pools.lock().map_err(|_| self.poisoned())?;
-        if let Some(pool) = pools.get(&key) {
+        if let Some(pool) = self.registry().get(&key) {
             return Ok(pool.clone());
         }
-        if pools.len() >= MAX_DATABASES {
-            return Err(BackendError::Protocol {
-                backend: self.target.name.clone(),
-                detail: format!("more than {MAX_DATABASES} distinct databases requested"),
-            });
-        }
+        // Built outside the registry lock: bb8's builder asserts on its settings.
         let pool = bb8::Pool::builder()
             .max_size(self.settings.max_size)
             .connection_timeout(self.settings.connect_timeout())
@@ -189,14 +183,20 @@ impl BackendPools {
                 database: database.to_string(),
                 learned: self.learned.clone(),
             });
-        pools.insert(key, pool.clone());
-        Ok(pool)
+        let mut pools = self.registry();
+        if pools.len() >= MAX_DATABASES && !pools.contains_key(&key) {
+            return Err(BackendError::Protocol {
+                backend: self.target.name.clone(),
+                detail: format!("more than {MAX_DATABASES} distinct databases requested"),
+            });
+        }
+        // Another task may have added this database meanwhile: keep its pool.
+        Ok(pools.entry(key).or_insert(pool).clone())
     }
 
-    fn poisoned(&self) -> BackendError {
-        BackendError::Protocol {
-            backend: self.target.name.clone(),
-            detail: "pool registry lock poisoned".into(),
-        }
+    /// The map is consistent after every statement, so a lock poisoned by a
+    /// panic elsewhere is recovered rather than failing every later login.
+    fn registry(&self) -> MutexGuard<'_, HashMap<String, bb8::Pool<BackendManager>>> {
+        self.pools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
