@@ -173,3 +173,33 @@ fn explain_prints_target_class_and_reason() {
         "{text}"
     );
 }
+
+/// A statement that starts with a `--` comment is SQL, not a flag; `-` still
+/// reads standard input, and flags after the statement still count.
+#[test]
+fn explain_takes_a_statement_that_starts_with_a_comment() {
+    let write = explain_json(
+        &[
+            "--json",
+            "-- note\nUPDATE dbo.users SET name = N'x' WHERE id = 1",
+        ],
+        None,
+    );
+    assert!(
+        write.starts_with("{\"target\":\"primary\"") && write.contains("\"class\":\"write\""),
+        "{write}"
+    );
+    let hinted = explain_json(
+        &["-- sluice:replica\nSELECT name FROM dbo.users", "--json"],
+        None,
+    );
+    assert!(
+        hinted.starts_with("{\"target\":\"replica\"") && hinted.contains("hint sluice:replica"),
+        "{hinted}"
+    );
+    let text = explain_json(&["-"], Some("-- from stdin\nDELETE FROM dbo.users"));
+    assert!(
+        text.contains("target: primary") && text.contains("class:  write"),
+        "{text}"
+    );
+}
