@@ -203,3 +203,21 @@ fn explain_takes_a_statement_that_starts_with_a_comment() {
         "{text}"
     );
 }
+
+#[test]
+fn explain_json_is_one_object_with_the_documented_fields() {
+    let out = explain_json(&["--json", "SELECT * FROM #t WITH (UPDLOCK)"], None);
+    let value: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let object = value.as_object().expect("one object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["class", "flags", "reason", "replica", "target"]);
+    assert_eq!(object["target"], "primary");
+    assert_eq!(object["replica"], serde_json::Value::Null);
+    assert_eq!(object["class"], "read");
+    assert_eq!(
+        object["flags"],
+        serde_json::json!(["uses_temp_table", "locking_hint"])
+    );
+    assert!(object["reason"].as_str().is_some_and(|r| r.contains("#t")));
+}
