@@ -781,10 +781,10 @@ impl RuleConfig {
             None => None,
         };
         Ok(crate::router::Rule {
-            name: self
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("#{}", index + 1)),
+            name: match &self.name {
+                Some(name) => name.as_str().into(),
+                None => format!("#{}", index + 1).into(),
+            },
             action: match self.target {
                 RuleTarget::Primary => crate::router::RuleAction::Primary,
                 RuleTarget::Replica => crate::router::RuleAction::Replica,

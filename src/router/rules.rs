@@ -1,5 +1,7 @@
 //! `[[routing.rules]]`: operator rules, matched in order.
 
+use std::sync::Arc;
+
 use regex::Regex;
 
 use super::{Request, SessionView};
@@ -15,7 +17,8 @@ pub enum RuleAction {
 /// names; the SQL regex is searched anywhere in the text).
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub name: String,
+    /// Shared with every routing [`super::Reason`] that names the rule.
+    pub name: Arc<str>,
     pub action: RuleAction,
     pub sql: Option<Regex>,
     pub procedure: Option<String>,

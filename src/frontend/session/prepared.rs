@@ -38,8 +38,7 @@ impl Session {
             .is_ok_and(|p| p.follows_handles.load(Ordering::Relaxed));
         if !follows {
             decision.target = Target::Primary;
-            decision.reason =
-                "prepared statement: this replica's handles cannot be followed".into();
+            decision.reason = crate::router::Reason::HandleNotFollowable;
         }
     }
 
@@ -65,7 +64,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let on_replica = Decision {
             target: Target::Replica(statement.replica),
-            reason: "statement prepared on this replica".into(),
+            reason: crate::router::Reason::PreparedOnReplica,
             classification: None,
         };
         if let RequestHead::Unprepare(Some(handle)) = head {
@@ -92,8 +91,7 @@ impl Session {
         let packets = packets_of(PacketType::RPC, packets[0].header.status, &rewritten);
         let on_primary = Decision {
             target: Target::Primary,
-            reason: "statement prepared on a replica, run as sp_executesql inside the transaction"
-                .into(),
+            reason: crate::router::Reason::ExecutesqlInTransaction,
             classification: None,
         };
         self.execute(on_primary, packets, true).await.map(drop)
