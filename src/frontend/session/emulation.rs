@@ -42,7 +42,7 @@ impl Session {
             Ok(held) => held,
             Err(e) => {
                 return self
-                    .fail_request(true, ClientError::backend_unavailable(e))
+                    .fail_request(true, ClientError::backend_unavailable(&e))
                     .await
             }
         };
@@ -57,7 +57,7 @@ impl Session {
             Err(e) => {
                 held.conn.mark_broken();
                 return self
-                    .fail_request(true, ClientError::backend_unavailable(e))
+                    .fail_request(true, ClientError::backend_failed(e))
                     .await;
             }
         };

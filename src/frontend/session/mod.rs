@@ -286,7 +286,7 @@ impl Session {
                     packets = copy;
                 }
                 None => {
-                    let error = ClientError::backend_unavailable(&failure.error);
+                    let error = ClientError::backend_failed(&failure.error);
                     self.fail_request(failure.request_consumed, error).await?;
                     return Ok(None);
                 }
@@ -303,7 +303,10 @@ impl Session {
     ) -> Result<Attempt, SessionError> {
         let mut held = match self.take_synced(target).await {
             Ok(held) => held,
-            Err(e) => return Ok(Attempt::failed(e, complete)),
+            Err(e) => {
+                tracing::warn!(error = %e, ?target, "no backend connection for a request");
+                return Ok(Attempt::failed(e.client_message(), complete));
+            }
         };
         held.synced = self.routing.version();
         if let Err(e) = self.send_request(&mut held.conn, packets, complete).await {
@@ -579,7 +582,7 @@ impl Session {
                 // reports, and keep the session: the next request gets a
                 // new backend connection.
                 let error =
-                    ClientError::backend_unavailable(format!("{error} while sending this result"));
+                    ClientError::backend_failed(format!("{error} while sending this result"));
                 self.send_error(&error)
                     .await
                     .map_err(SessionError::ClientGone)?;
