@@ -36,6 +36,48 @@ fn invalid(key: &str, value: impl std::fmt::Display, problem: &str, fix: &str) -
     }
 }
 
+/// Longest duration any `*_ms` key accepts: one day. Far beyond any useful
+/// timeout or interval, and far from where `Instant + Duration` overflows.
+pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Most connections per pool: SQL Server's own limit on user connections.
+pub const MAX_POOL_SIZE: u32 = 32_767;
+/// Largest replica weight; weights are relative, so this is fine enough.
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Most consecutive failed checks before a backend is down.
+pub const MAX_FAILURES_BEFORE_DOWN: u32 = 1_000;
+/// Most classifier cache entries (each holds at most 16 KiB of text).
+pub const MAX_CLASSIFIER_CACHE_ENTRIES: usize = 1 << 20;
+/// Largest LOGIN7 the spec allows [MS-TDS 2.2.6.4]; also bounds PRELOGIN.
+pub const MAX_LOGIN_BYTES: usize = 128 * 1024;
+/// Largest request head held in memory per session.
+pub const MAX_REQUEST_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+
+/// A numeric key outside its allowed range: the error names the key, the
+/// value, the range and the fix.
+fn check_range<T>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    fix: &str,
+) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        &value,
+        &format!(
+            "outside the allowed range {}..={}",
+            range.start(),
+            range.end()
+        ),
+        fix,
+    ))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -460,7 +502,11 @@ impl Config {
         self.pool.validate()?;
         self.limits.validate()?;
         self.routing.validate()?;
-        self.health.validate()
+        self.health.validate()?;
+        for (i, replica) in self.replicas.iter().enumerate() {
+            replica.validate_lag_limits(&format!("replicas[{i}]"), &self.health)?;
+        }
+        Ok(())
     }
 
     pub fn backend_count(&self) -> usize {
@@ -471,14 +517,12 @@ impl Config {
 impl Listen {
     fn validate(&self) -> Result<(), ConfigError> {
         parse_socket_addr("listen.address", &self.address)?;
-        if self.login_timeout_ms == 0 {
-            return Err(invalid(
-                "listen.login_timeout_ms",
-                0,
-                "must be positive",
-                "use e.g. 10000",
-            ));
-        }
+        check_range(
+            "listen.login_timeout_ms",
+            self.login_timeout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 10000",
+        )?;
         if self.tls.mode != ListenTlsMode::Off {
             for (key, path) in [("cert", &self.tls.cert), ("key", &self.tls.key)] {
                 check_readable(&format!("listen.tls.{key}"), path.as_deref())?;
@@ -574,6 +618,18 @@ impl Backend {
     }
 
     fn validate_lag(&self, key: &str) -> Result<(), ConfigError> {
+        check_range(
+            &format!("{key}.weight"),
+            self.weight,
+            0..=MAX_WEIGHT,
+            "use a small relative share, e.g. 1 (0 takes the replica out of rotation)",
+        )?;
+        check_range(
+            &format!("{key}.max_lag_ms"),
+            self.max_lag_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 1000",
+        )?;
         match (self.lag_source, &self.lag_query) {
             (LagSourceKind::Query, None) => Err(invalid(
                 &format!("{key}.lag_query"),
@@ -589,6 +645,38 @@ impl Backend {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// A measured lag must be able to get back under `max_lag_ms -
+    /// health.lag_margin_ms`, or the replica never takes reads again; a
+    /// heartbeat lag is over by up to one interval, so the limit must exceed it.
+    fn validate_lag_limits(&self, key: &str, health: &Health) -> Result<(), ConfigError> {
+        if self.lag_source == LagSourceKind::None {
+            return Ok(());
+        }
+        if self.max_lag_ms <= health.lag_margin_ms {
+            return Err(invalid(
+                &format!("{key}.max_lag_ms"),
+                self.max_lag_ms,
+                &format!(
+                    "must be greater than health.lag_margin_ms ({}), or the replica never recovers",
+                    health.lag_margin_ms
+                ),
+                "raise max_lag_ms or lower health.lag_margin_ms",
+            ));
+        }
+        if self.lag_source == LagSourceKind::Heartbeat && self.max_lag_ms <= health.interval_ms {
+            return Err(invalid(
+                &format!("{key}.max_lag_ms"),
+                self.max_lag_ms,
+                &format!(
+                    "a heartbeat lag is over by up to one health.interval_ms ({}), so it must be greater",
+                    health.interval_ms
+                ),
+                "raise max_lag_ms or lower health.interval_ms",
+            ));
+        }
+        Ok(())
     }
 
     /// The backend password, from the file or the named environment variable.
@@ -608,22 +696,36 @@ impl Backend {
 
 impl Health {
     fn validate(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
-            ("health.interval_ms", self.interval_ms),
-            ("health.timeout_ms", self.timeout_ms),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, 0, "must be positive", "use e.g. 500"));
-            }
-        }
-        if self.failures_before_down == 0 {
-            return Err(invalid(
-                "health.failures_before_down",
-                0,
-                "must be at least 1",
-                "use 2",
-            ));
-        }
+        check_range(
+            "health.interval_ms",
+            self.interval_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 500",
+        )?;
+        check_range(
+            "health.timeout_ms",
+            self.timeout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 1000",
+        )?;
+        check_range(
+            "health.failures_before_down",
+            self.failures_before_down,
+            1..=MAX_FAILURES_BEFORE_DOWN,
+            "use 2",
+        )?;
+        check_range(
+            "health.recovery_ms",
+            self.recovery_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 2000",
+        )?;
+        check_range(
+            "health.lag_margin_ms",
+            self.lag_margin_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 200",
+        )?;
         if let Err(problem) = heartbeat_table_parts(&self.heartbeat_table) {
             return Err(invalid(
                 "health.heartbeat_table",
@@ -646,6 +748,18 @@ impl Health {
 
 impl Routing {
     fn validate(&self) -> Result<(), ConfigError> {
+        check_range(
+            "routing.read_your_writes_ms",
+            self.read_your_writes_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 1000, or 0 to turn it off",
+        )?;
+        check_range(
+            "routing.classifier_cache_entries",
+            self.classifier_cache_entries,
+            0..=MAX_CLASSIFIER_CACHE_ENTRIES,
+            "use e.g. 4096, or 0 to turn the cache off",
+        )?;
         for (i, rule) in self.rules.iter().enumerate() {
             rule.checked_sql(i)?;
         }
@@ -766,34 +880,31 @@ fn split_name(name: &str) -> Result<Vec<String>, String> {
 
 impl Pool {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_size == 0 {
-            return Err(invalid(
-                "pool.max_size",
-                0,
-                "must be at least 1",
-                "use e.g. 32",
-            ));
-        }
-        if self.connect_timeout_ms == 0 {
-            return Err(invalid(
-                "pool.connect_timeout_ms",
-                0,
-                "must be positive",
-                "use e.g. 5000",
-            ));
-        }
-        let size = self.packet_size as usize;
-        if !(crate::tds::packet::MIN_PACKET_SIZE..=crate::tds::packet::MAX_PACKET_SIZE)
-            .contains(&size)
-        {
-            return Err(invalid(
-                "pool.packet_size",
-                size,
-                "outside 512..=32767",
-                "use 4096",
-            ));
-        }
-        Ok(())
+        check_range(
+            "pool.max_size",
+            self.max_size,
+            1..=MAX_POOL_SIZE,
+            "use e.g. 32",
+        )?;
+        check_range(
+            "pool.connect_timeout_ms",
+            self.connect_timeout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 5000",
+        )?;
+        // bb8 panics on a zero idle timeout.
+        check_range(
+            "pool.idle_timeout_ms",
+            self.idle_timeout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 600000 (ten minutes)",
+        )?;
+        check_range(
+            "pool.packet_size",
+            self.packet_size as usize,
+            crate::tds::packet::MIN_PACKET_SIZE..=crate::tds::packet::MAX_PACKET_SIZE,
+            "use 4096",
+        )
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -803,35 +914,37 @@ impl Pool {
 
 impl Limits {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_login_bytes < 1024 {
-            return Err(invalid(
-                "limits.max_login_bytes",
-                self.max_login_bytes,
-                "too small for a LOGIN7",
-                "use 131072",
-            ));
-        }
-        if self.request_buffer_bytes < crate::tds::packet::MAX_PACKET_SIZE {
-            return Err(invalid(
-                "limits.request_buffer_bytes",
-                self.request_buffer_bytes,
-                "must hold at least one maximum-size packet (32767)",
-                "use 1048576",
-            ));
-        }
-        for (key, value, fix) in [
-            ("limits.drain_timeout_ms", self.drain_timeout_ms, "use 5000"),
-            (
-                "limits.client_write_timeout_ms",
-                self.client_write_timeout_ms,
-                "use 30000",
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, value, "must be at least 1 ms", fix));
-            }
-        }
-        Ok(())
+        check_range(
+            "limits.max_login_bytes",
+            self.max_login_bytes,
+            1024..=MAX_LOGIN_BYTES,
+            "use 131072",
+        )?;
+        // At least one maximum-size packet must fit.
+        check_range(
+            "limits.request_buffer_bytes",
+            self.request_buffer_bytes,
+            crate::tds::packet::MAX_PACKET_SIZE..=MAX_REQUEST_BUFFER_BYTES,
+            "use 1048576",
+        )?;
+        check_range(
+            "limits.drain_timeout_ms",
+            self.drain_timeout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 5000",
+        )?;
+        check_range(
+            "limits.client_write_timeout_ms",
+            self.client_write_timeout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 30000",
+        )?;
+        check_range(
+            "limits.tcp_keepalive_ms",
+            self.tcp_keepalive_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 30000, or 0 to turn keepalive off",
+        )
     }
 }
 
@@ -855,14 +968,18 @@ fn split_host_port(key: &str, value: &str) -> Result<(String, u16), ConfigError>
             "use host:port, e.g. db.example.com:1433",
         )
     })?;
-    let port = port.parse::<u16>().map_err(|_| {
-        invalid(
-            key,
-            value,
-            "the port is not a number in 1..=65535",
-            "use host:port",
-        )
-    })?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| {
+            invalid(
+                key,
+                value,
+                "the port is not a number in 1..=65535",
+                "use host:port",
+            )
+        })?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_string(), port))
 }
@@ -980,6 +1097,170 @@ password = "pw"
             .unwrap_err()
             .to_string();
         assert!(err.contains("SLUICE_TEST_UNSET_VAR"), "{err}");
+    }
+
+    fn error_for(extra: &str) -> String {
+        match Config::parse(&(base() + extra), Path::new("t.toml")) {
+            Ok(_) => panic!("accepted:\n{extra}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_zero_idle_timeout_is_refused_before_bb8_can_panic_on_it() {
+        let err = error_for("[pool]\nidle_timeout_ms = 0\n");
+        assert!(
+            err.contains("pool.idle_timeout_ms = 0")
+                && err.contains("1..=86400000")
+                && err.contains("fix: use e.g. 600000"),
+            "{err}"
+        );
+    }
+
+    const REPLICA: &str =
+        "[[replicas]]\nname = \"r1\"\naddress = \"127.0.0.1:1\"\nuser = \"sa\"\npassword = \"x\"\n";
+
+    #[test]
+    fn every_numeric_key_out_of_range_is_named_with_its_range() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("[pool]\nmax_size = 0\n", "pool.max_size = 0", "1..=32767"),
+            (
+                "[pool]\nmax_size = 40000\n",
+                "pool.max_size = 40000",
+                "1..=32767",
+            ),
+            (
+                "[pool]\nconnect_timeout_ms = 0\n",
+                "pool.connect_timeout_ms = 0",
+                "1..=86400000",
+            ),
+            (
+                "[pool]\nidle_timeout_ms = 86400001\n",
+                "pool.idle_timeout_ms = 86400001",
+                "1..=86400000",
+            ),
+            (
+                "[pool]\npacket_size = 511\n",
+                "pool.packet_size = 511",
+                "512..=32767",
+            ),
+            (
+                "[pool]\npacket_size = 32768\n",
+                "pool.packet_size = 32768",
+                "512..=32767",
+            ),
+            (
+                "[limits]\nmax_login_bytes = 1023\n",
+                "limits.max_login_bytes = 1023",
+                "1024..=131072",
+            ),
+            (
+                "[limits]\nmax_login_bytes = 131073\n",
+                "limits.max_login_bytes = 131073",
+                "1024..=131072",
+            ),
+            (
+                "[limits]\nrequest_buffer_bytes = 100\n",
+                "limits.request_buffer_bytes = 100",
+                "32767..=268435456",
+            ),
+            (
+                "[limits]\ndrain_timeout_ms = 0\n",
+                "limits.drain_timeout_ms = 0",
+                "1..=86400000",
+            ),
+            (
+                "[routing]\nread_your_writes_ms = 90000000\n",
+                "routing.read_your_writes_ms = 90000000",
+                "0..=86400000",
+            ),
+            (
+                "[routing]\nclassifier_cache_entries = 2000000\n",
+                "routing.classifier_cache_entries = 2000000",
+                "0..=1048576",
+            ),
+            (
+                "[health]\ninterval_ms = 0\n",
+                "health.interval_ms = 0",
+                "1..=86400000",
+            ),
+            (
+                "[health]\ntimeout_ms = 0\n",
+                "health.timeout_ms = 0",
+                "1..=86400000",
+            ),
+            (
+                "[health]\nfailures_before_down = 0\n",
+                "health.failures_before_down = 0",
+                "1..=1000",
+            ),
+            (
+                "[health]\nrecovery_ms = 90000000\n",
+                "health.recovery_ms = 90000000",
+                "0..=86400000",
+            ),
+            (
+                "[health]\nlag_margin_ms = 90000000\n",
+                "health.lag_margin_ms = 90000000",
+                "0..=86400000",
+            ),
+        ];
+        for (extra, named, range) in cases {
+            let err = error_for(extra);
+            assert!(
+                err.contains(named) && err.contains(range) && err.contains("; fix: "),
+                "{extra}: {err}"
+            );
+        }
+        let replica_cases: &[(&str, &str)] = &[
+            ("weight = 10001\n", "replicas[0].weight = 10001"),
+            (
+                "max_lag_ms = 86400001\n",
+                "replicas[0].max_lag_ms = 86400001",
+            ),
+        ];
+        for (extra, named) in replica_cases {
+            let err = error_for(&format!("{REPLICA}{extra}"));
+            assert!(err.contains(named) && err.contains("..="), "{extra}: {err}");
+        }
+        let err = Config::parse(
+            &base().replace(
+                "address = \"127.0.0.1:14330\"",
+                "address = \"127.0.0.1:14330\"\nlogin_timeout_ms = 0",
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listen.login_timeout_ms = 0"), "{err}");
+        let err = Config::parse(
+            &base().replace("127.0.0.1:14331", "127.0.0.1:0"),
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("primary.address") && err.contains("1..=65535"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_lag_limit_the_replica_could_never_get_back_under_is_refused() {
+        let err = error_for(&format!(
+            "{REPLICA}max_lag_ms = 200\nlag_source = \"always_on\"\n"
+        ));
+        assert!(
+            err.contains("replicas[0].max_lag_ms = 200") && err.contains("health.lag_margin_ms"),
+            "{err}"
+        );
+        let err = error_for(&format!(
+            "{REPLICA}max_lag_ms = 400\nlag_source = \"heartbeat\"\n"
+        ));
+        assert!(err.contains("health.interval_ms (500)"), "{err}");
+        // Without a lag source max_lag_ms is not applied.
+        let text = base() + REPLICA + "max_lag_ms = 0\n";
+        assert!(Config::parse(&text, Path::new("t.toml")).is_ok());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use serde::Serialize;
+
 use sluice::classify::Flags;
 use sluice::config::Config;
 use sluice::router::{Decision, ReplicaView, Request, SessionView, Target};
@@ -37,7 +39,13 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
         Target::Primary => None,
     };
     if json {
-        println!("{}", to_json(&decision, replica.as_deref()));
+        match serde_json::to_string(&JsonDecision::new(&decision, replica.as_deref())) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("explain: cannot write JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     } else {
         print_text(&decision, replica.as_deref());
     }
@@ -146,46 +154,33 @@ fn print_text(d: &Decision, replica: Option<&str>) {
     println!("reason: {}", d.reason);
 }
 
-fn to_json(d: &Decision, replica: Option<&str>) -> String {
-    let class = d
-        .classification
-        .as_ref()
-        .map(|c| c.class.as_str())
-        .unwrap_or("unknown");
-    let flags = d
-        .classification
-        .as_ref()
-        .map(|c| flag_names(c.flags))
-        .unwrap_or_default()
-        .iter()
-        .map(|f| json_string(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    format!(
-        "{{\"target\":{},\"replica\":{},\"class\":{},\"reason\":{},\"flags\":[{}]}}",
-        json_string(target_name(d.target)),
-        replica.map(json_string).unwrap_or_else(|| "null".into()),
-        json_string(class),
-        json_string(&d.reason),
-        flags
-    )
+/// The `--json` output: one object with these fields, in this order.
+#[derive(Serialize)]
+struct JsonDecision<'a> {
+    target: &'static str,
+    /// The replica's configured name; `null` for the primary.
+    replica: Option<&'a str>,
+    /// The classifier's class, `"unknown"` when the request was not classified.
+    class: &'static str,
+    reason: String,
+    flags: Vec<&'static str>,
 }
 
-/// A JSON string literal [RFC 8259 section 7].
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+impl<'a> JsonDecision<'a> {
+    fn new(d: &Decision, replica: Option<&'a str>) -> Self {
+        JsonDecision {
+            target: target_name(d.target),
+            replica,
+            class: d
+                .classification
+                .as_ref()
+                .map_or("unknown", |c| c.class.as_str()),
+            reason: d.reason.to_string(),
+            flags: d
+                .classification
+                .as_ref()
+                .map(|c| flag_names(c.flags))
+                .unwrap_or_default(),
         }
     }
-    out.push('"');
-    out
 }

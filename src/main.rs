@@ -37,7 +37,9 @@ enum Command {
         /// Print one JSON object (target, replica, class, reason, flags).
         #[arg(long)]
         json: bool,
-        /// The SQL text, or `-` to read it from standard input.
+        /// The SQL text, or `-` to read it from standard input. Text that
+        /// starts with `-` (a `-- comment`) is taken as SQL, not as a flag.
+        #[arg(allow_hyphen_values = true)]
         sql: String,
     },
 }

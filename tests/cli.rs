@@ -83,6 +83,34 @@ fn check_explains_what_is_wrong() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("adress"));
 }
 
+/// bb8 panics on a zero idle timeout; before the range checks it did so at
+/// the first login, under the pool registry's lock.
+#[test]
+fn check_refuses_a_zero_idle_timeout_with_its_range() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk";
+    let config = write_config(
+        "idle0",
+        &format!(
+            "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"{hash}\"\n\
+             [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n\
+             [pool]\nidle_timeout_ms = 0\n"
+        ),
+    );
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pool.idle_timeout_ms = 0")
+            && err.contains("1..=86400000")
+            && err.contains("fix"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_example_proxy_toml_is_valid() {
     let out = sluice()
@@ -144,4 +172,52 @@ fn explain_prints_target_class_and_reason() {
         text.contains("target: primary") && text.contains("hint sluice:primary"),
         "{text}"
     );
+}
+
+/// A statement that starts with a `--` comment is SQL, not a flag; `-` still
+/// reads standard input, and flags after the statement still count.
+#[test]
+fn explain_takes_a_statement_that_starts_with_a_comment() {
+    let write = explain_json(
+        &[
+            "--json",
+            "-- note\nUPDATE dbo.users SET name = N'x' WHERE id = 1",
+        ],
+        None,
+    );
+    assert!(
+        write.starts_with("{\"target\":\"primary\"") && write.contains("\"class\":\"write\""),
+        "{write}"
+    );
+    let hinted = explain_json(
+        &["-- sluice:replica\nSELECT name FROM dbo.users", "--json"],
+        None,
+    );
+    assert!(
+        hinted.starts_with("{\"target\":\"replica\"") && hinted.contains("hint sluice:replica"),
+        "{hinted}"
+    );
+    let text = explain_json(&["-"], Some("-- from stdin\nDELETE FROM dbo.users"));
+    assert!(
+        text.contains("target: primary") && text.contains("class:  write"),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_json_is_one_object_with_the_documented_fields() {
+    let out = explain_json(&["--json", "SELECT * FROM #t WITH (UPDLOCK)"], None);
+    let value: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let object = value.as_object().expect("one object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["class", "flags", "reason", "replica", "target"]);
+    assert_eq!(object["target"], "primary");
+    assert_eq!(object["replica"], serde_json::Value::Null);
+    assert_eq!(object["class"], "read");
+    assert_eq!(
+        object["flags"],
+        serde_json::json!(["uses_temp_table", "locking_hint"])
+    );
+    assert!(object["reason"].as_str().is_some_and(|r| r.contains("#t")));
 }

@@ -251,8 +251,10 @@ async fn wrong_password_and_unknown_user_get_login_failed() {
     }
 }
 
+/// The client learns which backend is down by its configured name; the
+/// backend's host, port and Sluice's login stay in Sluice's log.
 #[tokio::test]
-async fn unreachable_backend_is_named_in_the_login_error() {
+async fn unreachable_backend_is_named_but_its_address_is_not_shown() {
     // A port that was just free: nothing listens there.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -266,11 +268,121 @@ async fn unreachable_backend_is_named_in_the_login_error() {
         "took {:?}",
         started.elapsed()
     );
-    let text = err.to_string();
+    let tiberius::error::Error::Server(token) = &err else {
+        panic!("expected a server error, got {err:?}");
+    };
+    assert_eq!(token.code(), 40613);
+    let text = token.message();
+    assert!(text.contains("backend primary"), "{text}");
+    for secret in [
+        closed.to_string(),
+        closed.port().to_string(),
+        closed.ip().to_string(),
+        "\"sa\"".into(),
+        "'sa'".into(),
+        "os error".into(),
+    ] {
+        assert!(
+            !text.contains(&secret),
+            "{secret} shown to the client: {text}"
+        );
+    }
+}
+
+/// A backend that refuses Sluice's own login with 18456 names Sluice's
+/// backend login in its message; the client gets the error number with a
+/// message that names the backend instead.
+#[tokio::test]
+async fn a_refused_backend_login_does_not_show_sluices_login_name() {
+    let backend = refusing_backend(
+        18456,
+        "Login failed for user 'sluice_svc'. Reason: Password did not match.",
+    )
+    .await;
+    let text = config_text(backend, &[]).replace("user = \"sa\"", "user = \"sluice_svc\"");
+    let sluice = start_sluice(parse_config(&text)).await;
+    let err = login_error(tiberius_config(sluice, USER, PASSWORD)).await;
+    let tiberius::error::Error::Server(token) = &err else {
+        panic!("expected a server error, got {err:?}");
+    };
+    assert_eq!(token.code(), 18456);
+    let message = token.message();
     assert!(
-        text.contains("primary") && text.contains(&closed.to_string()),
-        "{text}"
+        message.contains("backend primary") && !message.contains("sluice_svc"),
+        "{message}"
     );
+    // Any other refusal is forwarded as the backend wrote it.
+    let why = "Cannot open database \"nope\" requested by the login. The login failed.";
+    let backend = refusing_backend(4060, why).await;
+    let sluice = start_sluice(parse_config(&config_text(backend, &[]))).await;
+    let err = login_error(tiberius_config(sluice, USER, PASSWORD)).await;
+    let tiberius::error::Error::Server(token) = &err else {
+        panic!("expected a server error, got {err:?}");
+    };
+    assert_eq!((token.code(), token.message()), (4060, why));
+}
+
+/// A TDS server that answers PRELOGIN (no encryption) and refuses every
+/// LOGIN7 with one ERROR token.
+async fn refusing_backend(number: u32, message: &'static str) -> std::net::SocketAddr {
+    use sluice::tds::packet::{encode_message, PacketType, Status};
+    use sluice::tds::prelogin::{encryption, PreLogin};
+    use sluice::tds::token::done::{Done, DoneKind, DoneStatus};
+    use sluice::tds::token::message::ServerMessage;
+    use tokio::io::AsyncWriteExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = tcp.into_split();
+                let mut reader = sluice::transport::PacketReader::new(read);
+                let kinds = [PacketType::PRELOGIN, PacketType::LOGIN7];
+                while let Ok((header, _)) = reader.read_message(&kinds, 1 << 20).await {
+                    let mut reply = Vec::new();
+                    if header.ty == PacketType::PRELOGIN {
+                        PreLogin {
+                            encryption: Some(encryption::NOT_SUP),
+                            ..PreLogin::default()
+                        }
+                        .encode(&mut reply);
+                    } else {
+                        ServerMessage {
+                            number,
+                            state: 1,
+                            class: 14,
+                            message: message.into(),
+                            server: "fake".into(),
+                            procedure: String::new(),
+                            line: 0,
+                        }
+                        .encode_error(&mut reply);
+                        Done {
+                            kind: DoneKind::Done,
+                            status: DoneStatus::ERROR,
+                            cur_cmd: 0,
+                            row_count: 0,
+                        }
+                        .encode(&mut reply);
+                    }
+                    let mut out = Vec::new();
+                    encode_message(
+                        &mut out,
+                        PacketType::TABULAR_RESULT,
+                        Status::NORMAL,
+                        0,
+                        &reply,
+                        4096,
+                    );
+                    if write.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 async fn login_error(config: tiberius::Config) -> tiberius::error::Error {

@@ -51,8 +51,10 @@ impl std::fmt::Debug for BackendTarget {
     }
 }
 
-/// Why a backend connection could not be made; the text names the backend
-/// so that the client's error message says which server is in trouble.
+/// Why a backend connection could not be made. The `Display` text is for
+/// Sluice's log: it has the address, Sluice's login and the OS error. What a
+/// client may see is [`BackendError::client_message`]: the backend's
+/// configured name and a generic cause.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot connect to backend {backend} at {address}: {cause}")]
@@ -69,9 +71,11 @@ pub enum BackendError {
     },
     #[error("TLS with backend {backend} failed: {detail}")]
     Tls { backend: Arc<str>, detail: String },
-    #[error("backend {backend} refused the login: {message} (error {number})")]
+    #[error("backend {backend} refused the login of {login}: {message} (error {number})")]
     LoginRefused {
         backend: Arc<str>,
+        /// Sluice's own login name on the backend.
+        login: String,
         number: u32,
         class: u8,
         state: u8,
@@ -79,6 +83,73 @@ pub enum BackendError {
     },
     #[error("protocol error from backend {backend}: {detail}")]
     Protocol { backend: Arc<str>, detail: String },
+}
+
+/// SQL Server's login-failure messages, which name the login: 18456 login
+/// failed, 18470 disabled, 18486 locked out, 18487 password expired, 18488
+/// password must change.
+const LOGIN_FAILURES: [u32; 5] = [18456, 18470, 18486, 18487, 18488];
+
+impl BackendError {
+    /// The configured name of the backend ("primary", "replica-1").
+    pub fn backend(&self) -> &str {
+        match self {
+            BackendError::Connect { backend, .. }
+            | BackendError::Timeout { backend, .. }
+            | BackendError::Tls { backend, .. }
+            | BackendError::LoginRefused { backend, .. }
+            | BackendError::Protocol { backend, .. } => backend,
+        }
+    }
+
+    /// The error as a client may see it: the backend's configured name and
+    /// a generic cause; never its host, port, Sluice's login or an OS error.
+    pub fn client_message(&self) -> String {
+        match self {
+            BackendError::Connect { backend, cause, .. } => {
+                format!("cannot connect to backend {backend} ({})", cause.kind())
+            }
+            BackendError::Timeout {
+                backend,
+                timeout_ms,
+                ..
+            } => format!("backend {backend} did not complete the login within {timeout_ms} ms"),
+            BackendError::Tls { backend, .. } => format!("TLS with backend {backend} failed"),
+            BackendError::LoginRefused {
+                backend, number, ..
+            } => format!(
+                "backend {backend} refused the login: {} (error {number})",
+                self.refusal_for_client().unwrap_or_default()
+            ),
+            BackendError::Protocol { backend, detail } => {
+                format!("protocol error from backend {backend}: {detail}")
+            }
+        }
+    }
+
+    /// For a backend that refused Sluice's login, its own message, which
+    /// the client gets with the backend's error number (e.g. "Cannot open
+    /// database 'nope'"); but a message that names Sluice's backend login
+    /// becomes a generic one naming the backend.
+    pub fn refusal_for_client(&self) -> Option<String> {
+        let BackendError::LoginRefused {
+            backend,
+            login,
+            number,
+            message,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let names_login =
+            !login.is_empty() && message.to_lowercase().contains(&login.to_lowercase());
+        Some(if names_login || LOGIN_FAILURES.contains(number) {
+            format!("Login failed: backend {backend} refused Sluice's own login.")
+        } else {
+            message.clone()
+        })
+    }
 }
 
 impl BackendTarget {
@@ -367,6 +438,7 @@ impl LoginReply {
                 TokenEvent::Error(e) => {
                     return Err(BackendError::LoginRefused {
                         backend: target.name.clone(),
+                        login: target.user.clone(),
                         number: e.number,
                         class: e.class,
                         state: e.state,
@@ -429,6 +501,71 @@ mod tests {
         assert!(Login7::decode(&encoded).unwrap().read_only_intent());
         assert!(
             !backend_login7(&target("read_write"), "db.example.com", "sales").read_only_intent()
+        );
+    }
+
+    #[test]
+    fn client_messages_name_the_backend_but_not_its_address_or_login() {
+        let backend: Arc<str> = Arc::from("replica-1");
+        let address = "db7.internal.example:14331".to_string();
+        let errors = [
+            BackendError::Connect {
+                backend: backend.clone(),
+                address: address.clone(),
+                cause: Arc::new(io::Error::from_raw_os_error(111)),
+            },
+            BackendError::Timeout {
+                backend: backend.clone(),
+                address: address.clone(),
+                timeout_ms: 5000,
+            },
+            BackendError::Tls {
+                backend: backend.clone(),
+                detail: "invalid peer certificate for db7.internal.example".into(),
+            },
+            BackendError::LoginRefused {
+                backend: backend.clone(),
+                login: "sluice_svc".into(),
+                number: 18456,
+                class: 14,
+                state: 1,
+                message: "Login failed for user 'sluice_svc'.".into(),
+            },
+            BackendError::LoginRefused {
+                backend: backend.clone(),
+                login: "sluice_svc".into(),
+                number: 916,
+                class: 14,
+                state: 1,
+                message: "The server principal \"SLUICE_SVC\" is not able to access the database."
+                    .into(),
+            },
+        ];
+        for error in &errors {
+            let shown = error.client_message();
+            assert!(shown.contains("backend replica-1"), "{shown}");
+            for secret in ["db7", "14331", "sluice_svc", "SLUICE_SVC", "os error"] {
+                assert!(!shown.contains(secret), "{secret} in {shown:?}");
+            }
+            // The log keeps the detail.
+            let logged = error.to_string();
+            assert!(
+                logged.contains("db7") || logged.contains("sluice_svc"),
+                "{logged}"
+            );
+        }
+        let missing_database = BackendError::LoginRefused {
+            backend,
+            login: "sluice_svc".into(),
+            number: 4060,
+            class: 11,
+            state: 1,
+            message: "Cannot open database \"nope\" requested by the login. The login failed."
+                .into(),
+        };
+        assert_eq!(
+            missing_database.refusal_for_client().as_deref(),
+            Some("Cannot open database \"nope\" requested by the login. The login failed.")
         );
     }
 }

@@ -170,22 +170,25 @@ async fn check_login(proxy: &Proxy, login: &Login7) -> Result<(), ClientError> {
 }
 
 /// A backend that refused our login (a missing database, say) is reported
-/// with the backend's own error; an unreachable one as "not available".
+/// with the backend's own error number and message (unless the message names
+/// Sluice's backend login); an unreachable one as "not available". Either
+/// way the detail goes to the log, not to the client.
 fn backend_login_error(e: &BackendError) -> ClientError {
-    match e {
-        BackendError::LoginRefused {
-            number,
-            class,
-            state,
-            message,
-            ..
-        } => ClientError {
-            number: *number,
-            class: *class,
-            state: *state,
-            message: message.clone(),
-        },
-        other => ClientError::backend_unavailable(other),
+    let BackendError::LoginRefused {
+        number,
+        class,
+        state,
+        ..
+    } = e
+    else {
+        return ClientError::backend_unavailable(e);
+    };
+    tracing::warn!(error = %e, "backend refused Sluice's login; the client gets its error");
+    ClientError {
+        number: *number,
+        class: *class,
+        state: *state,
+        message: e.refusal_for_client().unwrap_or_default(),
     }
 }
 

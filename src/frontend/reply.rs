@@ -2,7 +2,7 @@
 //! Every client-visible error goes through here, as an ERROR token with a
 //! real message number and severity, then DONE with the error bit.
 
-use crate::backend::ServerInfo;
+use crate::backend::{BackendError, ServerInfo};
 use crate::tds::login7::Login7;
 use crate::tds::token::done::{Done, DoneKind, DoneStatus};
 use crate::tds::token::env_change::EnvChange;
@@ -42,7 +42,17 @@ impl ClientError {
         }
     }
 
-    pub fn backend_unavailable(detail: impl std::fmt::Display) -> Self {
+    /// A backend Sluice could not use: 40613, naming the backend by its
+    /// configured name only. The full detail (address, login, OS error) is
+    /// logged here, where the client's error is made.
+    pub fn backend_unavailable(error: &BackendError) -> Self {
+        tracing::warn!(backend = error.backend(), %error, "backend unavailable; the client gets error 40613");
+        ClientError::backend_failed(error.client_message())
+    }
+
+    /// 40613 for a backend connection that failed during a request;
+    /// `detail` names the backend by its configured name, never its address.
+    pub fn backend_failed(detail: impl std::fmt::Display) -> Self {
         ClientError {
             number: BACKEND_UNAVAILABLE,
             class: 16,

@@ -1,5 +1,5 @@
 //! Routing policy: a pure function from (request, client session state,
-//! replica state, configuration) to a [`Target`] and a reason. No I/O: the
+//! replica state, configuration) to a [`Target`] and a [`Reason`]. No I/O: the
 //! session, the `explain` command and tests all call the same function.
 //!
 //! Order of precedence, first match wins:
@@ -14,12 +14,14 @@
 //! Whatever the hint or rule says, a request the classifier found to write
 //! is never sent to a replica.
 
+mod reason;
 pub mod rules;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::classify::{Class, Classification, Classifier};
+pub use reason::{Reason, ReplicaGrounds};
 pub use rules::{Rule, RuleAction, RuleError};
 
 /// Where a request goes.
@@ -120,7 +122,7 @@ pub struct ReplicaView {
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub target: Target,
-    pub reason: String,
+    pub reason: Reason,
     pub classification: Option<Arc<Classification>>,
 }
 
@@ -158,7 +160,7 @@ impl Router {
             Request::Procedure(name) => Some(self.classifier.classify(&format!("EXEC {name}"))),
             Request::PrimaryOnly(_) => None,
         };
-        let primary = |reason: String| Decision {
+        let primary = |reason: Reason| Decision {
             target: Target::Primary,
             reason,
             classification: classification.clone(),
@@ -166,6 +168,17 @@ impl Router {
         if let Some(reason) = session_holds_primary(request, session) {
             return primary(reason);
         }
+        let directed = match hint(request) {
+            Some(RuleAction::Primary) => return primary(Reason::HintPrimary),
+            Some(RuleAction::Replica) => Some(ReplicaGrounds::Hint),
+            None => match self.rule_for(request, session) {
+                Some(rule) if rule.action == RuleAction::Primary => {
+                    return primary(Reason::RulePrimary(rule.name.clone()))
+                }
+                Some(rule) => Some(ReplicaGrounds::Rule(rule.name.clone())),
+                None => None,
+            },
+        };
         // Hints and rules may send reads the classifier doubts (a procedure,
         // a read with a session function) to a replica, never a statement it
         // did not find to be a read.
@@ -173,48 +186,35 @@ impl Router {
             && classification
                 .as_ref()
                 .is_some_and(|c| c.class != Class::Read);
-        let wanted = match hint(request).or_else(|| self.rule_for(request, session)) {
-            Some((RuleAction::Primary, why)) => return primary(why),
-            Some((RuleAction::Replica, why)) if !not_a_read => Some(why),
-            Some((RuleAction::Replica, why)) => {
-                return primary(format!("{why} overridden: not a read"))
-            }
-            None => None,
-        };
-        let reason = match (wanted, &classification) {
-            (Some(why), _) => why,
-            (None, Some(c)) if c.replica_eligible() => format!("read: {}", c.reason),
-            (None, Some(c)) => return primary(format!("{}: {}", c.class.as_str(), c.reason)),
-            (None, None) => return primary("not classified".into()),
+        let grounds = match (directed, &classification) {
+            (Some(grounds), _) if not_a_read => return primary(Reason::NotARead(grounds)),
+            (Some(grounds), _) => grounds,
+            (None, Some(c)) if c.replica_eligible() => ReplicaGrounds::Read(c.clone()),
+            (None, Some(c)) => return primary(Reason::Classified(c.clone())),
+            (None, None) => return primary(Reason::NotClassified),
         };
         let sticky = session
             .current_replica
             .filter(|&i| replicas.get(i).is_some_and(|r| r.available && r.weight > 0));
         let Some(index) = sticky.or_else(|| pick_replica(replicas)) else {
-            return primary(format!("{reason}; no replica available"));
+            return primary(Reason::NoReplicaAvailable(grounds));
         };
         if let Some(why) = self.read_your_writes_hold(session, now, replicas[index].lag) {
             return primary(why);
         }
         Decision {
             target: Target::Replica(index),
-            reason,
+            reason: Reason::Replica(grounds),
             classification,
         }
     }
 
-    fn rule_for(
-        &self,
-        request: Request<'_>,
-        session: &SessionView<'_>,
-    ) -> Option<(RuleAction, String)> {
+    fn rule_for(&self, request: Request<'_>, session: &SessionView<'_>) -> Option<&Rule> {
         self.rules
             .iter()
             .find(|rule| rule.matches(request, session))
-            .map(|rule| (rule.action, format!("rule {}", rule.name)))
     }
 
-    /// After a write, reads stay on the primary for the window.
     /// After a write, reads stay on the primary until the chosen replica's
     /// measured lag is shorter than the time since that write, and at most
     /// for the configured window (an unknown lag waits out the window).
@@ -223,46 +223,45 @@ impl Router {
         session: &SessionView<'_>,
         now: Instant,
         lag: Option<Duration>,
-    ) -> Option<String> {
+    ) -> Option<Reason> {
         let since = now.saturating_duration_since(session.last_write?);
         if since >= self.read_your_writes || lag.is_some_and(|lag| lag < since) {
             return None;
         }
-        let lag = lag.map_or("unknown".to_string(), |l| format!("{} ms", l.as_millis()));
-        Some(format!(
-            "read-your-writes: last write {} ms ago, replica lag {lag}",
-            since.as_millis()
-        ))
+        Some(Reason::ReadYourWrites {
+            since_write: since,
+            replica_lag: lag,
+        })
     }
 }
 
 /// Session state that keeps every request on the primary.
-fn session_holds_primary(request: Request<'_>, session: &SessionView<'_>) -> Option<String> {
-    if let Request::PrimaryOnly(why) = request {
-        return Some(why.to_string());
+fn session_holds_primary(request: Request<'_>, session: &SessionView<'_>) -> Option<Reason> {
+    if let Request::PrimaryOnly(what) = request {
+        return Some(Reason::PrimaryOnly(what));
     }
     if session.in_transaction {
-        return Some("open transaction".into());
+        return Some(Reason::OpenTransaction);
     }
     if session.implicit_transactions {
-        return Some("IMPLICIT_TRANSACTIONS ON".into());
+        return Some(Reason::ImplicitTransactions);
     }
     if session.strict_isolation {
-        return Some("isolation level needs the primary".into());
+        return Some(Reason::StrictIsolation);
     }
-    session.pin.map(|pin| format!("pinned: {}", pin.as_str()))
+    session.pin.map(Reason::Pinned)
 }
 
 /// A routing hint in the statement's leading comment.
-fn hint(request: Request<'_>) -> Option<(RuleAction, String)> {
+fn hint(request: Request<'_>) -> Option<RuleAction> {
     let Request::Sql(sql) = request else {
         return None;
     };
     let comment = leading_comment(sql)?;
     if comment.contains("sluice:primary") {
-        Some((RuleAction::Primary, "hint sluice:primary".into()))
+        Some(RuleAction::Primary)
     } else if comment.contains("sluice:replica") {
-        Some((RuleAction::Replica, "hint sluice:replica".into()))
+        Some(RuleAction::Replica)
     } else {
         None
     }

@@ -1,5 +1,7 @@
 //! `[[routing.rules]]`: operator rules, matched in order.
 
+use std::sync::Arc;
+
 use regex::Regex;
 
 use super::{Request, SessionView};
@@ -15,7 +17,7 @@ pub fn compile(routing: &Routing) -> Result<Vec<Rule>, ConfigError> {
         .enumerate()
         .map(|(index, rule)| {
             Ok(Rule {
-                name: rule.display_name(index),
+                name: rule.display_name(index).into(),
                 action: match rule.target {
                     RuleTarget::Primary => RuleAction::Primary,
                     RuleTarget::Replica => RuleAction::Replica,
@@ -41,7 +43,8 @@ pub enum RuleAction {
 /// names; the SQL regex is searched anywhere in the text).
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub name: String,
+    /// Shared with every routing [`super::Reason`] that names the rule.
+    pub name: Arc<str>,
     pub action: RuleAction,
     pub sql: Option<Regex>,
     pub procedure: Option<String>,
@@ -141,7 +144,7 @@ target = "primary"
         let rules = compile(&config.routing).expect("compiles");
         assert_eq!(rules.len(), 2);
         assert_eq!(
-            (rules[0].name.as_str(), rules[0].action),
+            (&*rules[0].name, rules[0].action),
             ("reports", RuleAction::Replica)
         );
         assert!(rules[0]
@@ -149,7 +152,7 @@ target = "primary"
             .as_ref()
             .is_some_and(|re| re.is_match("SELECT * FROM Reports")));
         assert_eq!(
-            (rules[1].name.as_str(), rules[1].action),
+            (&*rules[1].name, rules[1].action),
             ("#2", RuleAction::Primary)
         );
         assert_eq!(rules[1].user.as_deref(), Some("batch"));

@@ -87,10 +87,10 @@ fn hints_come_before_rules_and_never_send_a_write_to_a_replica() {
     assert_eq!(d.target, Target::Replica(0), "{}", d.reason);
     let d = route(&r, "-- sluice:replica\nINSERT INTO t VALUES (1)", &s);
     assert_eq!(d.target, Target::Primary);
-    assert!(d.reason.contains("overridden"), "{}", d.reason);
+    assert!(d.reason.to_string().contains("overridden"), "{}", d.reason);
     let d = route(&router(vec![]), "/* sluice:primary */ SELECT 1", &s);
     assert_eq!(
-        (d.target, d.reason.as_str()),
+        (d.target, d.reason.to_string().as_str()),
         (Target::Primary, "hint sluice:primary")
     );
 }
@@ -110,11 +110,13 @@ fn rules_match_in_order_on_their_conditions() {
         ..Default::default()
     };
     assert_eq!(
-        route(&r, "SELECT 1", &reporting).reason,
+        route(&r, "SELECT 1", &reporting).reason.to_string(),
         "rule reports-user"
     );
     assert_eq!(
-        route(&r, "SELECT * FROM dbo.Orders", &plain).reason,
+        route(&r, "SELECT * FROM dbo.Orders", &plain)
+            .reason
+            .to_string(),
         "rule orders-sql"
     );
     assert_eq!(
@@ -128,7 +130,7 @@ fn rules_match_in_order_on_their_conditions() {
         Instant::now(),
     );
     assert_eq!(
-        (d.target, d.reason.as_str()),
+        (d.target, d.reason.to_string().as_str()),
         (Target::Replica(0), "rule summary-proc")
     );
     let d = r.route(
@@ -155,7 +157,11 @@ fn read_your_writes_keeps_reads_on_the_primary_for_the_window() {
         now + Duration::from_millis(100),
     );
     assert_eq!(d.target, Target::Primary);
-    assert!(d.reason.starts_with("read-your-writes"), "{}", d.reason);
+    assert!(
+        d.reason.to_string().starts_with("read-your-writes"),
+        "{}",
+        d.reason
+    );
     let d = r.route(
         Request::Sql("SELECT 1"),
         &s,
@@ -186,7 +192,11 @@ fn replicas_are_chosen_by_weight_and_outstanding_requests() {
         Instant::now(),
     );
     assert_eq!(d.target, Target::Primary);
-    assert!(d.reason.contains("no replica available"), "{}", d.reason);
+    assert!(
+        d.reason.to_string().contains("no replica available"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
@@ -214,9 +224,133 @@ fn procedures_need_a_rule_or_the_read_only_list() {
         Instant::now(),
     );
     assert_eq!(
-        (d.target, d.reason.as_str()),
+        (d.target, d.reason.to_string().as_str()),
         (Target::Primary, "bulk load")
     );
 }
 
 use regex::Regex;
+
+#[test]
+fn every_reason_has_its_text_and_a_bounded_snake_case_label() {
+    let mut to_primary = rule("to-primary", RuleAction::Primary);
+    to_primary.database = Some("reports".into());
+    let mut to_replica = rule("to-replica", RuleAction::Replica);
+    to_replica.database = Some("replicated".into());
+    let r = router(vec![to_primary, to_replica]);
+    let now = Instant::now();
+    let plain = SessionView::default();
+    let session = |f: fn(&mut SessionView<'static>)| {
+        let mut s = SessionView::default();
+        f(&mut s);
+        s
+    };
+    let in_db = |database| SessionView {
+        database,
+        ..Default::default()
+    };
+    let cases: Vec<(Decision, &str, &str)> = vec![
+        (
+            r.route(Request::PrimaryOnly("bulk load"), &plain, &replicas(1), now),
+            "bulk load",
+            "primary_only",
+        ),
+        (
+            route(&r, "SELECT 1", &session(|s| s.in_transaction = true)),
+            "open transaction",
+            "open_transaction",
+        ),
+        (
+            route(&r, "SELECT 1", &session(|s| s.implicit_transactions = true)),
+            "IMPLICIT_TRANSACTIONS ON",
+            "implicit_transactions",
+        ),
+        (
+            route(&r, "SELECT 1", &session(|s| s.strict_isolation = true)),
+            "isolation level needs the primary",
+            "strict_isolation",
+        ),
+        (
+            route(
+                &r,
+                "SELECT 1",
+                &session(|s| s.pin = Some(PinReason::Cursor)),
+            ),
+            "pinned: cursor",
+            "pinned",
+        ),
+        (
+            route(&r, "/* sluice:primary */ SELECT 1", &plain),
+            "hint sluice:primary",
+            "hint",
+        ),
+        (
+            route(&r, "/* sluice:replica */ SELECT 1", &plain),
+            "hint sluice:replica",
+            "hint",
+        ),
+        (
+            route(&r, "SELECT 1", &in_db("reports")),
+            "rule to-primary",
+            "rule",
+        ),
+        (
+            route(&r, "SELECT 1", &in_db("replicated")),
+            "rule to-replica",
+            "rule",
+        ),
+        (
+            route(&r, "DELETE FROM dbo.t", &in_db("replicated")),
+            "rule to-replica overridden: not a read",
+            "not_a_read",
+        ),
+        (
+            route(&r, "/* sluice:replica */ DELETE FROM dbo.t", &plain),
+            "hint sluice:replica overridden: not a read",
+            "not_a_read",
+        ),
+        (
+            route(&r, "SELECT * FROM dbo.t", &plain),
+            "read: SELECT",
+            "read",
+        ),
+        (
+            route(&r, "UPDATE dbo.t SET a = 1", &plain),
+            "write: UPDATE (dbo.t)",
+            "write",
+        ),
+        (
+            route(&r, "SELECT * FROM #t", &plain),
+            "read: temp table #t",
+            "read_needs_primary",
+        ),
+        (
+            r.route(Request::Sql("SELECT 1"), &plain, &[], now),
+            "read: SELECT; no replica available",
+            "no_replica_available",
+        ),
+        (
+            r.route(
+                Request::Sql("SELECT 1"),
+                &SessionView {
+                    last_write: Some(now),
+                    ..Default::default()
+                },
+                &replicas(1),
+                now + Duration::from_millis(100),
+            ),
+            "read-your-writes: last write 100 ms ago, replica lag unknown",
+            "read_your_writes",
+        ),
+    ];
+    for (decision, text, label) in cases {
+        assert_eq!(
+            (
+                decision.reason.to_string().as_str(),
+                decision.reason.label()
+            ),
+            (text, label)
+        );
+        assert!(label.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+    }
+}

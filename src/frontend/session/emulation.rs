@@ -41,7 +41,7 @@ impl Session {
                 if self.routing.has_unmovable_state() || self.emulated.is_open() {
                     return Err(SessionError::StateLost(e.to_string()));
                 }
-                let error = ClientError::backend_unavailable(e);
+                let error = ClientError::backend_unavailable(&e);
                 return self.fail_request(true, error).await;
             }
         };
@@ -52,7 +52,7 @@ impl Session {
                 if self.routing.has_unmovable_state() || self.emulated.is_open() {
                     return Err(SessionError::StateLost(e.to_string()));
                 }
-                let error = ClientError::backend_unavailable(e);
+                let error = ClientError::backend_failed(e);
                 return self.fail_request(true, error).await;
             }
         };

@@ -327,7 +327,7 @@ impl Session {
                     outgoing = copy;
                 }
                 None => {
-                    let error = ClientError::backend_unavailable(&failure.error);
+                    let error = ClientError::backend_failed(&failure.error);
                     self.fail_request(failure.request_consumed, error).await?;
                     return Ok(None);
                 }
@@ -345,7 +345,10 @@ impl Session {
         let complete = outgoing.is_complete();
         let mut held = match self.take_synced(target).await {
             Ok(held) => held,
-            Err(e) => return self.unavailable(target, e.to_string(), complete),
+            Err(e) => {
+                tracing::warn!(error = %e, ?target, "no backend connection for a request");
+                return self.unavailable(target, e.client_message(), complete);
+            }
         };
         let request = match self.bind(&mut held, outgoing).await {
             Ok(request) => request,
@@ -637,7 +640,7 @@ impl Session {
                 // reports, and keep the session: the next request gets a
                 // new backend connection.
                 let error =
-                    ClientError::backend_unavailable(format!("{error} while sending this result"));
+                    ClientError::backend_failed(format!("{error} while sending this result"));
                 self.send_error(&error)
                     .await
                     .map_err(SessionError::ClientGone)?;
