@@ -24,6 +24,7 @@ const BOUND: Duration = Duration::from_secs(5);
 
 const UPDATE: &str = "UPDATE dbo.t SET x = @x";
 const SELECT: &str = "SELECT name FROM dbo.items";
+const SELECT_IDS: &str = "SELECT id FROM dbo.items";
 
 struct Pair {
     primary: Fake,
@@ -202,6 +203,32 @@ async fn prepared_handles_from_two_servers_never_collide() {
     );
     batch(&mut client, "COMMIT").await.assert_no_error("COMMIT");
 
+    // sp_prepexec prepares and runs at once; its handle is Sluice's too.
+    let prepexec = call(&mut client, &rpc::sp_prepexec("", SELECT_IDS)).await;
+    prepexec.assert_no_error("sp_prepexec");
+    assert_eq!(prepexec.answers.len(), 1, "{prepexec:?}");
+    let ids = prepexec.handle().expect("a handle for sp_prepexec");
+    assert!(![update, select].contains(&ids), "handle {ids} reused");
+    let executed = call(&mut client, &rpc::sp_execute(ids, &[])).await;
+    executed.assert_no_error("sp_execute of the sp_prepexec handle");
+    assert_eq!(executed.answers.len(), 1, "{executed:?}");
+
+    // sp_unprepare reaches the connection that issued the handle, with
+    // that connection's number; the client's handle is gone.
+    call(&mut client, &rpc::sp_unprepare(update))
+        .await
+        .assert_no_error("sp_unprepare of the UPDATE");
+    assert!(
+        !issued(&p.primary, UPDATE),
+        "the primary still holds the UPDATE: {:?}",
+        p.primary.connections()
+    );
+    let executed = call(&mut client, &rpc::sp_execute(update, &[("@x", 6)])).await;
+    assert!(
+        executed.errors().iter().any(|(number, _)| *number == 8179),
+        "an unprepared handle gets error 8179: {executed:?}"
+    );
+
     assert_eq!(p.primary.ran(UPDATE).len(), 1, "the UPDATE ran again");
     for (server, fake) in [("primary", &p.primary), ("replica", &p.replica)] {
         let foreign: Vec<_> = fake
@@ -236,6 +263,26 @@ async fn a_client_leaving_inside_a_transaction_leaves_nothing_open() {
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
+        assert!(open(&primary), "the transaction is open on the primary");
+    }
+    assert!(
+        primary.wait_until(BOUND, |f| !open(f)).await,
+        "a transaction stayed open after its client left: {:?}",
+        primary.connections()
+    );
+
+    // A Transaction Manager BEGIN (emulated for this primary), a write,
+    // then the socket closes.
+    {
+        let mut client = RawClient::login(sluice, USER, PASSWORD).await;
+        // TM_BEGIN_XACT [MS-TDS 2.2.6.9]: isolation level 0, no name.
+        client.send_tm(0, 5, &[0, 0]).await;
+        Reply::read(&mut client)
+            .await
+            .assert_no_error("TM BEGIN_XACT");
+        batch(&mut client, "UPDATE dbo.t SET x = 3")
+            .await
+            .assert_no_error("UPDATE");
         assert!(open(&primary), "the transaction is open on the primary");
     }
     assert!(
@@ -396,6 +443,25 @@ async fn an_unreadable_response_keeps_the_session_on_the_primary() {
         );
     }
     assert_eq!(p.replica.ran(SELECT).len(), reads_on_replica);
+
+    // The same when the unreadable response comes from the replica.
+    let mut client = RawClient::login(p.sluice, USER, PASSWORD).await;
+    client
+        .send_batch(&format!("{SELECT} /* {} */", fake::MALFORMED_RESPONSE))
+        .await;
+    let malformed = client.read_message().await;
+    assert_eq!(
+        fake::answers(&malformed),
+        [REPLICA],
+        "staged on the replica"
+    );
+    let reply = batch(&mut client, SELECT).await;
+    reply.assert_no_error("a read after the replica's unreadable response");
+    assert_eq!(
+        reply.answers,
+        [PRIMARY],
+        "a read after an unreadable response must stay on the primary"
+    );
 }
 
 /// Defect 9. A backend that never acknowledges an ATTENTION must not hold
@@ -426,5 +492,41 @@ async fn an_unacknowledged_attention_closes_the_client_within_the_bound() {
         sent.elapsed() >= Duration::from_millis(250),
         "closed before the drain bound: {:?}",
         sent.elapsed()
+    );
+
+    // An ATTENTION that crosses the end of its response is still owed an
+    // acknowledgement by the backend: the same bound applies.
+    let mut client = RawClient::login(sluice, USER, PASSWORD).await;
+    assert_eq!(
+        batch(&mut client, "SELECT 1").await.answers,
+        [42],
+        "a whole result"
+    );
+    client.send_attention().await;
+    assert!(
+        client.closed_within(BOUND).await,
+        "the client still waits {BOUND:?} after a late ATTENTION its backend never acknowledged"
+    );
+
+    // A client gone mid-result: its backend connection, which never
+    // acknowledges the cancel, is closed after the bound, not pooled.
+    let stalled = |f: &Fake| {
+        f.ran(fake::STALL_MID_RESULT)
+            .iter()
+            .filter(|(conn, _)| f.connection(*conn).is_some_and(|c| !c.closed))
+            .count()
+    };
+    {
+        let mut client = RawClient::login(sluice, USER, PASSWORD).await;
+        client
+            .send_batch(&format!("SELECT n FROM t /* {} */", fake::STALL_MID_RESULT))
+            .await;
+        client.read_packet().await;
+        assert_eq!(stalled(&backend), 1);
+    }
+    assert!(
+        backend.wait_until(BOUND, |f| stalled(f) == 0).await,
+        "a connection that never acknowledged ATTENTION stays open: {:?}",
+        backend.connections()
     );
 }
