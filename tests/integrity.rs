@@ -25,6 +25,7 @@ const BOUND: Duration = Duration::from_secs(5);
 const UPDATE: &str = "UPDATE dbo.t SET x = @x";
 const SELECT: &str = "SELECT name FROM dbo.items";
 const SELECT_IDS: &str = "SELECT id FROM dbo.items";
+const DELETE: &str = "DELETE FROM dbo.t";
 
 struct Pair {
     primary: Fake,
@@ -241,6 +242,124 @@ async fn prepared_handles_from_two_servers_never_collide() {
             "the {server} was sent handles it never issued: {foreign:?}"
         );
     }
+}
+
+/// Prepared calls batched in one RPCRequest (JDBC's executeBatch sends
+/// `sp_execute` calls separated by BatchFlag) must be bound to the serving
+/// connection's handles like single calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open bug: batched RPC calls are forwarded with Sluice's handles unmapped"]
+async fn batched_prepared_calls_use_the_serving_connections_handles() {
+    let p = pair().await;
+    let mut client = RawClient::login(p.sluice, USER, PASSWORD).await;
+    let mut handles = Vec::new();
+    for (params, sql) in [("", SELECT), ("@x int", UPDATE), ("", DELETE)] {
+        let prepared = call(&mut client, &rpc::sp_prepare(params, sql)).await;
+        prepared.assert_no_error(sql);
+        handles.push(prepared.handle().expect("a handle"));
+    }
+    let [_, update, delete] = handles[..] else {
+        unreachable!()
+    };
+    let executed = call(
+        &mut client,
+        &rpc::batched(&[
+            rpc::sp_execute(update, &[("@x", 5)]),
+            rpc::sp_execute(delete, &[]),
+        ]),
+    )
+    .await;
+    executed.assert_no_error("batched sp_execute");
+    let ran: Vec<_> = p
+        .primary
+        .executions()
+        .into_iter()
+        .map(|e| e.statement)
+        .collect();
+    assert_eq!(
+        ran,
+        [Some(UPDATE.to_string()), Some(DELETE.to_string())],
+        "the primary must run the UPDATE then the DELETE"
+    );
+
+    // A batched prepare's handles are Sluice's too: never one that another
+    // of the client's handles already names.
+    let prepared = call(
+        &mut client,
+        &rpc::batched(&[
+            rpc::sp_prepexec("@x int", "UPDATE dbo.t SET x = @x + 1"),
+            rpc::sp_prepexec("", "DELETE FROM dbo.t WHERE 1 = 0"),
+        ]),
+    )
+    .await;
+    prepared.assert_no_error("batched sp_prepexec");
+    let returned: Vec<i32> = prepared
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            TokenEvent::ReturnValue {
+                ordinal: 0,
+                value: Some(v),
+                ..
+            } => i32::try_from(*v).ok(),
+            _ => None,
+        })
+        .collect();
+    for handle in &returned {
+        assert!(
+            !handles.contains(handle),
+            "batched prepare returned handle {handle}, already the client's for another statement"
+        );
+    }
+}
+
+/// Defect 2. The backend connection holding a transaction is lost: the
+/// client must get a severity-20 error and its connection closed, and no
+/// later statement of the transaction may run (and autocommit) elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_lost_mid_transaction_commits_nothing() {
+    let primary = fake::start_with(FakeOptions::default()).await;
+    let sluice = start_sluice(parse_config(&config_text(primary.addr, &[]))).await;
+    let mut client = RawClient::login(sluice, USER, PASSWORD).await;
+    batch(&mut client, "BEGIN TRAN")
+        .await
+        .assert_no_error("BEGIN TRAN");
+    batch(&mut client, "INSERT INTO dbo.t VALUES (1)")
+        .await
+        .assert_no_error("INSERT (1)");
+    let holder = primary
+        .connections()
+        .into_iter()
+        .find(|c| c.in_transaction)
+        .expect("the primary has the transaction open")
+        .id;
+    primary.drop_connections(); // the primary restarts
+    assert!(
+        primary
+            .wait_until(BOUND, |f| f.connection(holder).is_some_and(|c| c.closed))
+            .await
+    );
+
+    client.send_batch("INSERT INTO dbo.t VALUES (2)").await;
+    let reply = Reply::read(&mut client).await;
+    let fatal = reply
+        .events
+        .iter()
+        .any(|e| matches!(e, TokenEvent::Error(m) if m.class >= 20));
+    assert!(
+        fatal,
+        "the client must learn its transaction is gone (severity 20): {:?}",
+        reply.errors()
+    );
+    assert!(
+        client.closed_within(BOUND).await,
+        "the client's connection must close with its transaction"
+    );
+    assert!(
+        primary.ran("VALUES (2)").is_empty(),
+        "the rest of the transaction ran on its own: {:?}",
+        primary.statements()
+    );
 }
 
 /// Defect 3. A client that disconnects inside a transaction must not leave

@@ -136,6 +136,8 @@ struct Shared {
     records: Mutex<Records>,
     /// Bumped on every change, so that a test waits on a condition.
     changed: watch::Sender<u64>,
+    /// Bumped to make every open connection close (a server restart).
+    kill: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -220,6 +222,12 @@ impl Fake {
             .count()
     }
 
+    /// Closes every open connection, as a server restart does (new
+    /// connections are accepted as before).
+    pub fn drop_connections(&self) {
+        self.shared.kill.send_modify(|n| *n += 1);
+    }
+
     /// Waits until `condition` holds, at most `limit`; whether it did.
     pub async fn wait_until(&self, limit: Duration, condition: impl Fn(&Fake) -> bool) -> bool {
         let mut changes = self.shared.changed.subscribe();
@@ -254,6 +262,7 @@ pub async fn start_with(options: FakeOptions) -> Fake {
         log: Arc::new(Mutex::new(Vec::new())),
         records: Mutex::new(Records::default()),
         changed: watch::channel(0).0,
+        kill: watch::channel(0).0,
     });
     let accepting = shared.clone();
     tokio::spawn(async move {
@@ -333,7 +342,16 @@ impl Connection {
     async fn serve(&mut self, tcp: TcpStream) {
         let (read, mut write) = tcp.into_split();
         let mut reader = PacketReader::new(read);
-        while let Some((ty, status, payload)) = read_request(&mut reader).await {
+        let mut kill = self.shared.kill.subscribe();
+        kill.borrow_and_update();
+        loop {
+            let request = tokio::select! {
+                request = read_request(&mut reader) => request,
+                _ = kill.changed() => None,
+            };
+            let Some((ty, status, payload)) = request else {
+                return;
+            };
             let reply = self.reply(ty, status, &payload).await;
             let (bytes, eom, close) = match reply {
                 Reply::Message(b) => (b, true, false),
@@ -388,7 +406,7 @@ impl Connection {
                     other => return other,
                 }
             }
-            PacketType::RPC => self.rpc(payload),
+            PacketType::RPC => self.rpc_request(payload),
             PacketType::TRANSACTION_MANAGER => self.transaction_manager(payload),
             _ => return Reply::Final(error_and_done(0, 16, "unexpected packet type")),
         };
@@ -535,10 +553,31 @@ impl Connection {
         self.shared.update(self.id, |r| r.in_transaction = false);
     }
 
-    /// An RPC [MS-TDS 2.2.6.6], answered as SQL Server does: the
+    /// An RPCRequest: one call, or several separated by BatchFlag
+    /// [MS-TDS 2.2.6.6]; each call's DONEPROC but the last has DONE_MORE.
+    fn rpc_request(&mut self, payload: &[u8]) -> Vec<u8> {
+        let Ok((_, body)) = split_all_headers(payload) else {
+            return proc_error(0, "fake: RPC without ALL_HEADERS");
+        };
+        let calls = split_calls(body);
+        let mut out = Vec::new();
+        for (i, call) in calls.iter().enumerate() {
+            let mut reply = self.rpc(call);
+            if i + 1 < calls.len() {
+                // DONEPROC is the reply's last token: Status follows its type.
+                let at = reply.len() - Done::BODY_LEN;
+                let status = u16::from_le_bytes([reply[at], reply[at + 1]]) | DoneStatus::MORE.0;
+                reply[at..at + 2].copy_from_slice(&status.to_le_bytes());
+            }
+            out.extend(reply);
+        }
+        out
+    }
+
+    /// One RPC call [MS-TDS 2.2.6.6], answered as SQL Server does: the
     /// statement's tokens (DONEINPROC), RETURNSTATUS, any RETURNVALUE, DONEPROC.
-    fn rpc(&mut self, payload: &[u8]) -> Vec<u8> {
-        let head = match RpcHead::decode(payload) {
+    fn rpc(&mut self, call: &[u8]) -> Vec<u8> {
+        let head = match RpcHead::decode_body(call) {
             Ok(head) => head,
             Err(e) => return proc_error(0, &format!("fake: undecodable RPC: {e}")),
         };
@@ -616,6 +655,81 @@ impl Connection {
             _ => return error_and_done(0, 16, "fake: unsupported Transaction Manager request"),
         };
         self.statement(sql, DoneKind::Done, false)
+    }
+}
+
+/// The calls of an RPCRequest body, split at BatchFlag (0xFF) or
+/// NoExecFlag (0xFE). Parameters are stepped over for the types the tests
+/// send (INTN, INT4, NVARCHAR, NCHAR); past any other type the rest is
+/// taken as one call.
+fn split_calls(body: &[u8]) -> Vec<&[u8]> {
+    let mut calls = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    let byte = |i: usize| body.get(i).copied();
+    let u16_at = |i: usize| body.get(i..i + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let call_head = |at: &mut usize| -> Option<()> {
+        let name = u16_at(*at)?;
+        *at += 2 + if name == 0xFFFF {
+            2
+        } else {
+            2 * usize::from(name)
+        };
+        *at += 2; // option flags
+        Some(())
+    };
+    if call_head(&mut at).is_none() {
+        return vec![body];
+    }
+    loop {
+        match byte(at) {
+            None => {
+                calls.push(&body[start..]);
+                return calls;
+            }
+            Some(0xFF | 0xFE) => {
+                calls.push(&body[start..at]);
+                at += 1;
+                start = at;
+                if call_head(&mut at).is_none() {
+                    calls.push(&body[start..]);
+                    return calls;
+                }
+            }
+            Some(name) => {
+                at += 1 + 2 * usize::from(name) + 1; // name, status
+                let skipped = match byte(at) {
+                    Some(0x26) => byte(at + 2).map(|len| at + 3 + usize::from(len)),
+                    Some(0x38) => Some(at + 5),
+                    Some(0xE7 | 0xEF) => u16_at(at + 1).and_then(|max| {
+                        let value = at + 8;
+                        if max == 0xFFFF {
+                            let mut i = value + 8;
+                            loop {
+                                let b = body.get(i..i + 4)?;
+                                let chunk = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                                i += 4 + chunk;
+                                if chunk == 0 {
+                                    return Some(i);
+                                }
+                            }
+                        }
+                        match u16_at(value)? {
+                            0xFFFF => Some(value + 2),
+                            len => Some(value + 2 + usize::from(len)),
+                        }
+                    }),
+                    _ => None,
+                };
+                match skipped {
+                    Some(next) if next <= body.len() => at = next,
+                    _ => {
+                        calls.push(&body[start..]);
+                        return calls;
+                    }
+                }
+            }
+        }
     }
 }
 

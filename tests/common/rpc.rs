@@ -85,3 +85,19 @@ pub fn sp_unprepare(handle: i32) -> Vec<u8> {
     int_param(&mut out, "", false, Some(handle));
     out
 }
+
+/// Several calls in one RPCRequest: ALL_HEADERS once, then the calls
+/// separated by BatchFlag (0xFF), as JDBC's executeBatch sends them.
+pub fn batched(calls: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, call) in calls.iter().enumerate() {
+        let headers = u32::from_le_bytes([call[0], call[1], call[2], call[3]]) as usize;
+        if i == 0 {
+            out.extend_from_slice(call);
+        } else {
+            out.push(0xFF);
+            out.extend_from_slice(&call[headers..]);
+        }
+    }
+    out
+}
