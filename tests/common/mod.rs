@@ -158,6 +158,7 @@ pub async fn scalar_i32(client: &mut TestClient, sql: &str) -> Option<i32> {
     }
 }
 pub mod raw;
+pub mod rpc;
 
 /// A self-signed certificate for 127.0.0.1/localhost, written to a fresh
 /// directory; returns the certificate and key paths.
