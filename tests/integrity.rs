@@ -244,11 +244,54 @@ async fn prepared_handles_from_two_servers_never_collide() {
     }
 }
 
+/// Until batched prepared calls are bound call by call, such a request is
+/// refused with a clear error, and nothing of it runs anywhere: forwarding
+/// it sent Sluice's handle numbers to a server that numbers its own, which
+/// ran the wrong statement (a regression found in review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_prepared_calls_are_refused_not_misrun() {
+    let p = pair().await;
+    let mut client = RawClient::login(p.sluice, USER, PASSWORD).await;
+    let mut handles = Vec::new();
+    for (params, sql) in [("@x int", UPDATE), ("", DELETE)] {
+        let prepared = call(&mut client, &rpc::sp_prepare(params, sql)).await;
+        prepared.assert_no_error(sql);
+        handles.push(prepared.handle().expect("a handle"));
+    }
+    let executed = call(
+        &mut client,
+        &rpc::batched(&[
+            rpc::sp_execute(handles[0], &[("@x", 5)]),
+            rpc::sp_execute(handles[1], &[]),
+        ]),
+    )
+    .await;
+    let errors = executed.errors();
+    assert!(
+        errors.iter().any(|(_, m)| m.contains("one per request")),
+        "{errors:?}"
+    );
+    assert!(
+        p.primary.executions().is_empty(),
+        "{:?}",
+        p.primary.executions()
+    );
+    assert!(
+        p.replica.executions().is_empty(),
+        "{:?}",
+        p.replica.executions()
+    );
+    // The session goes on: a single call still works.
+    let single = call(&mut client, &rpc::sp_execute(handles[0], &[("@x", 5)])).await;
+    single.assert_no_error("single sp_execute");
+    assert_eq!(p.primary.executions().len(), 1);
+}
+
 /// Prepared calls batched in one RPCRequest (JDBC's executeBatch sends
 /// `sp_execute` calls separated by BatchFlag) must be bound to the serving
 /// connection's handles like single calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug: batched RPC calls are forwarded with Sluice's handles unmapped"]
+#[ignore = "batched prepared-statement calls are refused with a clear error until Sluice binds them call by call"]
 async fn batched_prepared_calls_use_the_serving_connections_handles() {
     let p = pair().await;
     let mut client = RawClient::login(p.sluice, USER, PASSWORD).await;

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fake::{self, FakeOptions};
 use common::link::Link;
 use common::raw::RawClient;
 use common::*;
@@ -143,14 +144,13 @@ async fn a_client_that_stops_reading_frees_its_backend_connection() {
 /// A client that resets its TCP connection while its read runs on a replica
 /// is a client fault: the replica stays up. Before the fix the reset was
 /// reported as a replica failure, and with `failures_before_down = 1` the
-/// replica went down for `recovery_ms`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// replica went down for `recovery_ms`. The replica is the fake backend,
+/// which stalls mid-result until an ATTENTION, so the reset reaches Sluice
+/// while it waits for the replica.
+#[tokio::test]
 async fn a_client_reset_is_not_a_replica_failure() {
-    let primary = Backend::start().await;
-    let replica = Backend::start().await;
-    for backend in [&primary, &replica] {
-        backend.exec("CREATE TABLE dbo.digits (d INT); INSERT INTO dbo.digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9);");
-    }
+    let primary = fake::start_with(FakeOptions::default()).await;
+    let replica = fake::start_with(FakeOptions::default()).await;
     let text = config_text(primary.addr, &[replica.addr])
         + "[routing]\nread_your_writes_ms = 0\n[health]\ninterval_ms = 50\nfailures_before_down = 1\nrecovery_ms = 60000\n";
     let proxy = sluice::server::Proxy::new(parse_config(&text)).expect("proxy");
@@ -159,35 +159,30 @@ async fn a_client_reset_is_not_a_replica_failure() {
     tokio::spawn(proxy.clone().serve(listener));
     let health = proxy.cluster.replicas()[0].health().clone();
     for _ in 0..3 {
-        let client = RawClient::login(sluice, USER, PASSWORD).await;
-        let RawClient { reader, mut writer } = client;
-        // A slow read: a 100,000-row count on the replica.
-        let mut payload = Vec::new();
-        sluice::tds::request::encode_all_headers(&mut payload, 0, 1);
-        sluice::tds::read::put_utf16(
-            &mut payload,
-            "SELECT COUNT(*) FROM dbo.digits a CROSS JOIN dbo.digits b CROSS JOIN dbo.digits c
-             CROSS JOIN dbo.digits e CROSS JOIN dbo.digits f",
-        );
-        let mut out = Vec::new();
-        sluice::tds::packet::encode_message(
-            &mut out,
-            sluice::tds::packet::PacketType::SQL_BATCH,
-            Status::NORMAL,
-            0,
-            &payload,
-            4096,
-        );
-        tokio::io::AsyncWriteExt::write_all(&mut writer, &out)
-            .await
-            .unwrap();
+        let mut client = RawClient::login(sluice, USER, PASSWORD).await;
+        client
+            .send_batch(&format!(
+                "SELECT n FROM dbo.t /* {} */",
+                fake::STALL_MID_RESULT
+            ))
+            .await;
+        client.read_packet().await;
+        let RawClient { reader, writer } = client;
         let tcp = reader.into_parts().0.reunite(writer).unwrap();
-        // RST instead of FIN: the read on Sluice's side fails with a reset.
+        // RST instead of FIN: Sluice's read of the client fails with a reset.
         socket2::SockRef::from(&tcp)
             .set_linger(Some(Duration::ZERO))
             .unwrap();
         drop(tcp);
     }
+    assert!(
+        replica
+            .wait_until(Duration::from_secs(10), |f| f
+                .ran(fake::STALL_MID_RESULT)
+                .len()
+                == 3)
+            .await
+    );
     let checks = health.checks_completed();
     assert!(
         eventually(Duration::from_secs(10), || {

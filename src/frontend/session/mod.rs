@@ -218,6 +218,16 @@ impl Session {
             RequestHead::Prepare { sql, params } => self.prepare(sql, params, request).await,
             RequestHead::Execute(handle) => self.execute_prepared(handle, request).await,
             RequestHead::Unprepare(handle) => self.unprepare(handle, request).await,
+            RequestHead::BatchedPrepared => {
+                // Forwarding it would send Sluice's handle numbers to a
+                // server that numbers its own: refuse rather than misrun.
+                let error = ClientError::request(
+                    "Sluice: an RPC request with several calls, one of them a prepared-statement \
+                     call (sp_prepare, sp_prepexec, sp_execute, sp_unprepare), is not supported; \
+                     send such calls one per request",
+                );
+                self.fail_request(request.is_complete(), error).await
+            }
             head => {
                 let decision = self.route(&head);
                 tracing::debug!(spid = self.client.spid(), target = ?decision.target, reason = %decision.reason, "routed");
@@ -247,6 +257,9 @@ impl Session {
             }
             RequestHead::Procedure(name) => crate::router::Request::Procedure(name),
             RequestHead::Cursor => crate::router::Request::PrimaryOnly("API server cursor"),
+            RequestHead::BatchedPrepared => {
+                crate::router::Request::PrimaryOnly("batched prepared-statement calls")
+            }
             RequestHead::Execute(_) | RequestHead::Unprepare(_) => {
                 crate::router::Request::PrimaryOnly("prepared statement call")
             }

@@ -2,7 +2,7 @@
 //! procedure it calls, or why only the primary may take it.
 
 use crate::tds::packet::PacketType;
-use crate::tds::request::{proc_id, sql_batch_text, ProcRef, RpcHead};
+use crate::tds::request::{batch_procedures, proc_id, sql_batch_text, ProcRef, RpcHead};
 use crate::transport::Request;
 
 /// The routing-relevant content of one request message.
@@ -22,6 +22,9 @@ pub enum RequestHead {
     Unprepare(Option<i32>),
     /// An RPC to a procedure by name.
     Procedure(String),
+    /// Several RPC calls in one request, one of them a prepared-statement
+    /// call: refused, as their handles cannot be bound one by one yet.
+    BatchedPrepared,
     /// An API server cursor call (sp_cursoropen, sp_cursorfetch, ...): its
     /// cursor lives on one connection, so the session is pinned.
     Cursor,
@@ -41,6 +44,7 @@ pub fn decode(request: &Request) -> RequestHead {
             Err(_) => RequestHead::PrimaryOnly("SQL batch not decodable"),
         },
         PacketType::RPC => match RpcHead::decode(&payload) {
+            Ok(rpc) if rpc.batched => batch_head(&payload),
             Ok(rpc) => rpc_head(rpc),
             Err(_) => RequestHead::PrimaryOnly("RPC not decodable"),
         },
@@ -50,10 +54,32 @@ pub fn decode(request: &Request) -> RequestHead {
     }
 }
 
-fn rpc_head(rpc: RpcHead) -> RequestHead {
-    if rpc.batched {
-        return RequestHead::PrimaryOnly("several RPCs in one request");
+/// Several calls in one RPC request run on the primary, unless one of them
+/// uses or makes a prepared handle: the handles in it are the client's view
+/// of Sluice's numbering, which no single connection shares.
+fn batch_head(payload: &[u8]) -> RequestHead {
+    let Ok(procedures) = batch_procedures(payload) else {
+        return RequestHead::PrimaryOnly("RPC not decodable");
+    };
+    let prepared = procedures.iter().any(|p| {
+        matches!(
+            p.well_known_id(),
+            Some(
+                proc_id::SP_PREPARE
+                    | proc_id::SP_PREPEXEC
+                    | proc_id::SP_EXECUTE
+                    | proc_id::SP_UNPREPARE
+            )
+        )
+    });
+    if prepared {
+        RequestHead::BatchedPrepared
+    } else {
+        RequestHead::PrimaryOnly("several RPCs in one request")
     }
+}
+
+fn rpc_head(rpc: RpcHead) -> RequestHead {
     match (rpc.procedure.well_known_id(), rpc.sql_text) {
         (Some(proc_id::SP_EXECUTESQL), Some(sql)) => RequestHead::Sql(sql),
         (Some(proc_id::SP_PREPARE | proc_id::SP_PREPEXEC), Some(sql)) => RequestHead::Prepare {

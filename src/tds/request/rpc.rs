@@ -266,6 +266,29 @@ fn put_nvarchar_param(out: &mut Vec<u8>, value: &str) {
     }
 }
 
+/// The procedures of every call in an RPCRequest (ALL_HEADERS included),
+/// in order: the calls after the first follow a BatchFlag (0xFF) or
+/// NoExecFlag (0xFE) [MS-TDS 2.2.6.6].
+pub fn batch_procedures(payload: &[u8]) -> Result<Vec<ProcRef>, DecodeError> {
+    let (_, body) = split_all_headers(payload)?;
+    let mut r = Reader::new(body, "RPCRequest");
+    let mut procedures = Vec::new();
+    loop {
+        procedures.push(decode_proc_ref(&mut r)?);
+        r.u16_le()?; // option flags
+        while !params_ended(&r) {
+            read_param(&mut r)?;
+        }
+        if r.remaining() == 0 {
+            return Ok(procedures);
+        }
+        r.u8()?; // the flag that starts the next call
+        if r.remaining() == 0 {
+            return Ok(procedures);
+        }
+    }
+}
+
 /// Skips the first call's parameters; anything left is another call.
 fn more_calls_follow(params: &[u8]) -> Result<bool, DecodeError> {
     let mut r = Reader::new(params, "RPCRequest");
@@ -910,6 +933,24 @@ pub(super) mod tests {
             &[nvarchar("", Some("SELECT 1"))],
         );
         assert!(with_prepared_handle(&executesql, 1).is_err());
+    }
+
+    #[test]
+    fn every_call_of_a_batch_is_named() {
+        let mut batch = sp_execute_7();
+        let second = rpc(&ProcRef::Name("dbo.p".into()), &[]);
+        let headers = all_headers_bytes(&second).unwrap().len();
+        batch.push(0xFF);
+        batch.extend_from_slice(&second[headers..]);
+        assert_eq!(
+            batch_procedures(&batch).unwrap(),
+            [
+                ProcRef::Id(proc_id::SP_EXECUTE),
+                ProcRef::Name("dbo.p".into())
+            ]
+        );
+        assert_eq!(batch_procedures(&sp_execute_7()).unwrap().len(), 1);
+        assert!(batch_procedures(&batch[..batch.len() - 1]).is_err());
     }
 
     #[test]
