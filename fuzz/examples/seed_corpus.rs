@@ -19,9 +19,11 @@ use sluice::tds::login7::Login7;
 use sluice::tds::packet::{encode_message, PacketType, Status};
 use sluice::tds::prelogin::{PreLogin, PreLoginVersion};
 use sluice::tds::read::{put_b_varchar, put_us_varchar, put_utf16};
-use sluice::tds::request::{encode_all_headers, proc_id, tm_request_type};
+use sluice::tds::request::{
+    encode_all_headers, execute_as_executesql, proc_id, tm_request_type, RpcHead,
+};
 use sluice::tds::token::{
-    Done, DoneKind, DoneStatus, EnvChange, FeatureExtAck, LoginAck, ServerMessage,
+    Done, DoneKind, DoneStatus, EnvChange, FeatureExtAck, LoginAck, ServerMessage, TokenWalker,
 };
 
 fn main() {
@@ -128,6 +130,8 @@ fn main() {
         }),
     ];
     for (name, payload) in &rpcs {
+        // A seed that fails to decode only exercises the error path.
+        RpcHead::decode(payload).unwrap_or_else(|e| panic!("rpc seed {name}: {e}"));
         corpus.put("rpc", name, payload);
     }
 
@@ -187,7 +191,8 @@ fn main() {
         ),
         (
             "long_statement_plp",
-            120,
+            // 151 × 29 characters: past the 4000-character NVARCHAR(MAX) switch.
+            150,
             "SELECT a, b, c FROM dbo.t -- ",
             decl,
             sp_execute(Some(1), &[int4("", 2)]),
@@ -202,6 +207,8 @@ fn main() {
         ),
     ];
     for (name, repeat, stmt, decl, payload) in executes {
+        execute_as_executesql(&payload, stmt, decl)
+            .unwrap_or_else(|e| panic!("execute_as_executesql seed {name}: {e}"));
         let mut input = vec![repeat];
         input.extend_from_slice(&(stmt.len() as u16).to_le_bytes());
         input.extend_from_slice(&(decl.len() as u16).to_le_bytes());
@@ -301,6 +308,14 @@ fn main() {
         ("skipped_tokens", skipped_tokens()),
     ];
     for (name, stream) in &streams {
+        let mut walker = TokenWalker::new();
+        walker
+            .feed(stream, &mut Vec::new())
+            .unwrap_or_else(|e| panic!("token stream seed {name}: {e}"));
+        assert!(
+            walker.at_token_boundary(),
+            "token stream seed {name} ends mid-token"
+        );
         // token_walker: [split u16][stream]; split in the middle.
         let mut input = ((stream.len() / 2) as u16).to_le_bytes().to_vec();
         input.extend_from_slice(stream);

@@ -9,23 +9,24 @@
 //! by the code under test. It skips what the server skips: `--` and nested
 //! `/* */` comments, 'strings' (with ''), [brackets] (with ]]) and "quoted"
 //! names (with ""). Outside of those, a `Read` batch must not contain:
-//! - a reserved word that writes or administers: INSERT, DELETE, MERGE,
-//!   CREATE, ALTER, DROP, TRUNCATE, GRANT, REVOKE, DENY, BULK, BACKUP,
-//!   RESTORE, DBCC, KILL, SHUTDOWN, RECONFIGURE, CHECKPOINT, WRITETEXT,
-//!   UPDATETEXT, SETUSER, OUTPUT;
-//! - UPDATE, except `FOR UPDATE` (a cursor's locking clause), which the
-//!   classifier must flag as a locking hint;
-//! - INTO, except after FETCH (cursor variables), which must be flagged as
-//!   a cursor; `SELECT ... INTO` creates a table;
+//! - INSERT, DELETE, MERGE or UPDATE, except on a table variable (`INSERT
+//!   INTO @t`), and except `FOR UPDATE` (a cursor's locking clause), which
+//!   the classifier must flag as a locking hint;
+//! - a reserved word that writes or administers: CREATE, ALTER, DROP,
+//!   TRUNCATE, GRANT, REVOKE, DENY, BULK, BACKUP, RESTORE, DBCC, KILL,
+//!   SHUTDOWN, RECONFIGURE, CHECKPOINT, WRITETEXT, UPDATETEXT, SETUSER,
+//!   OUTPUT;
+//! - INTO after SELECT (`SELECT ... INTO` creates a table); after FETCH
+//!   (cursor variables) it must be flagged as a cursor;
 //! - EXEC/EXECUTE of a procedure that is not declared read-only, or of a
 //!   variable; `sp_executesql` and `EXEC('...')` are allowed only with
 //!   literal SQL, which must satisfy this property in turn;
 //! - a procedure called without EXEC (a batch whose first word is not a
 //!   statement keyword: SQL Server runs `sp_rename 'a', 'b'` as a call).
 //!
-//! A `Read` may carry UPDLOCK, XLOCK, HOLDLOCK, TABLOCKX or NEXT VALUE FOR
-//! only with the flag that keeps it off the replicas (LOCKING_HINT,
-//! SEQUENCE): the class alone does not route it.
+//! A `Read` may carry HOLDLOCK, a `WITH (UPDLOCK | XLOCK | TABLOCKX ...)`
+//! table hint or NEXT VALUE FOR only with the flag that keeps it off the
+//! replicas (LOCKING_HINT, SEQUENCE): the class alone does not route it.
 //!
 //! Non-reserved words that can write (RECEIVE, SEND of Service Broker) are
 //! also valid column names, so they are not checked: a `Read` holding them
@@ -82,19 +83,13 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
         .collect();
     let word = |i: usize| words.get(i).and_then(|w| w.as_deref());
 
-    // Dynamic SQL is a batch of its own: `EXEC('sp_rename ...')` is a call too.
-    {
-        if let Some(first) = tokens.first() {
-            let starts_call = match first {
-                Token::Word(_) => !STATEMENT_STARTS.contains(&word(0).unwrap_or_default()),
-                Token::Quoted(_) => true,
-                _ => false,
-            };
-            // `label:` is not a call.
-            if starts_call && tokens.get(1) != Some(&Token::Punct(':')) {
-                return Err(format!("starts with {first:?}, an implicit procedure call"));
-            }
-        }
+    // SQL Server compiles the whole batch before running any of it: with
+    // unbalanced parentheses nothing runs, so nothing can write. (The
+    // classifier's scan can call such a batch Read even with a write after
+    // the stray `(`, e.g. `SELECT (1; DELETE FROM t`; harmless for that
+    // reason, and reported rather than checked here.)
+    if !balanced(&tokens) {
+        return Ok(());
     }
 
     for (i, token) in tokens.iter().enumerate() {
@@ -108,6 +103,11 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
             return Err(format!("contains {w}"));
         }
         match w {
+            // DML on a table variable (`INSERT INTO @t ...`, `DELETE @t`)
+            // changes nothing outside the batch: a replica may run it.
+            "INSERT" | "DELETE" | "MERGE" | "UPDATE"
+                if dml_on_table_variable(&tokens, &words, i) => {}
+            "INSERT" | "DELETE" | "MERGE" => return Err(format!("contains {w}")),
             "UPDATE" => {
                 if i == 0 || word(i - 1) != Some("FOR") {
                     return Err("contains UPDATE".into());
@@ -120,12 +120,20 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
                     .rev()
                     .flatten()
                     .find(|w| INTO_OWNERS.contains(&w.as_str()));
-                if owner.map(String::as_str) != Some("FETCH") {
-                    return Err(format!("contains INTO after {owner:?}"));
+                match owner.map(String::as_str) {
+                    Some("FETCH") => require(c, Flags::CURSOR, "FETCH INTO")?,
+                    // Their target was checked at the INSERT / MERGE.
+                    Some("INSERT" | "MERGE") => {}
+                    owner => return Err(format!("contains INTO after {owner:?}")),
                 }
-                require(c, Flags::CURSOR, "FETCH INTO")?;
             }
-            "UPDLOCK" | "XLOCK" | "HOLDLOCK" | "TABLOCKX" => require(c, Flags::LOCKING_HINT, w)?,
+            // HOLDLOCK is reserved, so it is a hint wherever it stands; the
+            // others are ordinary names (a column `updlock`) outside of a
+            // table hint list.
+            "HOLDLOCK" => require(c, Flags::LOCKING_HINT, w)?,
+            "UPDLOCK" | "XLOCK" | "TABLOCKX" if in_table_hints(&tokens, &words, i) => {
+                require(c, Flags::LOCKING_HINT, w)?
+            }
             "NEXT" if word(i + 1) == Some("VALUE") && word(i + 2) == Some("FOR") => {
                 require(c, Flags::SEQUENCE, "NEXT VALUE FOR")?
             }
@@ -133,7 +141,60 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
             _ => {}
         }
     }
+    // Checked last, so that a batch starting with a keyword that writes is
+    // reported as such. Dynamic SQL is a batch of its own:
+    // `EXEC('sp_rename ...')` is a call too.
+    if let Some(first) = tokens.first() {
+        let starts_call = match first {
+            Token::Word(_) => !STATEMENT_STARTS.contains(&word(0).unwrap_or_default()),
+            Token::Quoted(_) => true,
+            _ => false,
+        };
+        // `label:` is not a call.
+        if starts_call && tokens.get(1) != Some(&Token::Punct(':')) {
+            return Err(format!("starts with {first:?}, an implicit procedure call"));
+        }
+    }
+
     Ok(())
+}
+
+/// Whether every `(` has its `)`, in order.
+fn balanced(tokens: &[Token]) -> bool {
+    let mut depth = 0usize;
+    for token in tokens {
+        match token {
+            Token::Punct('(') => depth += 1,
+            Token::Punct(')') => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// `INSERT [INTO] @t`, `DELETE [FROM] @t`, `MERGE [INTO] @t`, `UPDATE @t`
+/// at `tokens[i]`.
+fn dml_on_table_variable(tokens: &[Token], words: &[Option<String>], i: usize) -> bool {
+    let mut target = i + 1;
+    if matches!(
+        words.get(target).and_then(|w| w.as_deref()),
+        Some("INTO" | "FROM")
+    ) {
+        target += 1;
+    }
+    tokens.get(target) == Some(&Token::Variable)
+}
+
+/// Whether `tokens[i]` is in a `WITH (hint, hint ...)` list.
+fn in_table_hints(tokens: &[Token], words: &[Option<String>], i: usize) -> bool {
+    let mut j = i;
+    while j >= 2 && tokens[j - 1] == Token::Punct(',') && matches!(tokens[j - 2], Token::Word(_)) {
+        j -= 2;
+    }
+    j >= 2 && tokens[j - 1] == Token::Punct('(') && words[j - 2].as_deref() == Some("WITH")
 }
 
 fn require(c: &Classification, flag: Flags, what: &str) -> Result<(), String> {
@@ -191,7 +252,7 @@ fn check_exec(
                 i += 2;
             }
             if parts.last().map(String::as_str) == Some("sp_executesql") {
-                return check_executesql(&tokens[i + 1..], c, depth);
+                return check_executesql(tokens.get(i + 1..).unwrap_or_default(), c, depth);
             }
             if read_only(&parts) {
                 Ok(())
@@ -251,10 +312,8 @@ fn read_only(call: &[String]) -> bool {
 
 /// Reserved words whose presence outside comments and literals means the
 /// batch writes or administers the server.
+/// (INSERT, DELETE, MERGE and UPDATE are checked with their target.)
 const WRITE_WORDS: &[&str] = &[
-    "INSERT",
-    "DELETE",
-    "MERGE",
     "CREATE",
     "ALTER",
     "DROP",

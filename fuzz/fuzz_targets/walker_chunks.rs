@@ -2,7 +2,7 @@
 //! in packets cut anywhere (inside a token, a length prefix, a PLP chunk), so
 //! walking it in pieces must tell exactly what walking it whole tells: the
 //! same events, the same error or success, and the same token boundary at
-//! the end. The unit tests check this for every one- and two-point split of
+//! the end (one exception, explained below, when the input stops mid-unit). The unit tests check this for every one- and two-point split of
 //! known responses; this target does it for 3 to 8 pieces of any bytes.
 //!
 //! Input layout: `[n u8][cut u16 LE; 2 + n % 6][stream...]`: 3 to 8 pieces,
@@ -41,12 +41,48 @@ fuzz_target!(|data: &[u8]| {
     let split = walk(&pieces);
 
     assert_eq!(whole.events, split.events, "events differ; cuts {cuts:?}");
-    assert_eq!(whole.result, split.result, "outcome differs; cuts {cuts:?}");
-    assert_eq!(
-        whole.at_boundary, split.at_boundary,
-        "token boundary differs; cuts {cuts:?}"
-    );
+    match (&whole.result, &split.result) {
+        (Ok(()), Ok(())) => {}
+        (Err(a), Err(b)) => assert!(
+            same_error(a, b),
+            "errors differ: {a:?} / {b:?}; cuts {cuts:?}"
+        ),
+        // Walked whole, a unit's inner lengths can be read before its end
+        // has arrived, and an impossible one (an ENVCHANGE value longer than
+        // its token) fails at once; walked in pieces, the same unit may
+        // still be waiting for its end when the input stops. So one side
+        // may fail while the other waits mid-unit, never while it stands
+        // at a token boundary as if all were well.
+        (Ok(()), Err(e)) => assert!(!whole.at_boundary, "only split fails: {e:?}; cuts {cuts:?}"),
+        (Err(e), Ok(())) => assert!(!split.at_boundary, "only whole fails: {e:?}; cuts {cuts:?}"),
+    }
+    if whole.result.is_ok() && split.result.is_ok() {
+        assert_eq!(
+            whole.at_boundary, split.at_boundary,
+            "token boundary differs; cuts {cuts:?}"
+        );
+    }
 });
+
+/// The same error, but the buffering-limit error only by kind: its
+/// "at least N bytes" is a lower bound that depends on how much of the unit
+/// was buffered when the limit was found.
+fn same_error(a: &DecodeError, b: &DecodeError) -> bool {
+    const LIMIT: &str = "buffering limit";
+    match (a, b) {
+        (
+            DecodeError::Invalid {
+                context: ca,
+                detail: da,
+            },
+            DecodeError::Invalid {
+                context: cb,
+                detail: db,
+            },
+        ) if da.ends_with(LIMIT) && db.ends_with(LIMIT) => ca == cb,
+        _ => a == b,
+    }
+}
 
 struct Walk {
     events: Vec<TokenEvent>,
