@@ -66,9 +66,10 @@ for target in "${targets[@]}"; do
     else
         failed=$((failed + 1))
         summary+=("$target: FAILED (exit $status), ${execs:-?} executions")
-        # The crash report, the reproducer's path and its bytes (CI keeps
-        # only the log).
-        tail -n 60 "$log"
+        # The panic or sanitizer report, the end of the log, the reproducer's
+        # path and its bytes (CI keeps only the log).
+        grep -m 1 -A 8 -E 'panicked at|==ERROR|ERROR: libFuzzer' "$log" || true
+        tail -n 30 "$log"
         for artifact in fuzz/artifacts/"$target"/*; do
             [ -f "$artifact" ] || continue
             echo "fuzz: reproducer $artifact ($(wc -c <"$artifact") bytes):"
