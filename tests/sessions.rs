@@ -158,7 +158,7 @@ async fn a_client_reset_is_not_a_replica_failure() {
     let sluice = listener.local_addr().unwrap();
     tokio::spawn(proxy.clone().serve(listener));
     let health = proxy.cluster.replicas()[0].health().clone();
-    for _ in 0..3 {
+    for i in 0..3 {
         let mut client = RawClient::login(sluice, USER, PASSWORD).await;
         client
             .send_batch(&format!(
@@ -174,24 +174,27 @@ async fn a_client_reset_is_not_a_replica_failure() {
             .set_linger(Some(Duration::ZERO))
             .unwrap();
         drop(tcp);
+        let served = replica
+            .wait_until(Duration::from_secs(5), |f| {
+                f.ran(fake::STALL_MID_RESULT).len() == i + 1
+            })
+            .await;
+        assert!(
+            served,
+            "read {} never reached the replica: an earlier client reset took it down",
+            i + 1
+        );
+        // Let the monitor look (checks run every 50 ms) before the next read.
+        let checks = health.checks_completed();
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let health = health.clone();
+                async move { health.checks_completed() >= checks + 2 }
+            })
+            .await,
+            "health checks stopped"
+        );
     }
-    assert!(
-        replica
-            .wait_until(Duration::from_secs(10), |f| f
-                .ran(fake::STALL_MID_RESULT)
-                .len()
-                == 3)
-            .await
-    );
-    let checks = health.checks_completed();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            let health = health.clone();
-            async move { health.checks_completed() >= checks + 3 }
-        })
-        .await,
-        "health checks stopped"
-    );
     assert_eq!(
         health.state(),
         sluice::monitor::BackendState::Up,

@@ -60,12 +60,16 @@ pub(super) struct Tokens {
     /// An unterminated string, comment or quoted identifier: the server
     /// will reject the batch, and nothing after it can be trusted.
     pub unterminated: bool,
+    /// A `)` without its `(`, or a `(` never closed: the server will
+    /// reject the batch, and where its statements start cannot be trusted.
+    pub unbalanced: bool,
 }
 
 pub(super) fn tokenize(sql: &str) -> Tokens {
     let b = sql.as_bytes();
     let mut toks = Vec::with_capacity(b.len() / 5 + 4);
     let mut unterminated = false;
+    let mut unbalanced = false;
     let mut depth: u32 = 0;
     let mut i = 0;
     while i < b.len() {
@@ -156,6 +160,7 @@ pub(super) fn tokenize(sql: &str) -> Tokens {
             }
             _ => {
                 if c == b')' {
+                    unbalanced |= depth == 0;
                     depth = depth.saturating_sub(1);
                 }
                 toks.push(tok(Kind::Punct, Kw::None, c, i + 1, depth));
@@ -169,7 +174,11 @@ pub(super) fn tokenize(sql: &str) -> Tokens {
             }
         }
     }
-    Tokens { toks, unterminated }
+    Tokens {
+        toks,
+        unterminated,
+        unbalanced: unbalanced || depth != 0,
+    }
 }
 
 fn is_ident_start(c: u8) -> bool {

@@ -740,6 +740,11 @@ fn not_understood_is_unknown() {
         "SET NOCOUNT",
         ")",
         "42",
+        // Found by the classify_read_property fuzz target: a write after an
+        // unmatched `(` was dropped from the statement list.
+        "SELECT (1; DELETE FROM t",
+        "SELECT (1;EXEC sp_executesql N'DELETE FROM t'",
+        "SELECT (1; EXEC dbo.DoWrite",
     ] {
         let c = classify(sql);
         assert_eq!(c.class, Class::Unknown, "{sql}: {c:?}");

@@ -58,6 +58,9 @@ pub(super) fn scan(sql: &str, procedures: &ReadOnlyProcedures) -> Scan {
     if tokens.unterminated {
         cx.v.unknown(|| "unterminated string, comment or identifier".into());
     }
+    if tokens.unbalanced {
+        cx.v.unknown(|| "unbalanced parentheses".into());
+    }
     for stmt in split(&tokens.toks) {
         cx.statement(&stmt);
     }
