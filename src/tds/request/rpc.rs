@@ -8,8 +8,8 @@ use super::all_headers::split_all_headers;
 use crate::tds::error::DecodeError;
 use crate::tds::read::{utf16_to_string, Reader};
 use crate::tds::token::type_info::{
-    decode_integer, read_type_info_at, skip_b_varchar, DataType, TypeInfoSite, ValueFraming,
-    PLP_NULL, PLP_UNKNOWN_LEN,
+    decode_integer, read_plp, read_type_info_at, skip_b_varchar, DataType, TypeInfoSite,
+    ValueFraming,
 };
 
 /// Well-known ProcIDs, sent after ProcIDSwitch 0xFFFF [MS-TDS 2.2.6.6].
@@ -428,35 +428,11 @@ fn read_value<'a>(
     Ok(Some(Cow::Borrowed(r.take(n)?)))
 }
 
-/// PLP_BODY [MS-TDS 2.2.5.2.3]: ULONGLONG total length (PLP_NULL, or
-/// UNKNOWN_PLP_LEN), then chunks of DWORD length up to a zero terminator.
-/// Chunk boundaries may split a UTF-16 code unit, so chunks are joined first.
-fn read_plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
-    let total = r.u64_le()?;
-    if total == PLP_NULL {
-        return Ok(None);
-    }
-    let mut data = Vec::new();
-    loop {
-        let chunk = r.u32_le()? as usize;
-        if chunk == 0 {
-            break;
-        }
-        data.extend_from_slice(r.take(chunk)?);
-    }
-    if total != PLP_UNKNOWN_LEN && total != data.len() as u64 {
-        return Err(DecodeError::invalid(
-            "RPCRequest",
-            format!("PLP length {total} but chunks hold {} bytes", data.len()),
-        ));
-    }
-    Ok(Some(data))
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
     use crate::tds::login7::tests::hex;
+    use crate::tds::token::type_info::{PLP_NULL, PLP_UNKNOWN_LEN};
     use crate::tds::read::put_utf16;
     use crate::tds::request::tests::all_headers;
 

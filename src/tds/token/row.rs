@@ -12,9 +12,7 @@
 
 use super::col_metadata::read_col_metadata_types;
 use super::return_value::read_return_value_header;
-use super::type_info::{
-    decode_integer, DataType, TypeInfo, ValueFraming, PLP_NULL, PLP_UNKNOWN_LEN,
-};
+use super::type_info::{decode_integer, read_plp, DataType, TypeInfo, ValueFraming};
 use super::walker::{is_skipped_token, report_token, skipped_token_len, text_len};
 use super::{DoneStatus, ServerMessage, TokenEvent, TokenType, TokenWalker};
 use crate::tds::error::DecodeError;
@@ -270,31 +268,6 @@ fn decimal(bytes: &[u8], scale: u8) -> Option<SqlValue> {
     let value = i128::try_from(u128::from_le_bytes(le)).ok()?;
     let value = if sign == 0 { -value } else { value };
     Some(SqlValue::Decimal { value, scale })
-}
-
-/// PLP_BODY [2.2.5.2.3]: ULONGLONGLEN total (PLP_NULL for NULL), then
-/// chunks up to a zero-length terminator. With a known total, the chunks
-/// must add up to it.
-fn read_plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
-    let total = r.u64_le()?;
-    if total == PLP_NULL {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
-    loop {
-        let n = r.u32_le()? as usize;
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(r.take(n)?);
-    }
-    if total != PLP_UNKNOWN_LEN && total != out.len() as u64 {
-        return Err(DecodeError::invalid(
-            "PLP value",
-            format!("{} bytes in chunks, {total} announced", out.len()),
-        ));
-    }
-    Ok(Some(out))
 }
 
 #[cfg(test)]

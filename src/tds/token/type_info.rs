@@ -372,6 +372,31 @@ pub(crate) fn skip_us_varchar(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     r.skip(chars * 2)
 }
 
+/// PLP_BODY [2.2.5.2.3]: ULONGLONGLEN total (PLP_NULL for NULL), then
+/// chunks up to a zero-length terminator. With a known total, the chunks
+/// must add up to it.
+pub(crate) fn read_plp(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
+    let total = r.u64_le()?;
+    if total == PLP_NULL {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    loop {
+        let n = r.u32_le()? as usize;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(r.take(n)?);
+    }
+    if total != PLP_UNKNOWN_LEN && total != out.len() as u64 {
+        return Err(DecodeError::invalid(
+            "PLP value",
+            format!("{} bytes in chunks, {total} announced", out.len()),
+        ));
+    }
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
