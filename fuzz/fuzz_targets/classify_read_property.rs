@@ -14,8 +14,9 @@
 //!   the classifier must flag as a locking hint;
 //! - a reserved word that writes or administers: CREATE, ALTER, DROP,
 //!   TRUNCATE, GRANT, REVOKE, DENY, BULK, BACKUP, RESTORE, DBCC, KILL,
-//!   SHUTDOWN, RECONFIGURE, CHECKPOINT, WRITETEXT, UPDATETEXT, SETUSER,
-//!   OUTPUT;
+//!   SHUTDOWN, RECONFIGURE, CHECKPOINT, WRITETEXT, UPDATETEXT, SETUSER
+//!   (OUTPUT is not reserved: it is a clause only inside INSERT, UPDATE,
+//!   DELETE or MERGE, which are checked themselves, and a name elsewhere);
 //! - INTO after SELECT (`SELECT ... INTO` creates a table); after FETCH
 //!   (cursor variables) it must be flagged as a cursor;
 //! - EXEC/EXECUTE of a procedure that is not declared read-only, or of a
@@ -83,23 +84,25 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
         .collect();
     let word = |i: usize| words.get(i).and_then(|w| w.as_deref());
 
-    // SQL Server compiles the whole batch before running any of it: with
-    // unbalanced parentheses nothing runs, so nothing can write. (The
-    // classifier's scan can call such a batch Read even with a write after
-    // the stray `(`, e.g. `SELECT (1; DELETE FROM t`; harmless for that
-    // reason, and reported rather than checked here.)
-    if !balanced(&tokens) {
-        return Ok(());
-    }
-
+    // Unbalanced parentheses are checked too: the classifier calls such a
+    // batch Unknown (it once called `SELECT (1; DELETE FROM t` a Read).
+    let mut parens = 0usize;
     for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::Punct('(') => parens += 1,
+            Token::Punct(')') => parens = parens.saturating_sub(1),
+            _ => {}
+        }
         let Token::Word(_) = token else { continue };
         let w = word(i).unwrap_or_default();
         // A name part after a dot (`t.[delete]`, `x.Update`) is not a keyword.
         if i > 0 && tokens[i - 1] == Token::Punct('.') {
             continue;
         }
-        if WRITE_WORDS.contains(&w) {
+        // An administrative statement cannot start inside parentheses
+        // (SQL Server refuses `SELECT COALESCE(1, DBCC ...)`); DML can
+        // (`FROM (DELETE ... OUTPUT ...)`), and is checked below at any depth.
+        if parens == 0 && WRITE_WORDS.contains(&w) {
             return Err(format!("contains {w}"));
         }
         match w {
@@ -157,22 +160,6 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
     }
 
     Ok(())
-}
-
-/// Whether every `(` has its `)`, in order.
-fn balanced(tokens: &[Token]) -> bool {
-    let mut depth = 0usize;
-    for token in tokens {
-        match token {
-            Token::Punct('(') => depth += 1,
-            Token::Punct(')') => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            _ => {}
-        }
-    }
-    depth == 0
 }
 
 /// `INSERT [INTO] @t`, `DELETE [FROM] @t`, `MERGE [INTO] @t`, `UPDATE @t`
@@ -332,7 +319,6 @@ const WRITE_WORDS: &[&str] = &[
     "WRITETEXT",
     "UPDATETEXT",
     "SETUSER",
-    "OUTPUT",
 ];
 
 /// Statements an INTO can belong to; only FETCH ... INTO @v is a read.

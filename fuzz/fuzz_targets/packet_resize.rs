@@ -55,11 +55,11 @@ async fn check(stream: &[u8], step: usize, packet_size: usize) {
     let end = loop {
         match reader.read_packet().await {
             Ok(packet) => {
-                let wire = &stream[consumed..consumed + packet.bytes.len()];
-                assert_eq!(&packet.bytes[..], wire, "packet differs from the wire");
-                assert_eq!(packet.header.length as usize, packet.bytes.len());
-                assert_eq!(packet.header.encode(), packet.bytes[..HEADER_LEN]);
-                consumed += packet.bytes.len();
+                let wire = &stream[consumed..consumed + packet.len()];
+                assert_eq!(packet.as_bytes(), wire, "packet differs from the wire");
+                assert_eq!(packet.header().length as usize, packet.len());
+                assert_eq!(packet.header().encode(), packet.as_bytes()[..HEADER_LEN]);
+                consumed += packet.len();
                 resize(&packet, packet_size).await;
             }
             Err(e) => break e,
@@ -88,16 +88,16 @@ async fn resize(packet: &Packet, packet_size: usize) {
         .await
         .expect("writing to a Vec cannot fail");
 
-    if packet.bytes.len() <= packet_size {
+    if packet.len() <= packet_size {
         assert_eq!(
             out,
-            &packet.bytes[..],
+            packet.as_bytes(),
             "a packet that fits is forwarded as is"
         );
         return;
     }
 
-    let original = packet.header;
+    let original = *packet.header();
     let mut pieces = Vec::new();
     let mut rest = &out[..];
     while !rest.is_empty() {

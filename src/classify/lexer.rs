@@ -205,16 +205,32 @@ fn is_unicode_space(b: &[u8], i: usize) -> bool {
     }
 }
 
+/// Where a numeric literal ends, as SQL Server's lexer sees it: `0x` and
+/// hex digits, or digits, an optional `.` and digits, and an exponent only
+/// when digits follow it. Letters after that start a new token:
+/// `SELECT 1DELETE FROM t` is `SELECT 1` then `DELETE FROM t`.
 fn number_end(b: &[u8], mut i: usize) -> usize {
-    // Digits, a decimal point, an exponent, 0x hex: close enough, the scan
-    // never looks inside numbers.
-    while i < b.len() {
-        let c = b[i];
-        let exp_sign = matches!(c, b'+' | b'-') && i > 0 && matches!(b[i - 1], b'e' | b'E');
-        if c.is_ascii_alphanumeric() || c == b'.' || exp_sign {
+    let digits = |b: &[u8], mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
             i += 1;
-        } else {
-            break;
+        }
+        i
+    };
+    if b.get(i) == Some(&b'0') && matches!(b.get(i + 1), Some(b'x' | b'X')) {
+        i += 2;
+        while b.get(i).is_some_and(u8::is_ascii_hexdigit) {
+            i += 1;
+        }
+        return i;
+    }
+    i = digits(b, i);
+    if b.get(i) == Some(&b'.') {
+        i = digits(b, i + 1);
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        if b.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+            i = digits(b, i + 1 + sign);
         }
     }
     i

@@ -727,6 +727,25 @@ fn session_pinning_facts() {
 // ---- Unknown and parse failures ----
 
 #[test]
+fn a_keyword_right_after_a_number_starts_a_statement() {
+    // Found by the classify_read_property fuzz target: SQL Server ends a
+    // number where its digits end, so these run a DELETE.
+    for sql in [
+        "SELECT 1DELETE FROM t",
+        "SELECT 1.5DELETE FROM t",
+        "SELECT 1e5DELETE FROM t",
+        "SELECT 2EXEC dbo.DoWrite",
+    ] {
+        let c = classify(sql);
+        assert!(!c.replica_eligible(), "{sql}: {c:?}");
+        assert_ne!(c.class, Class::Read, "{sql}: {c:?}");
+    }
+    // A hex literal takes the hex digits: `0x1DE` then the name `LETE`.
+    assert_eq!(classify("SELECT 0x1DELETE FROM t").class, Class::Read);
+    assert_eq!(classify("SELECT 1.5e-3 AS x FROM t").class, Class::Read);
+}
+
+#[test]
 fn not_understood_is_unknown() {
     for sql in [
         "GO",

@@ -432,9 +432,9 @@ fn read_value<'a>(
 pub(super) mod tests {
     use super::*;
     use crate::tds::login7::tests::hex;
-    use crate::tds::token::type_info::{PLP_NULL, PLP_UNKNOWN_LEN};
     use crate::tds::read::put_utf16;
     use crate::tds::request::tests::all_headers;
+    use crate::tds::token::type_info::{PLP_NULL, PLP_UNKNOWN_LEN};
 
     /// MS-TDS 4.8 RPC Client Request, packet header included.
     pub(in crate::tds::request) fn spec_4_8() -> Vec<u8> {
