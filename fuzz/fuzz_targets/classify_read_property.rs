@@ -327,6 +327,11 @@ const INTO_OWNERS: &[&str] = &["SELECT", "FETCH", "INSERT", "MERGE", "OUTPUT"];
 /// Words a batch may start with that are not a procedure call.
 const STATEMENT_STARTS: &[&str] = &[
     "SELECT",
+    // DML starts a statement; whether it writes is checked on its own.
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "MERGE",
     "WITH",
     "DECLARE",
     "SET",
