@@ -173,6 +173,14 @@ pub fn execute_as_executesql(
         return Err(DecodeError::invalid("RPCRequest", "not an sp_execute call"));
     }
     let option_flags = r.u16_le()?;
+    // A BatchFlag right away means a call without its handle; read as a
+    // parameter it would swallow the next call.
+    if params_ended(&r) {
+        return Err(DecodeError::invalid(
+            "RPCRequest",
+            "sp_execute without a handle",
+        ));
+    }
     read_param(&mut r)?;
     let mut out =
         Vec::with_capacity(payload.len() + 2 * (statement.len() + params_decl.len()) + 64);
@@ -909,6 +917,20 @@ pub(super) mod tests {
             &[nvarchar("", Some("SELECT 1"))],
         );
         assert!(with_prepared_handle(&executesql, 1).is_err());
+    }
+
+    #[test]
+    fn sp_execute_without_a_handle_is_not_rewritten() {
+        // Found by the execute_as_executesql fuzz target: a BatchFlag where
+        // the handle should be was read as a parameter, and the rewrite
+        // swallowed the next call.
+        let mut batch = rpc(&ProcRef::Id(proc_id::SP_EXECUTE), &[]);
+        let second = rpc(&ProcRef::Name("dbo.p".into()), &[]);
+        let headers = all_headers_bytes(&second).unwrap().len();
+        batch.push(0xFF);
+        batch.extend_from_slice(&second[headers..]);
+        assert!(RpcHead::decode(&batch).unwrap().batched);
+        assert!(execute_as_executesql(&batch, "SELECT 1", "").is_err());
     }
 
     #[test]
