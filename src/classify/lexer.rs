@@ -63,6 +63,8 @@ pub(super) struct Tokens {
     /// A `)` without its `(`, or a `(` never closed: the server will
     /// reject the batch, and where its statements start cannot be trusted.
     pub unbalanced: bool,
+    /// A `--` comment holds a carriage return not followed by a line feed.
+    pub bare_cr_in_comment: bool,
 }
 
 pub(super) fn tokenize(sql: &str) -> Tokens {
@@ -70,6 +72,7 @@ pub(super) fn tokenize(sql: &str) -> Tokens {
     let mut toks = Vec::with_capacity(b.len() / 5 + 4);
     let mut unterminated = false;
     let mut unbalanced = false;
+    let mut bare_cr = false;
     let mut depth: u32 = 0;
     let mut i = 0;
     while i < b.len() {
@@ -90,7 +93,15 @@ pub(super) fn tokenize(sql: &str) -> Tokens {
             0xef if b.get(i + 1..i + 3) == Some(&[0xbb, 0xbf]) => i += 3,
             0xc2 if b.get(i + 1) == Some(&0xa0) => i += 2,
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = memchr(b'\n', b, i).unwrap_or(b.len());
+                let end = memchr(b'\n', b, i).unwrap_or(b.len());
+                // Whether a bare CR ends a line comment is the server's
+                // call: text after one may be code or comment, so a batch
+                // with one is not classified at all.
+                bare_cr |= b[i..end]
+                    .iter()
+                    .enumerate()
+                    .any(|(k, &c)| c == b'\r' && b.get(i + k + 1) != Some(&b'\n'));
+                i = end;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => match skip_block_comment(b, i) {
                 Some(end) => i = end,
@@ -178,6 +189,7 @@ pub(super) fn tokenize(sql: &str) -> Tokens {
         toks,
         unterminated,
         unbalanced: unbalanced || depth != 0,
+        bare_cr_in_comment: bare_cr,
     }
 }
 

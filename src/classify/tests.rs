@@ -764,6 +764,9 @@ fn not_understood_is_unknown() {
         "SELECT (1; DELETE FROM t",
         "SELECT (1;EXEC sp_executesql N'DELETE FROM t'",
         "SELECT (1; EXEC dbo.DoWrite",
+        // Also a fuzz finding: whether CR alone ends `--` is the server's
+        // call, and either reading can hide a write.
+        "SELECT 1 --x\rTRUNCATE TABLE t",
     ] {
         let c = classify(sql);
         assert_eq!(c.class, Class::Unknown, "{sql}: {c:?}");

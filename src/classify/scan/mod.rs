@@ -61,6 +61,9 @@ pub(super) fn scan(sql: &str, procedures: &ReadOnlyProcedures) -> Scan {
     if tokens.unbalanced {
         cx.v.unknown(|| "unbalanced parentheses".into());
     }
+    if tokens.bare_cr_in_comment {
+        cx.v.unknown(|| "a line comment with a bare carriage return".into());
+    }
     for stmt in split(&tokens.toks) {
         cx.statement(&stmt);
     }
