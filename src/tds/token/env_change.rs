@@ -174,7 +174,16 @@ impl EnvChange {
     /// the value itself.
     pub(crate) fn body_len(declared: u16, rest: &[u8]) -> Result<usize, DecodeError> {
         let declared = declared as usize;
-        if rest.first() != Some(&PROMOTE_TRANSACTION) {
+        // Which rule applies hangs on the type byte: until it has arrived,
+        // the token's end is unknown (a walker fed in pieces must wait for
+        // it, or it would end a type-15 token early).
+        let Some(&ty) = rest.first() else {
+            return Err(DecodeError::Truncated {
+                context: "ENVCHANGE",
+                needed: 1,
+            });
+        };
+        if ty != PROMOTE_TRANSACTION {
             return Ok(declared);
         }
         let mut r = Reader::new(rest, "ENVCHANGE");

@@ -589,3 +589,17 @@ fn reset_drops_a_partial_token() {
     assert!(walker.at_token_boundary());
     assert_eq!(events.len(), 1);
 }
+
+#[test]
+fn a_promote_transaction_length_waits_for_its_type_byte() {
+    // Found by the walker_chunks fuzz target: ENVCHANGE with Length 0
+    // followed by type 15, whose size comes from its value. Cut right after
+    // the Length, the walker ended the token there and misread the rest.
+    let mut bytes = vec![0xE3, 0, 0, 15];
+    bytes.extend_from_slice(&8u32.to_le_bytes());
+    bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 0]);
+    let whole = walk_in_chunks(&bytes, usize::MAX);
+    for cut in 0..=bytes.len() {
+        assert_eq!(walk_split(&bytes, &[cut]), whole, "cut {cut}");
+    }
+}
