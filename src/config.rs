@@ -51,6 +51,8 @@ pub const MAX_CLASSIFIER_CACHE_ENTRIES: usize = 1 << 20;
 pub const MAX_LOGIN_BYTES: usize = 128 * 1024;
 /// Largest request head held in memory per session.
 pub const MAX_REQUEST_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+/// Most statements kept prepared on one backend connection.
+pub const MAX_PREPARED_PER_CONNECTION: usize = 65_536;
 
 /// A numeric key outside its allowed range: the error names the key, the
 /// value, the range and the fix.
@@ -156,6 +158,18 @@ pub struct Listen {
     /// Name the proxy reports as the server in messages it writes itself.
     #[serde(default = "default_server_name")]
     pub server_name: String,
+}
+
+/// How long a client keeps a backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// For one request, or until its transaction or pin ends: many clients
+    /// share few connections.
+    #[default]
+    Transaction,
+    /// From its first request until it logs off.
+    Session,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -299,9 +313,27 @@ impl Default for Health {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
+    /// How long a client keeps a backend connection: one request, or its
+    /// whole session.
+    #[serde(default)]
+    pub mode: PoolMode,
     /// Most connections per backend and database.
     #[serde(default = "default_pool_max_size")]
     pub max_size: u32,
+    /// Idle connections kept open per backend and database once it is used.
+    #[serde(default)]
+    pub min_idle: u32,
+    /// The wait for a connection when all `max_size` are in use; past it the
+    /// client gets the retryable error 10928.
+    #[serde(default = "default_checkout_timeout_ms")]
+    pub checkout_timeout_ms: u64,
+    /// Connections older than this are closed when they come back idle (0: never).
+    #[serde(default = "default_max_lifetime_ms")]
+    pub max_lifetime_ms: u64,
+    /// Statements kept prepared on one backend connection; the least
+    /// recently used is unprepared past it.
+    #[serde(default = "default_prepared_per_connection")]
+    pub prepared_statements_per_connection: usize,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_idle_timeout_ms")]
@@ -314,7 +346,12 @@ pub struct Pool {
 impl Default for Pool {
     fn default() -> Self {
         Pool {
+            mode: PoolMode::default(),
             max_size: default_pool_max_size(),
+            min_idle: 0,
+            checkout_timeout_ms: default_checkout_timeout_ms(),
+            max_lifetime_ms: default_max_lifetime_ms(),
+            prepared_statements_per_connection: default_prepared_per_connection(),
             connect_timeout_ms: default_connect_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             packet_size: default_backend_packet_size(),
@@ -421,6 +458,15 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_idle_timeout_ms() -> u64 {
     600_000
+}
+fn default_checkout_timeout_ms() -> u64 {
+    5_000
+}
+fn default_max_lifetime_ms() -> u64 {
+    3_600_000
+}
+fn default_prepared_per_connection() -> usize {
+    256
 }
 fn default_backend_packet_size() -> u32 {
     4096
@@ -892,12 +938,35 @@ impl Pool {
             1..=MAX_DURATION_MS,
             "use e.g. 5000",
         )?;
-        // bb8 panics on a zero idle timeout.
         check_range(
             "pool.idle_timeout_ms",
             self.idle_timeout_ms,
             1..=MAX_DURATION_MS,
             "use e.g. 600000 (ten minutes)",
+        )?;
+        check_range(
+            "pool.min_idle",
+            self.min_idle,
+            0..=self.max_size,
+            "use at most pool.max_size",
+        )?;
+        check_range(
+            "pool.checkout_timeout_ms",
+            self.checkout_timeout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 5000",
+        )?;
+        check_range(
+            "pool.max_lifetime_ms",
+            self.max_lifetime_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 3600000 (an hour), or 0 for no limit",
+        )?;
+        check_range(
+            "pool.prepared_statements_per_connection",
+            self.prepared_statements_per_connection,
+            1..=MAX_PREPARED_PER_CONNECTION,
+            "use e.g. 256",
         )?;
         check_range(
             "pool.packet_size",
@@ -909,6 +978,18 @@ impl Pool {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn checkout_timeout(&self) -> Duration {
+        Duration::from_millis(self.checkout_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn max_lifetime(&self) -> Option<Duration> {
+        (self.max_lifetime_ms > 0).then(|| Duration::from_millis(self.max_lifetime_ms))
     }
 }
 
@@ -1107,7 +1188,7 @@ password = "pw"
     }
 
     #[test]
-    fn a_zero_idle_timeout_is_refused_before_bb8_can_panic_on_it() {
+    fn a_zero_idle_timeout_is_refused() {
         let err = error_for("[pool]\nidle_timeout_ms = 0\n");
         assert!(
             err.contains("pool.idle_timeout_ms = 0")

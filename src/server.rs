@@ -72,6 +72,7 @@ impl Proxy {
                 .pools()
                 .target()
                 .emulate_transaction_requests,
+            pool_mode: config.pool.mode,
         });
         Ok(Arc::new(Proxy {
             router,

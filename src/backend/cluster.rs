@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::conn::ServerInfo;
 use super::connect::{BackendError, BackendTarget};
 use super::pool::{BackendPools, PooledBackend};
 use crate::config::Config;
@@ -36,13 +37,35 @@ impl Primary {
     /// A connection, or at once an error when health checks say the
     /// primary is down (writes fail fast instead of waiting out a connect).
     pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
+        self.get_preferring(database, 0).await
+    }
+
+    /// Like [`get`](Self::get), preferring a connection whose settings have
+    /// this fingerprint.
+    pub async fn get_preferring(
+        &self,
+        database: &str,
+        fingerprint: u64,
+    ) -> Result<PooledBackend, BackendError> {
+        self.check_up()?;
+        self.pools.get_preferring(database, fingerprint).await
+    }
+
+    /// The login values of `database`, known or learned (see
+    /// [`BackendPools::login_info`]).
+    pub async fn login_info(&self, database: &str) -> Result<Arc<ServerInfo>, BackendError> {
+        self.check_up()?;
+        self.pools.login_info(database).await
+    }
+
+    fn check_up(&self) -> Result<(), BackendError> {
         if self.health.state() == BackendState::Down {
             return Err(BackendError::Protocol {
                 backend: self.name().clone(),
                 detail: "the primary is down (its health checks fail)".into(),
             });
         }
-        self.pools.get(database).await
+        Ok(())
     }
 }
 

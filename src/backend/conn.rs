@@ -4,14 +4,18 @@
 //! decides what to run where; the connection knows how, and knows its own
 //! state (reset pending, in a request, in a transaction, broken).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::tds::packet::{PacketHeader, PacketType, Status};
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
 use crate::transport::{write_packet_resized, BoxStream, Packet, PacketReader, ReadError, Request};
+
+use super::settings::Settings;
 
 /// Largest reply to a batch Sluice runs itself (settings replay, health
 /// checks, lag queries): a few tokens, never a client's result.
@@ -36,11 +40,6 @@ pub struct ServerInfo {
 pub struct ConnId(u64);
 
 impl ConnId {
-    #[cfg(test)]
-    pub(crate) fn for_tests(n: u64) -> ConnId {
-        ConnId(n)
-    }
-
     fn next() -> ConnId {
         // Only uniqueness matters; a counter shared by every pool gives it.
         static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -67,6 +66,59 @@ pub struct BackendConn {
     /// In an unknown protocol state (an I/O error, a failed drain): the pool
     /// drops it instead of handing it out again.
     broken: bool,
+    /// The session settings it carries beyond its login's.
+    settings: Settings,
+    /// Statements prepared on it, shared by every session it serves.
+    prepared: PreparedCache,
+    created: Instant,
+}
+
+/// The statements prepared on one connection, by text (parameter
+/// declarations and statement), least recently used first out. A handle
+/// that leaves the cache is queued for sp_unprepare, so the server's
+/// handles stay bounded however many sessions use the connection.
+#[derive(Debug, Default)]
+struct PreparedCache {
+    capacity: usize,
+    tick: u64,
+    by_text: HashMap<Arc<str>, (i32, u64)>,
+    to_unprepare: Vec<i32>,
+}
+
+impl PreparedCache {
+    fn get(&mut self, key: &str) -> Option<i32> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.by_text.get_mut(key).map(|entry| {
+            entry.1 = tick;
+            entry.0
+        })
+    }
+
+    fn insert(&mut self, key: Arc<str>, handle: i32) {
+        self.tick += 1;
+        if let Some((displaced, _)) = self.by_text.insert(key, (handle, self.tick)) {
+            if displaced != handle {
+                self.to_unprepare.push(displaced);
+            }
+        }
+        while self.by_text.len() > self.capacity.max(1) {
+            let oldest = self
+                .by_text
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, (h, _))| (k.clone(), *h));
+            let Some((key, handle)) = oldest else { break };
+            self.by_text.remove(&key);
+            self.to_unprepare.push(handle);
+        }
+    }
+
+    /// A reset frees every handle on the server.
+    fn clear(&mut self) {
+        self.by_text.clear();
+        self.to_unprepare.clear();
+    }
 }
 
 /// Why a connection could not serve a request Sluice made itself.
@@ -97,7 +149,64 @@ impl BackendConn {
             in_request: false,
             in_transaction: false,
             broken: false,
+            settings: Settings::default(),
+            prepared: PreparedCache {
+                capacity: 256,
+                ..PreparedCache::default()
+            },
+            created: Instant::now(),
         }
+    }
+
+    /// How many statements may stay prepared on it.
+    pub(super) fn set_prepared_capacity(&mut self, capacity: usize) {
+        self.prepared.capacity = capacity;
+    }
+
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// The session settings it carries beyond its login's.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Records that it now carries `settings` (after Sluice or the
+    /// client's own request applied them).
+    pub fn set_settings(&mut self, settings: &Settings) {
+        if self.settings != *settings {
+            self.settings.clone_from(settings);
+        }
+    }
+
+    /// Its own handle for a statement (parameter declarations and text, as
+    /// the session keys it), if it prepared it.
+    pub fn prepared_handle(&mut self, key: &str) -> Option<i32> {
+        self.prepared.get(key)
+    }
+
+    /// Records the handle it issued for a statement.
+    pub fn remember_prepared(&mut self, key: Arc<str>, handle: i32) {
+        self.prepared.insert(key, handle);
+    }
+
+    /// Unprepares the handles its statement cache let go of, in one round
+    /// trip; nothing to do most of the time.
+    pub async fn unprepare_evicted(&mut self) -> Result<(), ExchangeError> {
+        if self.reset_pending {
+            // The pending reset frees them.
+            self.prepared.to_unprepare.clear();
+        }
+        // Inside a transaction a request needs its descriptor: they wait.
+        if self.prepared.to_unprepare.is_empty() || self.in_transaction {
+            return Ok(());
+        }
+        let handles = std::mem::take(&mut self.prepared.to_unprepare);
+        let mut headers = Vec::new();
+        crate::tds::request::encode_all_headers(&mut headers, 0, 1);
+        let payload = crate::tds::request::encode_sp_unprepare(&headers, &handles);
+        self.exchange(PacketType::RPC, &payload).await.map(drop)
     }
 
     pub fn id(&self) -> ConnId {
@@ -134,8 +243,18 @@ impl BackendConn {
     }
 
     /// The next request starts a new server session (RESETCONNECTION).
+    /// The client's own request will carry a reset bit: its tracked state
+    /// is from now on what a reset leaves.
+    pub fn expect_client_reset(&mut self) {
+        self.settings = self.settings.after_reset();
+        self.prepared.clear();
+    }
+
+    /// Its tracked state is from now on what a reset leaves.
     pub fn reset_on_next_request(&mut self) {
         self.reset_pending = true;
+        self.settings = self.settings.after_reset();
+        self.prepared.clear();
     }
 
     /// Fit to go back to the pool: not mid-request, no open transaction
@@ -157,6 +276,12 @@ impl BackendConn {
             // A full reset ends any transaction [MS-TDS 2.2.3.1.2];
             // RESETCONNECTIONSKIPTRAN keeps it.
             self.in_transaction = false;
+        }
+        if status.resets_connection() {
+            // Either reset frees prepared handles and restores the login's
+            // settings (sp_reset_connection), bar a leaking isolation level.
+            self.settings = self.settings.after_reset();
+            self.prepared.clear();
         }
         self.reset_pending = false;
         status

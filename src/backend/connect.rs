@@ -83,6 +83,15 @@ pub enum BackendError {
     },
     #[error("protocol error from backend {backend}: {detail}")]
     Protocol { backend: Arc<str>, detail: String },
+    /// Every connection of the pool was in use for the whole wait: the
+    /// backend is busy, not down.
+    #[error("all {max_size} connections of backend {backend} to database {database} stayed in use for {waited_ms} ms")]
+    PoolExhausted {
+        backend: Arc<str>,
+        database: String,
+        max_size: u32,
+        waited_ms: u128,
+    },
 }
 
 /// SQL Server's login-failure messages, which name the login: 18456 login
@@ -98,7 +107,8 @@ impl BackendError {
             | BackendError::Timeout { backend, .. }
             | BackendError::Tls { backend, .. }
             | BackendError::LoginRefused { backend, .. }
-            | BackendError::Protocol { backend, .. } => backend,
+            | BackendError::Protocol { backend, .. }
+            | BackendError::PoolExhausted { backend, .. } => backend,
         }
     }
 
@@ -124,6 +134,7 @@ impl BackendError {
             BackendError::Protocol { backend, detail } => {
                 format!("protocol error from backend {backend}: {detail}")
             }
+            BackendError::PoolExhausted { .. } => self.to_string(),
         }
     }
 
@@ -222,7 +233,7 @@ async fn follow_redirects(
     let (mut host, mut port) = (target.host.clone(), target.port);
     for _ in 0..=MAX_REDIRECTS {
         match login_once(target, &host, port, database).await? {
-            Login::Ready(conn) => return Ok(conn),
+            Login::Ready(conn) => return Ok(*conn),
             Login::Redirect { server, port: to } => {
                 tracing::info!(backend = %target.name, %server, port = to, "backend redirected the login");
                 host = server;
@@ -234,7 +245,7 @@ async fn follow_redirects(
 }
 
 enum Login {
-    Ready(BackendConn),
+    Ready(Box<BackendConn>),
     Redirect { server: String, port: u16 },
 }
 
@@ -278,13 +289,13 @@ async fn login_once(
     }
     let packet_size = outcome.packet_size.unwrap_or(DEFAULT_PACKET_SIZE);
     reader.set_max_packet(packet_size);
-    Ok(Login::Ready(BackendConn::new(
+    Ok(Login::Ready(Box::new(BackendConn::new(
         reader,
         writer,
         packet_size,
         outcome.info,
         target.name.clone(),
-    )))
+    ))))
 }
 
 fn backend_login7(target: &BackendTarget, host: &str, database: &str) -> Login7 {

@@ -1,9 +1,21 @@
-//! One bb8 pool of raw backend connections per backend and database.
+//! Pools of logged-in backend connections, one per backend and database.
+//!
+//! A pool lends a connection to one request (transaction mode) or one
+//! client (session mode) and takes it back when the [`PooledBackend`] guard
+//! drops. It is Sluice's own rather than a generic pool for what a TDS
+//! proxy needs: checkout prefers an idle connection whose session settings
+//! already match the client's; waiting for a busy pool is told apart from a
+//! backend that cannot be reached (the first is error 10928, which drivers
+//! retry; the second is an outage); waiters are served first come, first
+//! served, a returned connection going straight to the longest waiter; and
+//! the login values of each database are remembered, so a client's login is
+//! answered without holding a connection.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use super::conn::{BackendConn, ServerInfo};
 use super::connect::{connect, BackendError, BackendTarget};
@@ -11,111 +23,16 @@ use super::connect::{connect, BackendError, BackendTarget};
 /// Distinct databases per backend; each gets its own pool. A client can name
 /// any database, so the count is capped to keep memory bounded.
 const MAX_DATABASES: usize = 256;
-
-struct BackendManager {
-    target: Arc<BackendTarget>,
-    database: String,
-    learned: Arc<Mutex<Option<Arc<ServerInfo>>>>,
-}
-
-impl bb8::ManageConnection for BackendManager {
-    type Connection = BackendConn;
-    type Error = BackendError;
-
-    async fn connect(&self) -> Result<BackendConn, BackendError> {
-        let conn = connect(&self.target, &self.database).await?;
-        if let Ok(mut learned) = self.learned.lock() {
-            *learned = Some(conn.info().clone());
-        }
-        Ok(conn)
-    }
-
-    async fn is_valid(&self, conn: &mut BackendConn) -> Result<(), BackendError> {
-        if conn.is_broken() {
-            return Err(BackendError::Protocol {
-                backend: self.target.name.clone(),
-                detail: "connection marked broken".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn has_broken(&self, conn: &mut BackendConn) -> bool {
-        conn.is_broken()
-    }
-}
-
-/// A backend connection checked out of its pool (after pgdog's pool guard).
-/// Dropping it returns it only in a known-clean state: the connection then
-/// carries RESETCONNECTION on its next request so the next client starts
-/// from a clean session. A connection dropped mid-request (a client that
-/// vanished, a panicking task) or inside a transaction (whose locks would
-/// outlive the client) is discarded instead; closing it makes the server
-/// roll the transaction back at once.
-pub struct PooledBackend(bb8::PooledConnection<'static, BackendManager>);
-
-impl std::ops::Deref for PooledBackend {
-    type Target = BackendConn;
-    fn deref(&self) -> &BackendConn {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for PooledBackend {
-    fn deref_mut(&mut self) -> &mut BackendConn {
-        &mut self.0
-    }
-}
-
-impl Drop for PooledBackend {
-    fn drop(&mut self) {
-        let conn = &mut *self.0;
-        if !conn.is_clean() && !conn.is_broken() {
-            tracing::debug!(backend = %conn.name(), in_request = conn.in_request(), in_transaction = conn.in_transaction(), "discarding a connection that is not clean");
-            conn.mark_broken();
-        }
-        conn.reset_on_next_request();
-    }
-}
-
-/// bb8 makes connections in the background and only logs their errors; a
-/// waiting `get` would see nothing but its own timeout. This sink publishes
-/// each connect error so a waiting client learns the real cause at once.
-#[derive(Clone)]
-struct ConnectErrors(watch::Sender<Option<BackendError>>);
-
-impl bb8::ErrorSink<BackendError> for ConnectErrors {
-    fn sink(&self, error: BackendError) {
-        tracing::warn!(%error, "backend connection failed");
-        self.0.send_replace(Some(error));
-    }
-
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<BackendError>> {
-        Box::new(self.clone())
-    }
-}
-
-impl std::fmt::Debug for ConnectErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConnectErrors")
-    }
-}
-
-/// One database's pool and the connect errors of that pool alone: a
-/// client waiting for database A must not get database B's refusal.
-#[derive(Clone)]
-struct DatabasePool {
-    pool: bb8::Pool<BackendManager>,
-    errors: ConnectErrors,
-}
+/// Idle connections looked at for matching settings before taking the
+/// most recently used one.
+const SETTINGS_SCAN: usize = 16;
 
 /// The pools of one backend, keyed by database name (case-insensitive, as
 /// SQL Server's default collations compare names).
 pub struct BackendPools {
     target: Arc<BackendTarget>,
     settings: crate::config::Pool,
-    pools: Mutex<HashMap<String, DatabasePool>>,
-    learned: Arc<Mutex<Option<Arc<ServerInfo>>>>,
+    pools: Mutex<HashMap<String, Arc<DatabasePool>>>,
 }
 
 impl BackendPools {
@@ -124,7 +41,6 @@ impl BackendPools {
             target: Arc::new(target),
             settings,
             pools: Mutex::new(HashMap::new()),
-            learned: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -132,54 +48,57 @@ impl BackendPools {
         &self.target
     }
 
-    /// What the backend said about itself at its last login, if any.
-    pub fn server_info(&self) -> Option<Arc<ServerInfo>> {
-        self.learned.lock().ok().and_then(|l| l.clone())
-    }
-
     /// Checks out a connection logged in to `database` (empty: the
     /// backend's configured default).
     pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
-        let DatabasePool { pool, errors } = self.pool_for(database)?;
-        let mut errors = errors.0.subscribe();
-        errors.borrow_and_update();
-        let result = tokio::select! {
-            result = pool.get_owned() => result,
-            Ok(()) = errors.changed() => {
-                let error = errors.borrow().clone();
-                return Err(error.unwrap_or_else(|| self.timeout_error()));
-            }
-        };
-        match result {
-            Ok(conn) => Ok(PooledBackend(conn)),
-            Err(bb8::RunError::User(e)) => Err(e),
-            Err(bb8::RunError::TimedOut) => Err(self.timeout_error()),
-        }
+        self.get_preferring(database, 0).await
     }
 
-    fn timeout_error(&self) -> BackendError {
-        BackendError::Timeout {
-            backend: self.target.name.clone(),
-            address: self.target.address(),
-            timeout_ms: self.settings.connect_timeout().as_millis(),
+    /// Like [`get`](Self::get), preferring an idle connection whose
+    /// settings have this fingerprint.
+    pub async fn get_preferring(
+        &self,
+        database: &str,
+        fingerprint: u64,
+    ) -> Result<PooledBackend, BackendError> {
+        self.pool_for(database)?.checkout(fingerprint).await
+    }
+
+    /// The login values of `database` on this backend: remembered from the
+    /// pool's last successful login, else learned by checking a connection
+    /// out (which also proves the database exists and Sluice may use it).
+    pub async fn login_info(&self, database: &str) -> Result<Arc<ServerInfo>, BackendError> {
+        let pool = self.pool_for(database)?;
+        if let Some(info) = pool.known_info() {
+            return Ok(info);
         }
+        let conn = pool.checkout(0).await?;
+        Ok(conn.info().clone())
+    }
+
+    /// Connections of every database pool: (open, idle, waiting clients).
+    pub fn usage(&self) -> PoolUsage {
+        let pools: Vec<_> = self.registry().values().cloned().collect();
+        pools.iter().fold(PoolUsage::default(), |sum, pool| {
+            let state = pool.lock();
+            PoolUsage {
+                open: sum.open + state.open,
+                idle: sum.idle + state.idle.len(),
+                waiting: sum.waiting + state.waiters.len(),
+            }
+        })
     }
 
     /// The pool for `database`, made on first use. The registry lock is
-    /// held only for map operations; the pool is built outside it. The map
-    /// is consistent after any panic, so a poisoned lock is taken over.
-    fn pool_for(&self, database: &str) -> Result<DatabasePool, BackendError> {
+    /// held only for map operations. The map is consistent after any
+    /// panic, so a poisoned lock is taken over.
+    fn pool_for(&self, database: &str) -> Result<Arc<DatabasePool>, BackendError> {
         let database = if database.is_empty() {
             self.target.default_database.as_str()
         } else {
             database
         };
         let key = database.to_lowercase();
-        let existing = self.registry().get(&key).cloned();
-        if let Some(pool) = existing {
-            return Ok(pool);
-        }
-        let made = self.new_pool(database);
         let mut pools = self.registry();
         if let Some(pool) = pools.get(&key) {
             return Ok(pool.clone());
@@ -190,30 +109,365 @@ impl BackendPools {
                 detail: format!("more than {MAX_DATABASES} distinct databases requested"),
             });
         }
-        pools.insert(key, made.clone());
-        Ok(made)
+        let pool = DatabasePool::start(self.target.clone(), database, &self.settings);
+        pools.insert(key, pool.clone());
+        Ok(pool)
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, DatabasePool>> {
+    fn registry(&self) -> MutexGuard<'_, HashMap<String, Arc<DatabasePool>>> {
         self.pools.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    fn new_pool(&self, database: &str) -> DatabasePool {
-        let errors = ConnectErrors(watch::channel(None).0);
-        let pool = bb8::Pool::builder()
-            .max_size(self.settings.max_size)
-            .connection_timeout(self.settings.connect_timeout())
-            .idle_timeout(Some(std::time::Duration::from_millis(
-                self.settings.idle_timeout_ms,
-            )))
-            .test_on_check_out(false)
-            .retry_connection(false)
-            .error_sink(Box::new(errors.clone()))
-            .build_unchecked(BackendManager {
-                target: self.target.clone(),
-                database: database.to_string(),
-                learned: self.learned.clone(),
-            });
-        DatabasePool { pool, errors }
+/// How a backend's connections are used, summed over its databases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open or being opened.
+    pub open: u32,
+    pub idle: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+}
+
+/// What a waiter is given: a connection, or the right to open one.
+enum Handoff {
+    Conn(Box<PooledBackend>),
+    Slot(Slot),
+}
+
+struct Idle {
+    conn: BackendConn,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Most recently returned last.
+    idle: Vec<Idle>,
+    /// Connections open or being opened; at most `max_size`.
+    open: u32,
+    waiters: VecDeque<oneshot::Sender<Handoff>>,
+}
+
+/// The connections of one backend to one database.
+struct DatabasePool {
+    target: Arc<BackendTarget>,
+    database: String,
+    max_size: u32,
+    min_idle: u32,
+    checkout_timeout: Duration,
+    idle_timeout: Duration,
+    max_lifetime: Option<Duration>,
+    prepared_per_connection: usize,
+    state: Mutex<PoolState>,
+    /// The login values of the last successful login; cleared when a login
+    /// is refused (the database may have gone).
+    info: Mutex<Option<Arc<ServerInfo>>>,
+}
+
+impl DatabasePool {
+    fn start(
+        target: Arc<BackendTarget>,
+        database: &str,
+        settings: &crate::config::Pool,
+    ) -> Arc<DatabasePool> {
+        let pool = Arc::new(DatabasePool {
+            target,
+            database: database.to_string(),
+            max_size: settings.max_size,
+            min_idle: settings.min_idle,
+            checkout_timeout: settings.checkout_timeout(),
+            idle_timeout: settings.idle_timeout(),
+            max_lifetime: settings.max_lifetime(),
+            prepared_per_connection: settings.prepared_statements_per_connection,
+            state: Mutex::new(PoolState::default()),
+            info: Mutex::new(None),
+        });
+        // Outside a runtime (unit tests of other parts) there is no upkeep.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(upkeep(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn known_info(&self) -> Option<Arc<ServerInfo>> {
+        self.info.lock().ok().and_then(|info| info.clone())
+    }
+
+    async fn checkout(self: &Arc<Self>, fingerprint: u64) -> Result<PooledBackend, BackendError> {
+        let started = Instant::now();
+        let waiting = {
+            let mut state = self.lock();
+            if let Some(conn) = self.take_idle(&mut state, fingerprint) {
+                return Ok(self.lend(conn));
+            }
+            if state.open < self.max_size {
+                state.open += 1;
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                state.waiters.push_back(tx);
+                Some(rx)
+            }
+        };
+        let handoff = match waiting {
+            None => Handoff::Slot(Slot(Some(self.clone()))),
+            Some(rx) => match tokio::time::timeout(self.checkout_timeout, rx).await {
+                Ok(Ok(handoff)) => handoff,
+                // The pool never drops a waiter unanswered; a timeout drops
+                // the receiver, and anything sent to it comes back.
+                Ok(Err(_)) | Err(_) => return Err(self.exhausted(started)),
+            },
+        };
+        match handoff {
+            Handoff::Conn(conn) => Ok(*conn),
+            Handoff::Slot(slot) => self.open_connection(slot).await,
+        }
+    }
+
+    fn exhausted(&self, started: Instant) -> BackendError {
+        BackendError::PoolExhausted {
+            backend: self.target.name.clone(),
+            database: self.database.clone(),
+            max_size: self.max_size,
+            waited_ms: started.elapsed().as_millis(),
+        }
+    }
+
+    /// An idle connection, preferring one with matching settings; stale
+    /// ones met on the way are closed.
+    fn take_idle(&self, state: &mut PoolState, fingerprint: u64) -> Option<BackendConn> {
+        let now = Instant::now();
+        let before = state.idle.len();
+        state.idle.retain(|idle| !self.is_stale(idle, now));
+        state.open -= (before - state.idle.len()) as u32;
+        let scan_from = state.idle.len().saturating_sub(SETTINGS_SCAN);
+        let matching = state.idle[scan_from..]
+            .iter()
+            .rposition(|idle| idle.conn.settings().fingerprint() == fingerprint)
+            .map(|i| i + scan_from);
+        let index = matching.or_else(|| state.idle.len().checked_sub(1))?;
+        Some(state.idle.remove(index).conn)
+    }
+
+    fn is_stale(&self, idle: &Idle, now: Instant) -> bool {
+        now.duration_since(idle.since) >= self.idle_timeout || self.is_expired(&idle.conn, now)
+    }
+
+    fn is_expired(&self, conn: &BackendConn, now: Instant) -> bool {
+        self.max_lifetime
+            .is_some_and(|max| now.duration_since(conn.created()) >= max)
+    }
+
+    async fn open_connection(
+        self: &Arc<Self>,
+        mut slot: Slot,
+    ) -> Result<PooledBackend, BackendError> {
+        match connect(&self.target, &self.database).await {
+            Ok(mut conn) => {
+                slot.0 = None;
+                conn.set_prepared_capacity(self.prepared_per_connection);
+                if let Ok(mut info) = self.info.lock() {
+                    *info = Some(conn.info().clone());
+                }
+                Ok(self.lend(conn))
+            }
+            Err(e) => {
+                if matches!(e, BackendError::LoginRefused { .. }) {
+                    if let Ok(mut info) = self.info.lock() {
+                        *info = None;
+                    }
+                }
+                tracing::warn!(error = %e, "backend connection failed");
+                // Dropping the slot passes it to the next waiter.
+                drop(slot);
+                Err(e)
+            }
+        }
+    }
+
+    fn lend(self: &Arc<Self>, conn: BackendConn) -> PooledBackend {
+        PooledBackend {
+            conn: Some(conn),
+            pool: self.clone(),
+            reset: true,
+        }
+    }
+
+    /// A connection comes back: to the longest waiter, else to the idle
+    /// list. A broken or expired one is closed and its slot passed on.
+    fn give_back(self: &Arc<Self>, conn: BackendConn) {
+        if conn.is_broken() || self.is_expired(&conn, Instant::now()) {
+            drop(conn);
+            self.free_slot();
+            return;
+        }
+        let mut conn = conn;
+        loop {
+            let waiter = {
+                let mut state = self.lock();
+                match state.waiters.pop_front() {
+                    Some(waiter) => waiter,
+                    None => {
+                        let since = Instant::now();
+                        state.idle.push(Idle { conn, since });
+                        return;
+                    }
+                }
+            };
+            match waiter.send(Handoff::Conn(Box::new(self.lend(conn)))) {
+                Ok(()) => return,
+                Err(Handoff::Conn(mut returned)) => match returned.conn.take() {
+                    Some(back) => conn = back,
+                    None => return,
+                },
+                Err(Handoff::Slot(_)) => return,
+            }
+        }
+    }
+
+    /// A connection closed (or was never made): a waiter may open one.
+    fn free_slot(self: &Arc<Self>) {
+        loop {
+            let waiter = {
+                let mut state = self.lock();
+                match state.waiters.pop_front() {
+                    Some(waiter) => waiter,
+                    None => {
+                        state.open -= 1;
+                        return;
+                    }
+                }
+            };
+            match waiter.send(Handoff::Slot(Slot(Some(self.clone())))) {
+                Ok(()) => return,
+                // The waiter gave up; the slot came back unused.
+                Err(Handoff::Slot(mut slot)) => slot.0 = None,
+                Err(Handoff::Conn(_)) => return,
+            }
+        }
+    }
+
+    /// Closes idle connections past their time and opens connections up to
+    /// `min_idle`.
+    async fn tidy(self: &Arc<Self>) {
+        let now = Instant::now();
+        {
+            let mut state = self.lock();
+            let before = state.idle.len();
+            state.idle.retain(|idle| !self.is_stale(idle, now));
+            state.open -= (before - state.idle.len()) as u32;
+        }
+        loop {
+            let slot = {
+                let mut state = self.lock();
+                let wanted = (state.idle.len() as u32) < self.min_idle;
+                if !wanted || state.open >= self.max_size || !state.waiters.is_empty() {
+                    return;
+                }
+                state.open += 1;
+                Slot(Some(self.clone()))
+            };
+            match self.open_connection(slot).await {
+                Ok(conn) => drop(conn),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Keeps a pool tidy while it exists.
+async fn upkeep(pool: Weak<DatabasePool>) {
+    let period = match pool.upgrade() {
+        Some(pool) => {
+            (pool.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10))
+        }
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.tidy().await;
+    }
+}
+
+/// The right to open one connection; dropped unused, it passes to the next
+/// waiter (or frees the place).
+struct Slot(Option<Arc<DatabasePool>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            pool.free_slot();
+        }
+    }
+}
+
+/// A backend connection checked out of its pool (after pgdog's pool guard).
+/// Dropping it returns it only in a known-clean state. A connection dropped
+/// mid-request (a client that vanished, a panicking task) or inside a
+/// transaction (whose locks would outlive the client) is discarded instead;
+/// closing it makes the server roll the transaction back at once. Unless
+/// the session vouched for it with [`keep_session_state`](Self::keep_session_state),
+/// it carries RESETCONNECTION on its next request, so the next client
+/// starts from a clean session.
+pub struct PooledBackend {
+    conn: Option<BackendConn>,
+    pool: Arc<DatabasePool>,
+    reset: bool,
+}
+
+impl PooledBackend {
+    /// The connection's state is exactly what it tracks (its settings and
+    /// prepared statements): it goes back without a reset.
+    pub fn keep_session_state(&mut self) {
+        self.reset = false;
+    }
+
+    /// Closes the connection instead of returning it: its state cannot be
+    /// reset (an application role, an impersonation).
+    pub fn discard(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.mark_broken();
+        }
+    }
+}
+
+impl std::ops::Deref for PooledBackend {
+    type Target = BackendConn;
+    fn deref(&self) -> &BackendConn {
+        self.conn
+            .as_ref()
+            .expect("a lent connection is present until drop")
+    }
+}
+
+impl std::ops::DerefMut for PooledBackend {
+    fn deref_mut(&mut self) -> &mut BackendConn {
+        self.conn
+            .as_mut()
+            .expect("a lent connection is present until drop")
+    }
+}
+
+impl Drop for PooledBackend {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if !conn.is_clean() && !conn.is_broken() {
+            tracing::debug!(backend = %conn.name(), in_request = conn.in_request(), in_transaction = conn.in_transaction(), "discarding a connection that is not clean");
+            conn.mark_broken();
+        }
+        if self.reset {
+            conn.reset_on_next_request();
+        }
+        self.pool.give_back(conn);
     }
 }

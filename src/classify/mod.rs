@@ -156,6 +156,18 @@ pub enum SessionEffect {
     },
 }
 
+impl SessionEffect {
+    /// Whether it changes settings a connection must carry for the session.
+    pub fn changes_settings(&self) -> bool {
+        matches!(
+            self,
+            SessionEffect::IsolationLevel(_)
+                | SessionEffect::UseDatabase(_)
+                | SessionEffect::SetOption { .. }
+        )
+    }
+}
+
 /// The classifier's verdict on one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {

@@ -17,8 +17,7 @@ pub use handshake::{Encryption, ListenerTls};
 pub use reply::ClientError;
 pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 
-use crate::backend::{BackendError, PooledBackend};
-use crate::router::Target;
+use crate::backend::{BackendError, ServerInfo};
 use crate::server::Proxy;
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
@@ -76,8 +75,8 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     } else {
         login.database.clone()
     };
-    let (first_target, conn) = match first_connection(proxy, &database).await {
-        Ok(first) => first,
+    let info = match login_info(proxy, &database).await {
+        Ok(info) => info,
         Err(e) => {
             let error = backend_login_error(&e);
             send_login_error(proxy, &mut writer, &error).await;
@@ -86,7 +85,6 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     };
     let packet_size = client_packet_size(&login);
     let spid = proxy.next_spid();
-    let info = conn.info().clone();
     let params = LoginReplyParams {
         info: &info,
         database: if info.database.is_empty() {
@@ -125,31 +123,32 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
         client,
         identity,
         database,
-        (first_target, conn),
     ))
 }
 
-/// The connection that proves the database exists and supplies the values
-/// of the login reply: the primary's, or while the primary is unreachable a
-/// replica's, so that clients whose work is reads keep working. A backend
-/// that refused Sluice's login (an unknown database) is not worked around.
-async fn first_connection(
-    proxy: &Proxy,
-    database: &str,
-) -> Result<(Target, PooledBackend), BackendError> {
+/// The values of the login reply, for a database proven to exist: from
+/// the primary's pool (remembered from its last login, or learned with a
+/// connection that goes straight back), or while the primary is unreachable
+/// from a replica's, so that clients whose work is reads keep working. No
+/// connection is held for the client: its requests check one out. A backend
+/// that refused Sluice's login (an unknown database) is not worked around;
+/// a busy pool is not taken for an unreachable primary.
+async fn login_info(proxy: &Proxy, database: &str) -> Result<Arc<ServerInfo>, BackendError> {
     let cluster = &proxy.cluster;
-    let primary_error = match cluster.primary().get(database).await {
-        Ok(conn) => return Ok((Target::Primary, conn)),
-        Err(e @ BackendError::LoginRefused { .. }) => return Err(e),
+    let primary_error = match cluster.primary().login_info(database).await {
+        Ok(info) => return Ok(info),
+        Err(e @ (BackendError::LoginRefused { .. } | BackendError::PoolExhausted { .. })) => {
+            return Err(e)
+        }
         Err(e) => e,
     };
-    for (index, replica) in cluster.replicas().iter().enumerate() {
+    for replica in cluster.replicas() {
         if !replica.is_available() {
             continue;
         }
-        if let Ok(conn) = replica.pools().get(database).await {
-            tracing::warn!(error = %primary_error, "primary unavailable at login; the session starts on a replica");
-            return Ok((Target::Replica(index), conn));
+        if let Ok(info) = replica.pools().login_info(database).await {
+            tracing::warn!(error = %primary_error, "primary unavailable at login; login values come from a replica");
+            return Ok(info);
         }
     }
     Err(primary_error)

@@ -14,6 +14,9 @@ use crate::tds::token::message::ServerMessage;
 pub const LOGIN_FAILED: u32 = 18456;
 /// "Database is not currently available": drivers treat it as transient and retry.
 pub const BACKEND_UNAVAILABLE: u32 = 40613;
+/// "The request limit for the database is %d and has been reached": Azure
+/// SQL's resource-limit error, which SqlClient and EF Core retry.
+pub const REQUEST_LIMIT_REACHED: u32 = 10928;
 /// Could not find prepared statement with handle %d.
 pub const UNKNOWN_PREPARED_HANDLE: u32 = 8179;
 /// Generic connection-level failure reported by the proxy.
@@ -46,8 +49,26 @@ impl ClientError {
     /// configured name only. The full detail (address, login, OS error) is
     /// logged here, where the client's error is made.
     pub fn backend_unavailable(error: &BackendError) -> Self {
+        if let BackendError::PoolExhausted { max_size, .. } = error {
+            tracing::warn!(backend = error.backend(), %error, "pool exhausted; the client gets error 10928");
+            return ClientError::request_limit(*max_size, error);
+        }
         tracing::warn!(backend = error.backend(), %error, "backend unavailable; the client gets error 40613");
         ClientError::backend_failed(error.client_message())
+    }
+
+    /// 10928 for a pool whose connections all stayed busy: a retryable
+    /// "too busy", never taken for an outage. Severity 16 keeps the
+    /// client's connection: the retry may run on it.
+    pub fn request_limit(max_size: u32, detail: impl std::fmt::Display) -> Self {
+        ClientError {
+            number: REQUEST_LIMIT_REACHED,
+            class: 16,
+            state: 1,
+            message: format!(
+                "Resource ID : 1. The request limit for the database is {max_size} and has been reached. (Sluice: {detail}; retry, or raise pool.max_size / pool.checkout_timeout_ms)"
+            ),
+        }
     }
 
     /// 40613 for a backend connection that failed during a request;

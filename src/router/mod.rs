@@ -52,6 +52,9 @@ pub enum PinReason {
     /// A response Sluice could not follow: transaction changes in it may
     /// have been missed, so nothing may leave the primary.
     UnreadableResponse,
+    /// A batch that set options failed: whether its SETs ran is unknown,
+    /// and only its connection knows.
+    UnknownSettings,
 }
 
 impl PinReason {
@@ -64,6 +67,7 @@ impl PinReason {
             PinReason::ContextInfo => "CONTEXT_INFO",
             PinReason::TooManySettings => "too many session settings",
             PinReason::UnreadableResponse => "unreadable response",
+            PinReason::UnknownSettings => "a batch that set options failed",
         }
     }
 }

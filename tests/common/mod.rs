@@ -63,7 +63,17 @@ impl Backend {
     }
 }
 
-/// proxy.toml text for a Sluice listening on port 0 in front of `primary`.
+/// The pool mode the tests run Sluice in: `SLUICE_TEST_POOL_MODE`
+/// (`transaction`, the default, or `session`). CI runs the suite in both.
+pub fn pool_mode() -> &'static str {
+    match std::env::var("SLUICE_TEST_POOL_MODE").as_deref() {
+        Ok("session") => "session",
+        _ => "transaction",
+    }
+}
+
+/// proxy.toml text for a Sluice listening on port 0 in front of `primary`,
+/// in [`pool_mode`].
 pub fn config_text(primary: SocketAddr, replicas: &[SocketAddr]) -> String {
     let mut text = format!(
         r#"
@@ -80,10 +90,12 @@ password = "unused-by-iridium"
 # iridium never answers Transaction Manager requests.
 transaction_requests = "emulate"
 [pool]
+mode = "{}"
 max_size = 8
 connect_timeout_ms = 2000
 "#,
-        password_hash()
+        password_hash(),
+        pool_mode()
     );
     for (i, r) in replicas.iter().enumerate() {
         text.push_str(&format!(

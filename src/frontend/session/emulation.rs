@@ -56,12 +56,13 @@ impl Session {
                 return self.fail_request(true, error).await;
             }
         };
-        self.put_back(Target::Primary, held);
         let answer = if reply_has_error(&reply) {
             reply
         } else {
             self.emulated.reply(&tm.request)
         };
+        // After the reply: it records whether the transaction is open.
+        self.keep_or_release(Target::Primary, held);
         self.client
             .send_message(&answer)
             .await

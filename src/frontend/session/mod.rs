@@ -15,10 +15,12 @@ use std::time::Instant;
 
 use super::reply::{attention_ack, error_response, ClientError};
 use super::transaction_emulation::EmulatedTransaction;
+use crate::backend::{plan_settings, Settings};
 use crate::backend::{
     BackendError, Cluster, PooledBackend, RelayEnd, RelayOptions, ResponseSummary,
 };
-use crate::config::Limits;
+use crate::classify::SessionEffect;
+use crate::config::{Limits, PoolMode};
 use crate::router::{Decision, PinReason, Router, Target};
 use crate::tds::packet::{PacketType, Status};
 use crate::transport::{ClientConn, Packet, ReadError, Request};
@@ -53,6 +55,8 @@ pub struct SessionContext {
     pub server_name: String,
     /// The primary never answers Transaction Manager requests: emulate them.
     pub emulate_transaction_requests: bool,
+    /// Whether a backend connection is held for a request or a session.
+    pub pool_mode: PoolMode,
 }
 
 /// Who the client is, for routing rules.
@@ -61,10 +65,20 @@ pub struct ClientIdentity {
     pub application: String,
 }
 
-/// A backend connection the session holds, and the settings version it has applied.
+/// A backend connection the session holds.
 struct Held {
     conn: PooledBackend,
-    synced: u64,
+    /// It held pinned state at some point: it gets RESETCONNECTION before
+    /// another client uses it.
+    dirty: bool,
+}
+
+/// A prepare (sp_prepare, sp_prepexec) in flight: the client's handle to
+/// put in its reply, and the statement's key on the serving connection.
+#[derive(Debug, Clone)]
+struct Prepare {
+    handle: i32,
+    key: Arc<str>,
 }
 
 /// The replica connection a session holds, and which replica it is.
@@ -77,17 +91,22 @@ pub struct Session {
     ctx: Arc<SessionContext>,
     client: ClientConn,
     identity: ClientIdentity,
-    /// Current database (login database, then ENVCHANGEs).
+    /// Current database (login database, then ENVCHANGEs), for routing rules.
     database: String,
+    /// The database the client logged in to: its pool.
+    login_database: String,
     primary: Option<Held>,
     replica: Option<HeldReplica>,
     /// Where the last request went: a late attention goes there too.
     last_target: Target,
     routing: RoutingState,
     emulated: EmulatedTransaction,
-    /// The prepared handles this client sees: Sluice's own, mapped to the
-    /// handles of the connections that prepared them.
+    /// The prepared handles this client sees: Sluice's own, mapped to
+    /// statements each connection prepares on demand.
     prepared: PreparedStatements,
+    /// The session's settings before the request in flight changed them:
+    /// what the serving connection must carry before the request runs.
+    settings_before: Option<Settings>,
 }
 
 impl Drop for Session {
@@ -110,23 +129,22 @@ enum Attempt {
     Failed(AttemptFailure),
 }
 
-/// Where a request ran and what its response said.
+/// What the response of a request that ran said.
 struct Served {
-    /// The connection that answered; `None` when it died mid-answer.
-    conn: Option<crate::backend::ConnId>,
     summary: ResponseSummary,
 }
 
 struct AttemptFailure {
-    error: String,
+    /// What the client gets if the request cannot run elsewhere.
+    error: ClientError,
     /// The client's request was read to its end (no packets left to drain).
     request_consumed: bool,
 }
 
 impl Attempt {
-    fn failed(error: impl std::fmt::Display, request_consumed: bool) -> Attempt {
+    fn failed(error: ClientError, request_consumed: bool) -> Attempt {
         Attempt::Failed(AttemptFailure {
-            error: error.to_string(),
+            error,
             request_consumed,
         })
     }
@@ -138,25 +156,20 @@ impl Session {
         client: ClientConn,
         identity: ClientIdentity,
         database: String,
-        first: (Target, PooledBackend),
     ) -> Self {
-        let (target, conn) = first;
-        let held = Held { conn, synced: 0 };
-        let (primary, replica) = match target {
-            Target::Replica(index) => (None, Some(HeldReplica { index, held })),
-            Target::Primary => (Some(held), None),
-        };
         Session {
             ctx,
             client,
             identity,
+            routing: RoutingState::new(&database),
+            login_database: database.clone(),
             database,
-            primary,
-            replica,
+            primary: None,
+            replica: None,
             last_target: Target::Primary,
-            routing: RoutingState::default(),
             emulated: EmulatedTransaction::default(),
             prepared: PreparedStatements::default(),
+            settings_before: None,
         }
     }
 
@@ -208,6 +221,7 @@ impl Session {
 
     async fn handle_request(&mut self, first: Packet) -> Result<(), SessionError> {
         let request = self.buffer_request(first).await?;
+        self.settings_before = None;
         self.client_reset(request.first_status());
         if request.ty() == PacketType::TRANSACTION_MANAGER && self.ctx.emulate_transaction_requests
         {
@@ -277,7 +291,12 @@ impl Session {
         let replicas = self.ctx.cluster.replica_views();
         let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
         match (&decision.classification, request) {
-            (Some(c), _) => self.routing.apply(c, now),
+            (Some(c), _) => {
+                if c.effects.iter().any(SessionEffect::changes_settings) {
+                    self.settings_before = Some(self.routing.settings().clone());
+                }
+                self.routing.apply(c, now)
+            }
             (None, crate::router::Request::PrimaryOnly(_)) => self.routing.record_write(now),
             (None, _) => {}
         }
@@ -295,6 +314,10 @@ impl Session {
             && (self.routing.in_transaction() || self.emulated.is_open());
         if keeps_transaction {
             self.routing.reset_keeping_transaction();
+            if let Some(held) = self.primary.as_mut() {
+                // The client's own bit resets it with this request.
+                held.conn.expect_client_reset();
+            }
         } else if status.resets_connection() {
             self.routing.reset();
             if let Some(held) = self.primary.as_mut() {
@@ -306,42 +329,39 @@ impl Session {
         // The replica connection still has the old session's settings and
         // statements: back to the pool, where it will be reset before its
         // next use.
-        self.release_replica();
+        self.replica = None;
         self.prepared.clear();
-        if let Some(held) = self.primary.as_mut() {
-            held.synced = self.routing.version();
-        }
     }
 
     /// Runs the request on `target` and relays the answer. A read whose
     /// replica fails before any byte of the answer reached the client runs
-    /// again on the primary, invisibly. Returns where the request ran
+    /// again on the primary, invisibly. Returns what the response said
     /// (`None`: it failed and the client got an error instead).
     async fn execute(
         &mut self,
         target: Target,
         outgoing: Outgoing,
-        client_handle: Option<i32>,
+        prepare: Option<Prepare>,
     ) -> Result<Option<Served>, SessionError> {
         let mut target = target;
         let mut outgoing = outgoing;
         loop {
             let complete = outgoing.is_complete();
-            let retryable = target.is_replica() && complete && outgoing.is_retryable();
+            let retryable = target.is_replica() && complete;
             let spare = retryable.then(|| outgoing.clone());
-            let failure = match self.attempt(target, outgoing, client_handle).await? {
+            let failure = match self.attempt(target, outgoing, prepare.clone()).await? {
                 Attempt::Served(served) => return Ok(Some(served)),
                 Attempt::Failed(failure) => failure,
             };
             match spare {
                 Some(copy) => {
-                    tracing::warn!(error = %failure.error, ?target, "replica failed before replying; retrying on the primary");
+                    tracing::warn!(error = %failure.error.message, ?target, "replica failed before replying; retrying on the primary");
                     target = Target::Primary;
                     outgoing = copy;
                 }
                 None => {
-                    let error = ClientError::backend_failed(&failure.error);
-                    self.fail_request(failure.request_consumed, error).await?;
+                    self.fail_request(failure.request_consumed, failure.error)
+                        .await?;
                     return Ok(None);
                 }
             }
@@ -353,14 +373,15 @@ impl Session {
         &mut self,
         target: Target,
         outgoing: Outgoing,
-        client_handle: Option<i32>,
+        prepare: Option<Prepare>,
     ) -> Result<Attempt, SessionError> {
         let complete = outgoing.is_complete();
         let mut held = match self.take_synced(target).await {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, ?target, "no backend connection for a request");
-                return self.unavailable(target, e.client_message(), complete);
+                let error = ClientError::backend_unavailable(&e);
+                return self.unavailable(target, error, complete);
             }
         };
         let request = match self.bind(&mut held, outgoing).await {
@@ -375,8 +396,7 @@ impl Session {
                 return self.lost(target, held, e.to_string(), true);
             }
         }
-        self.relay_response(target, held, false, client_handle)
-            .await
+        self.relay_response(target, held, false, prepare).await
     }
 
     /// No connection could be had for `target`. If the session's state
@@ -384,11 +404,11 @@ impl Session {
     fn unavailable(
         &mut self,
         target: Target,
-        error: String,
+        error: ClientError,
         request_consumed: bool,
     ) -> Result<Attempt, SessionError> {
         if target == Target::Primary && self.routing.has_unmovable_state() {
-            return Err(SessionError::StateLost(error));
+            return Err(SessionError::StateLost(error.message));
         }
         Ok(Attempt::failed(error, request_consumed))
     }
@@ -403,11 +423,10 @@ impl Session {
         request_consumed: bool,
     ) -> Result<Attempt, SessionError> {
         held.conn.mark_broken();
-        self.prepared.forget_connection(held.conn.id());
         let error = format!("backend {} failed: {error}", held.conn.name());
         self.note_backend_failure(target);
         drop(held);
-        self.unavailable(target, error, request_consumed)
+        self.unavailable(target, ClientError::backend_failed(error), request_consumed)
     }
 
     /// A replica's connection-level failure counts against its health;
@@ -420,56 +439,88 @@ impl Session {
         }
     }
 
-    /// The held connection for `target` (checked out on first use, kept for
-    /// the session), brought up to the session's settings.
+    /// The connection for `target` (the held one, else one checked out),
+    /// brought to the session's settings, its evicted statements unprepared.
     async fn take_synced(&mut self, target: Target) -> Result<Held, BackendError> {
         let mut held = self.take(target).await?;
-        let version = self.routing.version();
-        if held.synced < version {
-            let replay = self.routing.replay_batch();
-            if !replay.is_empty() {
-                if let Err(e) = self.replay_settings(&mut held, &replay).await {
-                    held.conn.mark_broken();
-                    return Err(e);
-                }
-            }
-            held.synced = version;
+        if let Err(e) = self.sync_settings(&mut held).await {
+            held.conn.mark_broken();
+            return Err(e);
+        }
+        if let Err(e) = held.conn.unprepare_evicted().await {
+            held.conn.mark_broken();
+            return Err(self.own_request_failed(&held, "unpreparing evicted statements", e));
         }
         Ok(held)
     }
 
-    async fn replay_settings(&mut self, held: &mut Held, replay: &str) -> Result<(), BackendError> {
-        let backend = held.conn.name().clone();
-        let protocol = |detail: String| BackendError::Protocol {
-            backend: backend.clone(),
-            detail,
+    /// The settings the request in flight must find on its connection.
+    fn settings_due(&self) -> &Settings {
+        self.settings_before
+            .as_ref()
+            .unwrap_or_else(|| self.routing.settings())
+    }
+
+    /// Applies what differs between the connection's settings and the
+    /// session's, in one round trip (none when they match).
+    async fn sync_settings(&mut self, held: &mut Held) -> Result<(), BackendError> {
+        let Some(plan) = plan_settings(held.conn.settings(), self.settings_due()) else {
+            return Ok(());
         };
-        let reply = held
-            .conn
-            .run_batch(replay)
-            .await
-            .map_err(|e| protocol(format!("replaying session settings: {e}")))?;
-        if reply_has_error(&reply) {
-            return Err(protocol("replaying session settings failed".into()));
+        if plan.reset {
+            if held.conn.in_transaction() {
+                let detail = "its settings cannot be reset inside a transaction".to_string();
+                let backend = held.conn.name().clone();
+                return Err(BackendError::Protocol { backend, detail });
+            }
+            held.conn.reset_on_next_request();
         }
+        if !plan.batch.is_empty() {
+            let reply = held.conn.run_batch(&plan.batch).await;
+            let failed = match reply {
+                Ok(reply) if reply_has_error(&reply) => Some("the server refused them".to_string()),
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(cause) = failed {
+                let what = "applying the session's settings";
+                return Err(self.own_request_failed(held, what, cause));
+            }
+        }
+        let due = self.settings_due().clone();
+        held.conn.set_settings(&due);
         Ok(())
     }
 
+    fn own_request_failed(
+        &self,
+        held: &Held,
+        what: &str,
+        cause: impl std::fmt::Display,
+    ) -> BackendError {
+        BackendError::Protocol {
+            backend: held.conn.name().clone(),
+            detail: format!("{what}: {cause}"),
+        }
+    }
+
     async fn take(&mut self, target: Target) -> Result<Held, BackendError> {
+        let fingerprint = self.settings_due().fingerprint();
+        let database = self.login_database.as_str();
         match target {
             Target::Primary => match self.primary.take() {
                 Some(held) => Ok(held),
-                None => Ok(Held {
-                    conn: self.ctx.cluster.primary().get(&self.database).await?,
-                    synced: 0,
-                }),
+                None => {
+                    let primary = self.ctx.cluster.primary();
+                    let conn = primary.get_preferring(database, fingerprint).await?;
+                    Ok(Held { conn, dirty: false })
+                }
             },
             Target::Replica(index) => {
                 if let Some(current) = self.replica.take() {
                     if current.index == index {
                         return Ok(current.held);
                     }
-                    self.prepared.forget_connection(current.held.conn.id());
                 }
                 let replica =
                     self.ctx
@@ -479,25 +530,35 @@ impl Session {
                             backend: Arc::from("replica"),
                             detail: format!("no replica #{index}"),
                         })?;
-                Ok(Held {
-                    conn: replica.pools().get(&self.database).await?,
-                    synced: 0,
-                })
+                let pools = replica.pools();
+                let conn = pools.get_preferring(database, fingerprint).await?;
+                Ok(Held { conn, dirty: false })
             }
         }
     }
 
-    fn put_back(&mut self, target: Target, held: Held) {
-        match target {
-            Target::Primary => self.primary = Some(held),
-            Target::Replica(index) => self.replica = Some(HeldReplica { index, held }),
-        }
+    /// After a complete response: the session keeps the connection (session
+    /// mode, or state only that connection has), else it goes back to the
+    /// pool as it is, or reset when it held pinned state.
+    fn keep_or_release(&mut self, target: Target, mut held: Held) {
         self.last_target = target;
-    }
-
-    fn release_replica(&mut self) {
-        if let Some(current) = self.replica.take() {
-            self.prepared.forget_connection(current.held.conn.id());
+        held.dirty |= self.routing.is_pinned();
+        let keep = match target {
+            Target::Primary => {
+                self.ctx.pool_mode == PoolMode::Session
+                    || self.routing.has_unmovable_state()
+                    || self.emulated.is_open()
+                    || held.conn.in_transaction()
+            }
+            Target::Replica(_) => self.ctx.pool_mode == PoolMode::Session,
+        };
+        if keep {
+            match target {
+                Target::Primary => self.primary = Some(held),
+                Target::Replica(index) => self.replica = Some(HeldReplica { index, held }),
+            }
+        } else if !held.dirty {
+            held.conn.keep_session_state();
         }
     }
 
@@ -562,7 +623,8 @@ impl Session {
 
     /// An attention with no request running (it crossed the end of the
     /// response): the backend that served the last request must still
-    /// acknowledge it.
+    /// acknowledge it. A connection already back in the pool has nothing
+    /// to cancel: Sluice acknowledges.
     async fn handle_idle_attention(&mut self) -> Result<(), SessionError> {
         let target = self.last_target;
         let held = match target {
@@ -581,7 +643,7 @@ impl Session {
         }
         match self.relay_response(target, held, true, None).await? {
             Attempt::Served(_) => Ok(()),
-            Attempt::Failed(failure) => Err(SessionError::BackendLost(failure.error)),
+            Attempt::Failed(failure) => Err(SessionError::BackendLost(failure.error.message)),
         }
     }
 
@@ -591,13 +653,13 @@ impl Session {
         target: Target,
         mut held: Held,
         attention_sent: bool,
-        client_handle: Option<i32>,
+        prepare: Option<Prepare>,
     ) -> Result<Attempt, SessionError> {
         let _in_flight = match target {
             Target::Replica(index) => self.ctx.cluster.replica(index).map(|r| r.in_flight()),
             Target::Primary => None,
         };
-        let missing_handle_error = client_handle.map(|_| {
+        let missing_handle_error = prepare.as_ref().map(|_| {
             let error = ClientError::request(format!(
                 "Sluice: backend {} answered a prepare (sp_prepare/sp_prepexec) with neither a statement handle nor an error",
                 held.conn.name()
@@ -607,19 +669,20 @@ impl Session {
         let options = RelayOptions {
             attention_sent,
             drain_timeout: self.ctx.limits.drain_timeout(),
-            client_handle,
+            client_handle: prepare.as_ref().map(|p| p.handle),
             missing_handle_error,
         };
         let relayed = held.conn.relay(&mut self.client, options).await;
-        self.learn(&relayed.summary);
+        self.learn(target, &mut held, &relayed.summary);
         match relayed.end {
             RelayEnd::Complete => {
-                let served = Served {
-                    conn: Some(held.conn.id()),
+                if let (Some(prepare), Some(real)) = (prepare, relayed.summary.handle) {
+                    held.conn.remember_prepared(prepare.key, real);
+                }
+                self.keep_or_release(target, held);
+                Ok(Attempt::Served(Served {
                     summary: relayed.summary,
-                };
-                self.put_back(target, held);
-                Ok(Attempt::Served(served))
+                }))
             }
             // The relay cancelled and drained the connection (or marked it
             // broken); dropping it returns it to the pool.
@@ -638,7 +701,6 @@ impl Session {
                     return self.lost(target, held, error, true);
                 }
                 let error = format!("backend {} failed: {error}", held.conn.name());
-                self.prepared.forget_connection(held.conn.id());
                 self.note_backend_failure(target);
                 drop(held);
                 if target == Target::Primary && self.routing.has_unmovable_state() {
@@ -660,7 +722,6 @@ impl Session {
                 // Answered (with an error): not to be retried, and nothing
                 // it returned (a handle) is usable.
                 Ok(Attempt::Served(Served {
-                    conn: None,
                     summary: ResponseSummary::default(),
                 }))
             }
@@ -669,17 +730,35 @@ impl Session {
 
     /// What a response said about the session: the server's word on
     /// transactions and the database; a stream Sluice could not follow
-    /// pins the session to the primary (it may have missed a BEGIN).
-    fn learn(&mut self, summary: &ResponseSummary) {
+    /// pins the session to the primary (it may have missed a BEGIN). The
+    /// connection now carries the session's settings, those the request
+    /// itself set included.
+    fn learn(&mut self, target: Target, held: &mut Held, summary: &ResponseSummary) {
         if let Some(open) = summary.transaction {
             self.routing.observe_transaction(open);
         }
         if let Some(database) = &summary.database {
             self.database.clone_from(database);
+            self.routing.observe_database(database);
         }
         if summary.unreadable {
             self.routing.pin_to_primary(PinReason::UnreadableResponse);
         }
+        let before = self.settings_before.take();
+        if summary.error && before.is_some() {
+            // A batch that set options failed somewhere: whether its SETs
+            // ran is unknown. On the primary the connection is the truth
+            // and the session stays with it; a replica connection is reset.
+            match target {
+                Target::Primary => self.routing.pin_to_primary(PinReason::UnknownSettings),
+                Target::Replica(_) => {
+                    held.dirty = true;
+                    self.routing.restore_settings(before.unwrap_or_default());
+                    return;
+                }
+            }
+        }
+        held.conn.set_settings(self.routing.settings());
     }
 }
 

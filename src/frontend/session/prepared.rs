@@ -2,18 +2,18 @@
 //! a handle is only meaningful on the connection that issued it, and two
 //! connections issue the same numbers. Sluice therefore owns the client's
 //! handle space: the handle in a prepare's RETURNVALUE is rewritten to one
-//! of Sluice's, mapped to (connection, real handle) plus the statement text
-//! and parameter declarations. An sp_execute is routed by that text and
-//! bound to the serving connection's own handle, prepared there again on
-//! demand (sp_prepare), or run as sp_executesql when no handle can be had.
-//! A handle is never sent to a connection that did not issue it.
+//! of Sluice's, mapped to the statement text and parameter declarations.
+//! Each backend connection keeps its own statements by text (a bounded LRU
+//! shared by every session it serves). An sp_execute is routed by the
+//! statement's text and bound to the serving connection's own handle,
+//! prepared there on demand (sp_prepare), or run as sp_executesql when no
+//! handle can be had. A handle is never sent to a connection that did not
+//! issue it, and in transaction mode any pooled connection can serve.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{ClientError, Held, Session, SessionError};
-use crate::backend::ConnId;
-use crate::router::Target;
+use super::{ClientError, Held, Prepare, Session, SessionError};
 use crate::tds::packet::PacketType;
 use crate::tds::request::{
     all_headers_bytes, encode_sp_prepare, execute_as_executesql, with_prepared_handle,
@@ -25,10 +25,6 @@ use crate::transport::Request;
 /// Prepared statements one session may hold; past it a prepare gets an
 /// error (the client is leaking handles).
 const MAX_PREPARED: usize = 4096;
-/// Connections a statement stays prepared on (primary and a replica, and
-/// a few it moved between); older ones are forgotten, and prepared again
-/// if needed.
-const MAX_CONNECTIONS_PER_STATEMENT: usize = 4;
 
 /// What a request sends once it is bound to a connection.
 #[derive(Debug, Clone)]
@@ -38,22 +34,13 @@ pub(super) enum Outgoing {
     /// sp_execute of a client handle: bound to the serving connection's
     /// own handle for the statement.
     Execute { request: Request, handle: i32 },
-    /// A request already bound to one connection's handle: it may run on
-    /// that connection only, and is never retried elsewhere.
-    OnConnection { request: Request, conn: ConnId },
 }
 
 impl Outgoing {
     pub(super) fn is_complete(&self) -> bool {
         match self {
             Outgoing::AsIs(r) | Outgoing::Execute { request: r, .. } => r.is_complete(),
-            Outgoing::OnConnection { request, .. } => request.is_complete(),
         }
-    }
-
-    /// Whether it may run again on another target after a failure.
-    pub(super) fn is_retryable(&self) -> bool {
-        !matches!(self, Outgoing::OnConnection { .. })
     }
 }
 
@@ -61,8 +48,13 @@ impl Outgoing {
 struct Statement {
     sql: Arc<str>,
     params: Arc<str>,
-    /// The handle each connection issued for it.
-    on: Vec<(ConnId, i32)>,
+    /// Parameter declarations and text: the statement's name on a connection.
+    key: Arc<str>,
+}
+
+/// The key of a statement on a connection: its declarations and text.
+fn statement_key(sql: &str, params: &str) -> Arc<str> {
+    format!("{params}\u{0}{sql}").into()
 }
 
 /// The client-visible handles of one session.
@@ -91,43 +83,17 @@ impl PreparedStatements {
         }
     }
 
-    fn insert(&mut self, handle: i32, sql: String, params: String, conn: ConnId, real: i32) {
+    fn insert(&mut self, handle: i32, sql: String, params: String, key: Arc<str>) {
         let statement = Statement {
             sql: sql.into(),
             params: params.into(),
-            on: vec![(conn, real)],
+            key,
         };
         self.statements.insert(handle, statement);
     }
 
-    fn text(&self, handle: i32) -> Option<(Arc<str>, Arc<str>)> {
-        let statement = self.statements.get(&handle)?;
-        Some((statement.sql.clone(), statement.params.clone()))
-    }
-
-    fn real_on(&self, handle: i32, conn: ConnId) -> Option<i32> {
-        let statement = self.statements.get(&handle)?;
-        statement
-            .on
-            .iter()
-            .find(|(c, _)| *c == conn)
-            .map(|&(_, h)| h)
-    }
-
-    fn add_real(&mut self, handle: i32, conn: ConnId, real: i32) {
-        if let Some(statement) = self.statements.get_mut(&handle) {
-            if statement.on.len() >= MAX_CONNECTIONS_PER_STATEMENT {
-                statement.on.remove(0);
-            }
-            statement.on.push((conn, real));
-        }
-    }
-
-    /// Handles die with their connection.
-    pub(super) fn forget_connection(&mut self, conn: ConnId) {
-        for statement in self.statements.values_mut() {
-            statement.on.retain(|(c, _)| *c != conn);
-        }
+    fn get(&self, handle: i32) -> Option<&Statement> {
+        self.statements.get(&handle)
     }
 
     /// A client reset ends the logical session and its statements.
@@ -152,17 +118,26 @@ impl Session {
             return self.fail_request(request.is_complete(), error).await;
         }
         let decision = self.route_request(crate::router::Request::Sql(&sql));
-        let handle = self.prepared.next_handle();
+        let prepare = Prepare {
+            handle: self.prepared.next_handle(),
+            key: statement_key(&sql, &params),
+        };
         let served = self
-            .execute(decision.target, Outgoing::AsIs(request), Some(handle))
+            .execute(
+                decision.target,
+                Outgoing::AsIs(request),
+                Some(prepare.clone()),
+            )
             .await?;
         let Some(served) = served else { return Ok(()) };
-        match (served.conn, served.summary.handle) {
-            (Some(conn), Some(real)) => self.prepared.insert(handle, sql, params, conn, real),
-            (Some(_), None) if !served.summary.error => {
+        match served.summary.handle {
+            Some(_) => self
+                .prepared
+                .insert(prepare.handle, sql, params, prepare.key),
+            None if !served.summary.error => {
                 tracing::warn!(spid = self.client.spid(), "no readable handle in a reply to a prepare; the statement cannot be executed through Sluice");
             }
-            _ => {}
+            None => {}
         }
         Ok(())
     }
@@ -174,7 +149,7 @@ impl Session {
         handle: Option<i32>,
         request: Request,
     ) -> Result<(), SessionError> {
-        let Some((handle, (sql, _))) = handle.and_then(|h| Some((h, self.prepared.text(h)?)))
+        let Some((handle, sql)) = handle.and_then(|h| Some((h, self.prepared.get(h)?.sql.clone())))
         else {
             let error = ClientError::unknown_prepared_handle(handle);
             return self.fail_request(request.is_complete(), error).await;
@@ -192,61 +167,27 @@ impl Session {
             .map(drop)
     }
 
-    /// sp_unprepare: sent to the held connection that has the statement,
-    /// with that connection's handle; answered by Sluice when none has it
-    /// (its connections are gone, and their handles with them).
+    /// sp_unprepare: the client's handle ends here, answered by Sluice. The
+    /// statement stays prepared on the connections that have it (other
+    /// sessions may use it) until their caches let it go.
     pub(super) async fn unprepare(
         &mut self,
         handle: Option<i32>,
         request: Request,
     ) -> Result<(), SessionError> {
         let complete = request.is_complete();
-        let Some(client_handle) = handle.filter(|&h| self.prepared.text(h).is_some()) else {
-            let error = ClientError::unknown_prepared_handle(handle);
+        let known = handle.and_then(|h| self.prepared.statements.remove(&h));
+        if known.is_none() || !complete {
+            let error = match known {
+                None => ClientError::unknown_prepared_handle(handle),
+                Some(_) => ClientError::request("oversized sp_unprepare"),
+            };
             return self.fail_request(complete, error).await;
-        };
-        let holder = self
-            .held_connections()
-            .into_iter()
-            .find_map(|(target, conn)| {
-                let real = self.prepared.real_on(client_handle, conn)?;
-                Some((target, conn, real))
-            });
-        self.prepared.statements.remove(&client_handle);
-        let bound = holder.and_then(|(target, conn, real)| {
-            let payload = with_prepared_handle(&request.payload(), real).ok()?;
-            let status = request.first_status();
-            let request = Request::from_payload(PacketType::RPC, status, &payload);
-            Some((target, Outgoing::OnConnection { request, conn }))
-        });
-        match bound {
-            Some((target, outgoing)) if complete => {
-                self.execute(target, outgoing, None).await.map(drop)
-            }
-            _ => {
-                if !complete {
-                    self.fail_request(false, ClientError::request("oversized sp_unprepare"))
-                        .await?;
-                    return Ok(());
-                }
-                self.client
-                    .send_message(&unprepared_reply())
-                    .await
-                    .map_err(SessionError::ClientGone)
-            }
         }
-    }
-
-    fn held_connections(&self) -> Vec<(Target, ConnId)> {
-        let primary = self
-            .primary
-            .as_ref()
-            .map(|h| (Target::Primary, h.conn.id()));
-        let replica = self
-            .replica
-            .as_ref()
-            .map(|r| (Target::Replica(r.index), r.held.conn.id()));
-        primary.into_iter().chain(replica).collect()
+        self.client
+            .send_message(&unprepared_reply())
+            .await
+            .map_err(SessionError::ClientGone)
     }
 
     /// The request to send on `held`: a prepared call gets that
@@ -258,10 +199,6 @@ impl Session {
     ) -> Result<Request, String> {
         match outgoing {
             Outgoing::AsIs(request) => Ok(request),
-            Outgoing::OnConnection { request, conn } if conn == held.conn.id() => Ok(request),
-            Outgoing::OnConnection { .. } => {
-                Err("the connection that prepared this handle is gone".into())
-            }
             Outgoing::Execute { request, handle } => self.bind_execute(held, request, handle).await,
         }
     }
@@ -272,24 +209,28 @@ impl Session {
         request: Request,
         handle: i32,
     ) -> Result<Request, String> {
-        let conn = held.conn.id();
+        let Some(statement) = self.prepared.get(handle) else {
+            return Err("the prepared statement was unprepared".into());
+        };
+        let (sql, params, key) = (
+            statement.sql.clone(),
+            statement.params.clone(),
+            statement.key.clone(),
+        );
         let payload = request.payload();
-        let real = match self.prepared.real_on(handle, conn) {
+        let real = match held.conn.prepared_handle(&key) {
             Some(real) => Some(real),
             None => {
-                let real = self.prepare_again(held, &payload, handle).await?;
+                let real = prepare_on(held, &payload, &sql, &params).await?;
                 if let Some(real) = real {
-                    self.prepared.add_real(handle, conn, real);
+                    held.conn.remember_prepared(key, real);
                 }
                 real
             }
         };
         let rewritten = match real {
             Some(real) => with_prepared_handle(&payload, real),
-            None => {
-                let (sql, params) = self.prepared.text(handle).unwrap_or_default();
-                execute_as_executesql(&payload, &sql, &params)
-            }
+            None => execute_as_executesql(&payload, &sql, &params),
         };
         // The request decoded as a handle call before; a payload that still
         // cannot be rewritten is not the client's statement to run anywhere.
@@ -300,31 +241,28 @@ impl Session {
             &rewritten,
         ))
     }
+}
 
-    /// Prepares the statement on `held` with Sluice's own sp_prepare, in
-    /// the client request's transaction; the handle it returns, or `None`
-    /// when the server gave none Sluice can read (then sp_executesql runs
-    /// the statement instead). An I/O failure loses the connection.
-    async fn prepare_again(
-        &mut self,
-        held: &mut Held,
-        client_payload: &[u8],
-        handle: i32,
-    ) -> Result<Option<i32>, String> {
-        let Some((sql, params)) = self.prepared.text(handle) else {
-            return Ok(None);
-        };
-        let Ok(headers) = all_headers_bytes(client_payload) else {
-            return Ok(None);
-        };
-        let payload = encode_sp_prepare(headers, &sql, &params);
-        let reply = held
-            .conn
-            .exchange(PacketType::RPC, &payload)
-            .await
-            .map_err(|e| format!("preparing a statement again: {e}"))?;
-        Ok(returned_handle(&reply))
-    }
+/// Prepares a statement on `held` with Sluice's own sp_prepare, in the
+/// client request's transaction; the handle it returns, or `None` when the
+/// server gave none Sluice can read (then sp_executesql runs the statement
+/// instead). An I/O failure loses the connection.
+async fn prepare_on(
+    held: &mut Held,
+    client_payload: &[u8],
+    sql: &str,
+    params: &str,
+) -> Result<Option<i32>, String> {
+    let Ok(headers) = all_headers_bytes(client_payload) else {
+        return Ok(None);
+    };
+    let payload = encode_sp_prepare(headers, sql, params);
+    let reply = held
+        .conn
+        .exchange(PacketType::RPC, &payload)
+        .await
+        .map_err(|e| format!("preparing a statement: {e}"))?;
+    Ok(returned_handle(&reply))
 }
 
 /// The handle (RETURNVALUE ordinal 0) of a whole, error-free reply.
@@ -362,56 +300,30 @@ fn unprepared_reply() -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn conn(n: u64) -> ConnId {
-        ConnId::for_tests(n)
-    }
-
     #[test]
-    fn handles_are_sluices_own_and_map_per_connection() {
+    fn handles_are_sluices_own() {
         let mut prepared = PreparedStatements::default();
         let first = prepared.next_handle();
-        prepared.insert(
-            first,
-            "UPDATE t SET x = 1".into(),
-            String::new(),
-            conn(1),
-            1,
-        );
+        let key = statement_key("UPDATE t SET x = 1", "");
+        prepared.insert(first, "UPDATE t SET x = 1".into(), String::new(), key);
         let second = prepared.next_handle();
-        // The replica issued handle 1 too: the client sees two handles.
-        prepared.insert(second, "SELECT 1".into(), String::new(), conn(2), 1);
         assert_ne!(first, second);
-        assert_eq!(prepared.real_on(first, conn(1)), Some(1));
         assert_eq!(
-            prepared.real_on(first, conn(2)),
-            None,
-            "never sent to another connection"
-        );
-        assert_eq!(
-            prepared.text(first).unwrap().0.as_ref(),
+            prepared.get(first).unwrap().sql.as_ref(),
             "UPDATE t SET x = 1"
         );
-        prepared.forget_connection(conn(1));
-        assert_eq!(prepared.real_on(first, conn(1)), None);
-        assert!(
-            prepared.text(first).is_some(),
-            "the statement can be prepared again"
-        );
+        assert!(prepared.get(second).is_none());
+        prepared.clear();
+        assert!(prepared.get(first).is_none());
     }
 
     #[test]
-    fn connections_per_statement_are_bounded() {
-        let mut prepared = PreparedStatements::default();
-        let h = prepared.next_handle();
-        prepared.insert(h, "SELECT 1".into(), String::new(), conn(0), 10);
-        for n in 1..10 {
-            prepared.add_real(h, conn(n), 10 + n as i32);
-        }
-        assert_eq!(
-            prepared.statements[&h].on.len(),
-            MAX_CONNECTIONS_PER_STATEMENT
+    fn the_key_tells_declarations_apart() {
+        assert_ne!(
+            statement_key("SELECT @a", "@a int"),
+            statement_key("SELECT @a", "@a bigint")
         );
-        assert_eq!(prepared.real_on(h, conn(9)), Some(19));
+        assert_ne!(statement_key("ab", "c"), statement_key("b", "ca"));
     }
 
     #[test]

@@ -4,16 +4,13 @@
 
 use std::time::Instant;
 
+use crate::backend::{Settings, TooManySettings, DATABASE_SETTING, ISOLATION_SETTING};
 use crate::classify::{Class, Classification, Flags, SessionEffect};
 use crate::router::{PinReason, SessionView};
 #[cfg(test)]
 use crate::tds::token::env_change::EnvChange;
 #[cfg(test)]
 use crate::tds::token::walker::TokenEvent;
-
-/// Most distinct SET options remembered for replay; a client cannot make
-/// the list grow without bound.
-const MAX_SETTINGS: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct RoutingState {
@@ -25,11 +22,11 @@ pub struct RoutingState {
     strict_isolation: bool,
     pin: Option<PinReason>,
     last_write: Option<Instant>,
-    /// Settings in the order the client made them: (key, statement).
-    settings: Vec<(String, String)>,
-    /// Bumped on every settings change; connections remember the version
-    /// they have applied.
-    version: u64,
+    /// The session's settings beyond its login's, to bring any connection
+    /// it uses to them.
+    settings: Settings,
+    /// The database the client logged in to: being there needs no `USE`.
+    login_database: String,
 }
 
 impl RoutingState {
@@ -57,17 +54,37 @@ impl RoutingState {
         self.server_transaction || self.inferred_depth > 0
     }
 
-    pub fn version(&self) -> u64 {
-        self.version
+    pub fn new(login_database: &str) -> Self {
+        RoutingState {
+            login_database: login_database.to_string(),
+            ..RoutingState::default()
+        }
     }
 
-    /// The statements that bring a fresh connection to this session's settings.
-    pub fn replay_batch(&self) -> String {
-        self.settings
-            .iter()
-            .map(|(_, stmt)| stmt.as_str())
-            .collect::<Vec<_>>()
-            .join(";\n")
+    /// The settings any connection serving this session must carry.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The server says the session is now in `database` (ENVCHANGE): a
+    /// connection serving it must be there too.
+    pub fn observe_database(&mut self, database: &str) {
+        if database.eq_ignore_ascii_case(&self.login_database) {
+            self.settings.remove(DATABASE_SETTING);
+        } else {
+            let statement = format!("USE [{}]", database.replace(']', "]]"));
+            self.remember(DATABASE_SETTING, statement);
+        }
+    }
+
+    /// Puts back settings from before a request whose outcome is unknown.
+    pub fn restore_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// Whether state only its connection has keeps the session there.
+    pub fn is_pinned(&self) -> bool {
+        self.pin.is_some()
     }
 
     #[cfg(test)]
@@ -122,34 +139,26 @@ impl RoutingState {
                 self.strict_isolation =
                     matches!(level.as_str(), "SERIALIZABLE" | "REPEATABLE READ");
                 self.remember(
-                    "TRANSACTION ISOLATION LEVEL",
+                    ISOLATION_SETTING,
                     format!("SET TRANSACTION ISOLATION LEVEL {level}"),
                 );
             }
-            SessionEffect::UseDatabase(db) => {
-                self.remember("USE", format!("USE [{}]", db.replace(']', "]]")))
-            }
+            SessionEffect::UseDatabase(db) => self.observe_database(db),
             SessionEffect::SetOption { option, statement } => {
                 self.remember(option, statement.clone())
             }
         }
     }
 
-    /// Keeps the latest statement per setting, in first-set order.
+    /// Keeps the latest statement per setting.
     fn remember(&mut self, key: &str, statement: String) {
-        let count = self.settings.len();
-        match self.settings.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = statement,
-            None if count < MAX_SETTINGS => self.settings.push((key.to_string(), statement)),
-            None => {
-                tracing::warn!(
-                    setting = key,
-                    "too many session settings; pinning to the primary"
-                );
-                self.pin.get_or_insert(PinReason::TooManySettings);
-            }
+        if let Err(TooManySettings) = self.settings.set(key, &statement) {
+            tracing::warn!(
+                setting = key,
+                "too many session settings; pinning to the primary"
+            );
+            self.pin.get_or_insert(PinReason::TooManySettings);
         }
-        self.version += 1;
     }
 
     /// Transaction state from the server's own word (ENVCHANGE 8/9/10/17).
@@ -177,9 +186,9 @@ impl RoutingState {
 
     /// The client reset its connection (RESETCONNECTION): a new logical session.
     pub fn reset(&mut self) {
-        let version = self.version + 1;
-        *self = RoutingState::default();
-        self.version = version;
+        let login_database = std::mem::take(&mut self.login_database);
+        *self = RoutingState::new(&login_database);
+        self.login_database = login_database;
     }
 
     /// RESETCONNECTIONSKIPTRAN: a new logical session that keeps the open
@@ -257,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn settings_replay_latest_value_in_order_and_bump_the_version() {
+    fn settings_keep_the_latest_value_per_option() {
         let mut s = RoutingState::default();
         let set = |option: &str, statement: &str| SessionEffect::SetOption {
             option: option.into(),
@@ -288,8 +297,8 @@ mod tests {
             ),
             now,
         );
-        assert_eq!(s.replay_batch(), "SET DATEFORMAT ymd;\nSET NOCOUNT ON");
-        assert_eq!(s.version(), 3);
+        assert_eq!(s.settings().get("DATEFORMAT"), Some("SET DATEFORMAT ymd"));
+        assert_eq!(s.settings().get("NOCOUNT"), Some("SET NOCOUNT ON"));
         s.apply(
             &classified(
                 Class::SessionState,
@@ -300,8 +309,24 @@ mod tests {
         );
         assert!(s.view("", "", "", false).strict_isolation);
         s.reset();
-        assert_eq!(s.replay_batch(), "");
-        assert_eq!(s.version(), 5);
+        assert!(s.settings().is_empty());
+    }
+
+    #[test]
+    fn being_in_the_login_database_needs_no_use() {
+        let mut s = RoutingState::new("Sales");
+        s.observe_database("reports");
+        assert_eq!(s.settings().get("USE"), Some("USE [reports]"));
+        s.observe_database("sales");
+        assert!(s.settings().is_empty(), "back in the login database");
+        s.observe_database("odd]name");
+        s.reset();
+        assert!(s.settings().is_empty());
+        s.observe_database("SALES");
+        assert!(
+            s.settings().is_empty(),
+            "the login database survives a reset"
+        );
     }
 
     #[test]

@@ -244,6 +244,25 @@ pub fn encode_sp_prepare(headers: &[u8], statement: &str, params_decl: &str) -> 
     out
 }
 
+/// `sp_unprepare` of the given handles, as one RPCRequest with a call per
+/// handle separated by BatchFlag (0xFF) [MS-TDS 2.2.6.6].
+pub fn encode_sp_unprepare(headers: &[u8], handles: &[i32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() + handles.len() * 16);
+    out.extend_from_slice(headers);
+    for (i, handle) in handles.iter().enumerate() {
+        if i > 0 {
+            out.push(0xFF);
+        }
+        out.extend_from_slice(&0xFFFFu16.to_le_bytes());
+        out.extend_from_slice(&proc_id::SP_UNPREPARE.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        // @handle: unnamed, input, INTN(4), the value.
+        out.extend_from_slice(&[0, 0, DataType::INTN.0, 4, 4]);
+        out.extend_from_slice(&handle.to_le_bytes());
+    }
+    out
+}
+
 /// The ALL_HEADERS block at the start of a request payload.
 pub fn all_headers_bytes(payload: &[u8]) -> Result<&[u8], DecodeError> {
     let (_, body) = split_all_headers(payload)?;
