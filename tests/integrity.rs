@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake::{self, Fake, FakeOptions};
-use common::raw::RawClient;
+use common::raw::{batch, call, RawClient, Reply};
 use common::rpc;
 use common::*;
 use sluice::tds::packet::PacketType;
 use sluice::tds::token::done::DoneStatus;
-use sluice::tds::token::walker::{TokenEvent, TokenWalker};
+use sluice::tds::token::walker::TokenEvent;
 
 /// What a SELECT answers on each server.
 const PRIMARY: i32 = 1;
@@ -54,64 +54,6 @@ async fn pair() -> Pair {
         replica,
         sluice,
     }
-}
-
-/// A response as a raw client sees it.
-#[derive(Debug)]
-struct Reply {
-    events: Vec<TokenEvent>,
-    /// The values of the fake's INT rows: which server answered.
-    answers: Vec<i32>,
-}
-
-impl Reply {
-    async fn read(client: &mut RawClient) -> Reply {
-        let payload = client.read_message().await;
-        let mut events = Vec::new();
-        TokenWalker::new()
-            .feed(&payload, &mut events)
-            .expect("a well-formed response");
-        Reply {
-            events,
-            answers: fake::answers(&payload),
-        }
-    }
-
-    /// The @handle a prepare returned (RETURNVALUE ordinal 0).
-    fn handle(&self) -> Option<i32> {
-        self.events.iter().find_map(|e| match e {
-            TokenEvent::ReturnValue {
-                ordinal: 0,
-                value: Some(v),
-                ..
-            } => i32::try_from(*v).ok(),
-            _ => None,
-        })
-    }
-
-    fn errors(&self) -> Vec<(u32, String)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                TokenEvent::Error(m) => Some((m.number, m.message.clone())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn assert_no_error(&self, what: &str) {
-        assert!(self.errors().is_empty(), "{what}: {:?}", self.errors());
-    }
-}
-
-async fn call(client: &mut RawClient, payload: &[u8]) -> Reply {
-    client.send(PacketType::RPC, payload).await;
-    Reply::read(client).await
-}
-
-async fn batch(client: &mut RawClient, sql: &str) -> Reply {
-    client.send_batch(sql).await;
-    Reply::read(client).await
 }
 
 /// Defect 1. SQL Server numbers prepared handles per connection from 1, so

@@ -11,8 +11,9 @@
 //!   statement for a handle (error 8179 for a handle this connection never
 //!   issued), `sp_unprepare`, `sp_executesql`; each ends with RETURNSTATUS
 //!   and DONEPROC;
-//! - RESETCONNECTION (status 0x08) rolls an open transaction back, as
-//!   `sp_reset_connection` does; ATTENTION is acknowledged with DONE(ATTN)
+//! - RESETCONNECTION (status 0x08) rolls an open transaction back and
+//!   either reset bit frees the prepared handles, as `sp_reset_connection`
+//!   does; ATTENTION is acknowledged with DONE(ATTN)
 //!   unless [`FakeOptions::ignore_attention`];
 //! - markers in a batch's text stage faults: a result cut between rows or
 //!   mid-row, a malformed token stream, a result that never ends.
@@ -389,8 +390,11 @@ impl Connection {
             if rolled_back {
                 self.trancount = 0;
             }
+            // Either reset frees the connection's prepared handles.
+            self.handles.clear();
             self.shared.update(self.id, |r| {
                 r.resets += 1;
+                r.handles.clear();
                 if rolled_back {
                     r.reset_rollbacks += 1;
                     r.in_transaction = false;

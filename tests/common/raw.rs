@@ -146,3 +146,63 @@ fn all_headers(descriptor: u64) -> Vec<u8> {
     sluice::tds::request::encode_all_headers(&mut payload, descriptor, 1);
     payload
 }
+
+/// A response as a raw client sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub events: Vec<TokenEvent>,
+    /// The values of the fake's INT rows: which server answered.
+    pub answers: Vec<i32>,
+}
+
+impl Reply {
+    pub async fn read(client: &mut RawClient) -> Reply {
+        let payload = client.read_message().await;
+        let mut events = Vec::new();
+        TokenWalker::new()
+            .feed(&payload, &mut events)
+            .expect("a well-formed response");
+        Reply {
+            events,
+            answers: super::fake::answers(&payload),
+        }
+    }
+
+    /// The @handle a prepare returned (RETURNVALUE ordinal 0).
+    pub fn handle(&self) -> Option<i32> {
+        self.events.iter().find_map(|e| match e {
+            TokenEvent::ReturnValue {
+                ordinal: 0,
+                value: Some(v),
+                ..
+            } => i32::try_from(*v).ok(),
+            _ => None,
+        })
+    }
+
+    pub fn errors(&self) -> Vec<(u32, String)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                TokenEvent::Error(m) => Some((m.number, m.message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn assert_no_error(&self, what: &str) {
+        assert!(self.errors().is_empty(), "{what}: {:?}", self.errors());
+    }
+}
+
+/// Sends an RPC request and reads its response.
+pub async fn call(client: &mut RawClient, payload: &[u8]) -> Reply {
+    client.send(PacketType::RPC, payload).await;
+    Reply::read(client).await
+}
+
+/// Sends a SQL batch and reads its response.
+pub async fn batch(client: &mut RawClient, sql: &str) -> Reply {
+    client.send_batch(sql).await;
+    Reply::read(client).await
+}
