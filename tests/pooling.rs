@@ -170,6 +170,34 @@ async fn settings_follow_the_session_not_the_connection() {
     assert_eq!(reasserted.len(), 1, "{:?}", primary.statements());
 }
 
+/// The language a client's LOGIN7 names is part of its session: the login
+/// reply says so, and every pooled connection serving it runs in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_language_follows_the_client() {
+    let (primary, sluice) = sluice_with_pool("max_size = 1\n").await;
+    let mut login = sluice::tds::login7::Login7::new_client(USER, PASSWORD, "");
+    login.language = "Deutsch".into();
+    let mut german = RawClient::login_with(sluice, login).await;
+    let mut other = RawClient::login(sluice, USER, PASSWORD).await;
+    for _ in 0..2 {
+        batch(&mut german, "SELECT 11")
+            .await
+            .assert_no_error("german");
+        batch(&mut other, "SELECT 2").await.assert_no_error("other");
+    }
+    let log = primary.statements();
+    let german_selects = primary.ran("SELECT 11").len();
+    let languages = primary.ran("SET LANGUAGE [Deutsch]").len();
+    assert_eq!(
+        languages, german_selects,
+        "each turn of the german client: {log:?}"
+    );
+    assert!(
+        primary.connections().iter().map(|c| c.resets).sum::<u32>() >= 2,
+        "{log:?}"
+    );
+}
+
 /// Prepared statements in transaction mode: a statement is prepared on
 /// whichever connection runs it, each connection keeps at most
 /// `prepared_statements_per_connection` and unprepares what it lets go,

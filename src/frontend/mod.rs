@@ -92,6 +92,7 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
         } else {
             &info.database
         },
+        language: login_language(&login, &info).unwrap_or(&info.language),
         packet_size,
         server: &proxy.config.listen.server_name,
     };
@@ -118,12 +119,18 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
         user: login.username.clone(),
         application: login.app_name.clone(),
     };
-    Ok(Session::new(
-        proxy.session_context(),
-        client,
-        identity,
-        database,
-    ))
+    let session = Session::new(proxy.session_context(), client, identity, database);
+    Ok(match login_language(&login, &info) {
+        Some(language) => session.with_login_language(language),
+        None => session,
+    })
+}
+
+/// The language the client's LOGIN7 asked for, when it is not the one
+/// Sluice's own backend login got.
+fn login_language<'a>(login: &'a Login7, info: &ServerInfo) -> Option<&'a str> {
+    let language = login.language.trim();
+    (!language.is_empty() && !language.eq_ignore_ascii_case(&info.language)).then_some(language)
 }
 
 /// The values of the login reply, for a database proven to exist: from

@@ -173,6 +173,8 @@ pub fn attention_ack() -> Vec<u8> {
 pub struct LoginReplyParams<'a> {
     pub info: &'a ServerInfo,
     pub database: &'a str,
+    /// The session's language: the client's LOGIN7 choice, else the backend's.
+    pub language: &'a str,
     pub packet_size: usize,
     pub server: &'a str,
 }
@@ -202,13 +204,13 @@ pub fn login_reply(p: &LoginReplyParams<'_>, login: &Login7) -> Vec<u8> {
         .encode(&mut out);
     }
     EnvChange::Language {
-        new: p.info.language.clone(),
+        new: p.language.to_string(),
         old: String::new(),
     }
     .encode(&mut out);
     info(
         LANGUAGE_CHANGED,
-        &format!("Changed language setting to {}.", p.info.language),
+        &format!("Changed language setting to {}.", p.language),
         p.server,
     )
     .encode_info(&mut out);

@@ -33,6 +33,11 @@ impl RawClient {
 
     /// PRELOGIN without encryption, then LOGIN7; panics unless LOGINACK comes back.
     pub async fn login(addr: SocketAddr, user: &str, password: &str) -> RawClient {
+        RawClient::login_with(addr, Login7::new_client(user, password, "")).await
+    }
+
+    /// Like [`login`](Self::login), with the client's own LOGIN7.
+    pub async fn login_with(addr: SocketAddr, mut login: Login7) -> RawClient {
         let mut client = RawClient::connect(addr).await;
         let prelogin = PreLogin {
             encryption: Some(encryption::NOT_SUP),
@@ -42,7 +47,6 @@ impl RawClient {
         prelogin.encode(&mut payload);
         client.send(PacketType::PRELOGIN, &payload).await;
         client.read_message().await;
-        let mut login = Login7::new_client(user, password, "");
         login.packet_size = 4096;
         let mut payload = Vec::new();
         login.encode(&mut payload);

@@ -173,6 +173,13 @@ impl Session {
         }
     }
 
+    /// The client's LOGIN7 named a language other than the backend's: its
+    /// session runs in that language on every connection.
+    pub fn with_login_language(mut self, language: &str) -> Self {
+        self.routing.set_login_language(language);
+        self
+    }
+
     /// Serves requests until the client disconnects.
     pub async fn run(mut self) -> Result<(), SessionError> {
         let result = self.serve().await;

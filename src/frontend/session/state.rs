@@ -27,6 +27,9 @@ pub struct RoutingState {
     settings: Settings,
     /// The database the client logged in to: being there needs no `USE`.
     login_database: String,
+    /// What the client's LOGIN7 asked for beyond Sluice's own login (its
+    /// language): where a client reset returns to.
+    login_settings: Settings,
 }
 
 impl RoutingState {
@@ -59,6 +62,14 @@ impl RoutingState {
             login_database: login_database.to_string(),
             ..RoutingState::default()
         }
+    }
+
+    /// The language the client's LOGIN7 named: part of its session from the
+    /// start and after every reset, as on SQL Server.
+    pub fn set_login_language(&mut self, language: &str) {
+        let statement = format!("SET LANGUAGE [{}]", language.replace(']', "]]"));
+        self.remember("LANGUAGE", statement);
+        self.login_settings = self.settings.clone();
     }
 
     /// The settings any connection serving this session must carry.
@@ -187,8 +198,10 @@ impl RoutingState {
     /// The client reset its connection (RESETCONNECTION): a new logical session.
     pub fn reset(&mut self) {
         let login_database = std::mem::take(&mut self.login_database);
+        let login_settings = std::mem::take(&mut self.login_settings);
         *self = RoutingState::new(&login_database);
-        self.login_database = login_database;
+        self.settings = login_settings.clone();
+        self.login_settings = login_settings;
     }
 
     /// RESETCONNECTIONSKIPTRAN: a new logical session that keeps the open
@@ -326,6 +339,29 @@ mod tests {
         assert!(
             s.settings().is_empty(),
             "the login database survives a reset"
+        );
+    }
+
+    #[test]
+    fn the_login_language_is_where_a_reset_returns() {
+        let mut s = RoutingState::new("master");
+        s.set_login_language("Français");
+        let set = SessionEffect::SetOption {
+            option: "LANGUAGE".into(),
+            statement: "SET LANGUAGE us_english".into(),
+        };
+        s.apply(
+            &classified(Class::SessionState, Flags::NONE, vec![set]),
+            Instant::now(),
+        );
+        assert_eq!(
+            s.settings().get("LANGUAGE"),
+            Some("SET LANGUAGE us_english")
+        );
+        s.reset();
+        assert_eq!(
+            s.settings().get("LANGUAGE"),
+            Some("SET LANGUAGE [Français]")
         );
     }
 
