@@ -190,11 +190,15 @@ pub struct ListenTls {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
     pub password_hash: String,
+    /// A backend login of this user's own, instead of each backend's
+    /// shared `user`; its password comes from `backend_password_env`.
+    pub backend_user: Option<String>,
+    pub backend_password_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -600,7 +604,37 @@ impl User {
                 "generate one with `sluice hash-password`",
             ));
         }
-        Ok(())
+        match (&self.backend_user, &self.backend_password_env) {
+            (Some(_), Some(var)) => std::env::var(var).map(drop).map_err(|_| {
+                invalid(
+                    &format!("users[{i}].backend_password_env"),
+                    var,
+                    &format!("environment variable {var} is not set"),
+                    "export the variable before starting sluice",
+                )
+            }),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(invalid(
+                &format!("users[{i}].backend_password_env"),
+                "<missing>",
+                "backend_user needs a password",
+                "set backend_password_env to the variable holding it",
+            )),
+            (None, Some(var)) => Err(invalid(
+                &format!("users[{i}].backend_user"),
+                var,
+                "backend_password_env without backend_user",
+                "set backend_user, or remove backend_password_env",
+            )),
+        }
+    }
+
+    /// This user's own backend login and password, if it has one;
+    /// validated at load time.
+    pub fn backend_login(&self) -> Option<(String, String)> {
+        let user = self.backend_user.clone()?;
+        let password = std::env::var(self.backend_password_env.as_deref()?).ok()?;
+        Some((user, password))
     }
 }
 

@@ -308,3 +308,52 @@ async fn a_pinned_session_keeps_its_connection_which_is_reset_after() {
         "the pinned connection was reused without a reset"
     );
 }
+
+/// `[[users]] backend_user`: a client logs in to the backends with its own
+/// login instead of the shared one (pools are per login). In session mode
+/// its connections are its own and carry its application and host name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_can_have_its_own_backend_login() {
+    std::env::set_var("SLUICE_TEST_ALICE_BACKEND_PASSWORD", "alice-secret");
+    for mode in ["transaction", "session"] {
+        let primary = fake::start_with(FakeOptions::default()).await;
+        let text = config_text(primary.addr, &[])
+            .replace(&format!("mode = \"{}\"", pool_mode()), &format!("mode = \"{mode}\""))
+            + &format!(
+                "[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\n\
+                 backend_user = \"alice_db\"\nbackend_password_env = \"SLUICE_TEST_ALICE_BACKEND_PASSWORD\"\n",
+                password_hash()
+            );
+        let sluice = start_sluice(parse_config(&text)).await;
+        let mut login = sluice::tds::login7::Login7::new_client("alice", PASSWORD, "");
+        login.app_name = "billing".into();
+        login.hostname = "app-host-7".into();
+        let mut alice = RawClient::login_with(sluice, login).await;
+        let mut shared = RawClient::login(sluice, USER, PASSWORD).await;
+        batch(&mut alice, "UPDATE t SET x = 1")
+            .await
+            .assert_no_error("alice");
+        batch(&mut shared, "UPDATE t SET x = 2")
+            .await
+            .assert_no_error("shared");
+        let user_of = |needle: &str| {
+            let (conn, _) = primary.ran(needle)[0].clone();
+            primary.connection(conn).expect("a connection")
+        };
+        let alice_conn = user_of("x = 1");
+        assert_eq!(alice_conn.user, "alice_db", "{mode}: {alice_conn:?}");
+        assert_eq!(user_of("x = 2").user, "sa", "{mode}");
+        let (application, host) = match mode {
+            "session" => ("billing", "app-host-7"),
+            _ => ("sluice", alice_conn.host.as_str()),
+        };
+        assert_eq!(alice_conn.application, application, "{mode}");
+        assert_eq!(alice_conn.host, host, "{mode}");
+        if mode == "transaction" {
+            assert_ne!(
+                alice_conn.host, "app-host-7",
+                "shared connections carry Sluice's host"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::conn::ServerInfo;
-use super::connect::{BackendError, BackendTarget};
+use super::connect::{BackendError, BackendLogin, BackendTarget};
 use super::pool::{BackendPools, PooledBackend};
 use crate::config::Config;
 use crate::monitor::{BackendHealth, BackendState};
@@ -37,7 +37,7 @@ impl Primary {
     /// A connection, or at once an error when health checks say the
     /// primary is down (writes fail fast instead of waiting out a connect).
     pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
-        self.get_preferring(database, 0).await
+        self.get_preferring(database, None, 0).await
     }
 
     /// Like [`get`](Self::get), preferring a connection whose settings have
@@ -45,21 +45,34 @@ impl Primary {
     pub async fn get_preferring(
         &self,
         database: &str,
+        login: Option<&BackendLogin>,
         fingerprint: u64,
     ) -> Result<PooledBackend, BackendError> {
         self.check_up()?;
-        self.pools.get_preferring(database, fingerprint).await
+        self.pools
+            .get_preferring(database, login, fingerprint)
+            .await
     }
 
     /// The login values of `database`, known or learned (see
-    /// [`BackendPools::login_info`]).
-    pub async fn login_info(&self, database: &str) -> Result<Arc<ServerInfo>, BackendError> {
-        self.check_up()?;
-        self.pools.login_info(database).await
+    /// [`BackendPools::login_info`]). Not refused while health checks say
+    /// the primary is down: values already known need no connection, and
+    /// a login attempt tells a refused login apart from an outage.
+    pub async fn login_info(
+        &self,
+        database: &str,
+        login: Option<&BackendLogin>,
+    ) -> Result<Arc<ServerInfo>, BackendError> {
+        self.pools.login_info(database, login).await
+    }
+
+    /// Whether health checks say the primary is down.
+    pub fn is_down(&self) -> bool {
+        self.health.state() == BackendState::Down
     }
 
     fn check_up(&self) -> Result<(), BackendError> {
-        if self.health.state() == BackendState::Down {
+        if self.is_down() {
             return Err(BackendError::Protocol {
                 backend: self.name().clone(),
                 detail: "the primary is down (its health checks fail)".into(),

@@ -26,6 +26,7 @@ const MAX_REDIRECTS: usize = 3;
 const MAX_LOGIN_REPLY: usize = 1024 * 1024;
 
 /// Everything needed to open connections to one backend.
+#[derive(Clone)]
 pub struct BackendTarget {
     pub name: Arc<str>,
     pub host: String,
@@ -43,6 +44,32 @@ pub struct BackendTarget {
     pub emulate_transaction_requests: bool,
     /// TCP keepalive idle time (`limits.tcp_keepalive_ms`; `None`: off).
     pub keepalive: Option<Duration>,
+    /// The host name sent in LOGIN7 (`None`: this machine's).
+    pub client_host: Option<String>,
+}
+
+/// A client's own backend login (`[[users]] backend_user`), used instead of
+/// the backend's shared one; with the client's application and host name
+/// when its connections are its own (session mode).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendLogin {
+    pub user: String,
+    pub password: String,
+    pub application: Option<String>,
+    pub host: Option<String>,
+}
+
+impl BackendLogin {
+    /// Tells pools apart: the login, application and host (never the password).
+    pub fn pool_key(&self) -> String {
+        let part = |s: &Option<String>| s.as_deref().unwrap_or("").to_string();
+        format!(
+            "{}\u{0}{}\u{0}{}",
+            self.user,
+            part(&self.application),
+            part(&self.host)
+        )
+    }
 }
 
 impl std::fmt::Debug for BackendTarget {
@@ -191,7 +218,20 @@ impl BackendTarget {
             emulate_transaction_requests: cfg.transaction_requests
                 == crate::config::TransactionRequests::Emulate,
             keepalive: None,
+            client_host: None,
         })
+    }
+
+    /// The same backend, logging in as `login`.
+    pub fn with_login(&self, login: &BackendLogin) -> BackendTarget {
+        let mut target = self.clone();
+        target.user.clone_from(&login.user);
+        target.password.clone_from(&login.password);
+        if let Some(application) = &login.application {
+            target.application_name.clone_from(application);
+        }
+        target.client_host.clone_from(&login.host);
+        target
     }
 
     pub fn address(&self) -> String {
@@ -301,7 +341,7 @@ async fn login_once(
 fn backend_login7(target: &BackendTarget, host: &str, database: &str) -> Login7 {
     let mut login = Login7::new_client(&target.user, &target.password, database);
     login.packet_size = target.packet_size;
-    login.hostname = local_host_name();
+    login.hostname = target.client_host.clone().unwrap_or_else(local_host_name);
     login.app_name = target.application_name.clone();
     login.server_name = host.to_string();
     login.library_name = "sluice".to_string();
@@ -499,6 +539,23 @@ mod tests {
         );
         let config = crate::config::Config::parse(&text, std::path::Path::new("t")).unwrap();
         BackendTarget::from_config(&config.replicas[0], &config.pool).unwrap()
+    }
+
+    #[test]
+    fn a_clients_own_login_reaches_the_login7() {
+        let own = BackendLogin {
+            user: "alice".into(),
+            password: "secret".into(),
+            application: Some("billing".into()),
+            host: Some("app-7".into()),
+        };
+        let login = backend_login7(&target("read_write").with_login(&own), "db", "sales");
+        assert_eq!(login.username, "alice");
+        assert_eq!(login.app_name, "billing");
+        assert_eq!(login.hostname, "app-7");
+        let shared = backend_login7(&target("read_write"), "db", "sales");
+        assert_eq!(shared.username, "sa");
+        assert_ne!(shared.hostname, "app-7");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod settings;
 
 pub use cluster::{Cluster, InFlight, Primary, Replica};
 pub use conn::{BackendConn, ConnId, ExchangeError, ServerInfo};
-pub use connect::{connect, BackendError, BackendTarget};
+pub use connect::{connect, BackendError, BackendLogin, BackendTarget};
 pub use pool::{BackendPools, PoolUsage, PooledBackend};
 pub use relay::{RelayEnd, RelayOptions, Relayed, ResponseSummary};
 pub use settings::{plan as plan_settings, Settings, SettingsPlan, TooManySettings};

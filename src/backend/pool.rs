@@ -1,4 +1,5 @@
-//! Pools of logged-in backend connections, one per backend and database.
+//! Pools of logged-in backend connections, one per backend, database and
+//! backend login (the shared one, or a client's own).
 //!
 //! A pool lends a connection to one request (transaction mode) or one
 //! client (session mode) and takes it back when the [`PooledBackend`] guard
@@ -18,11 +19,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::conn::{BackendConn, ServerInfo};
-use super::connect::{connect, BackendError, BackendTarget};
+use super::connect::{connect, BackendError, BackendLogin, BackendTarget};
 
-/// Distinct databases per backend; each gets its own pool. A client can name
+/// Distinct (database, backend login) pools per backend. A client can name
 /// any database, so the count is capped to keep memory bounded.
-const MAX_DATABASES: usize = 256;
+const MAX_POOLS: usize = 256;
 /// Idle connections looked at for matching settings before taking the
 /// most recently used one.
 const SETTINGS_SCAN: usize = 16;
@@ -51,29 +52,44 @@ impl BackendPools {
     /// Checks out a connection logged in to `database` (empty: the
     /// backend's configured default).
     pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
-        self.get_preferring(database, 0).await
+        self.get_preferring(database, None, 0).await
     }
 
-    /// Like [`get`](Self::get), preferring an idle connection whose
-    /// settings have this fingerprint.
+    /// Like [`get`](Self::get), as `login` (`None`: the backend's shared
+    /// login), preferring an idle connection whose settings have this
+    /// fingerprint.
     pub async fn get_preferring(
         &self,
         database: &str,
+        login: Option<&BackendLogin>,
         fingerprint: u64,
     ) -> Result<PooledBackend, BackendError> {
-        self.pool_for(database)?.checkout(fingerprint).await
+        self.pool_for(database, login)?.checkout(fingerprint).await
     }
 
     /// The login values of `database` on this backend: remembered from the
     /// pool's last successful login, else learned by checking a connection
     /// out (which also proves the database exists and Sluice may use it).
-    pub async fn login_info(&self, database: &str) -> Result<Arc<ServerInfo>, BackendError> {
-        let pool = self.pool_for(database)?;
-        if let Some(info) = pool.known_info() {
+    pub async fn login_info(
+        &self,
+        database: &str,
+        login: Option<&BackendLogin>,
+    ) -> Result<Arc<ServerInfo>, BackendError> {
+        if let Some(info) = self.known_login_info(database, login)? {
             return Ok(info);
         }
+        let pool = self.pool_for(database, login)?;
         let conn = pool.checkout(0).await?;
         Ok(conn.info().clone())
+    }
+
+    /// The login values of `database` if a login to it succeeded before.
+    pub fn known_login_info(
+        &self,
+        database: &str,
+        login: Option<&BackendLogin>,
+    ) -> Result<Option<Arc<ServerInfo>>, BackendError> {
+        Ok(self.pool_for(database, login)?.known_info())
     }
 
     /// Connections of every database pool: (open, idle, waiting clients).
@@ -89,27 +105,41 @@ impl BackendPools {
         })
     }
 
-    /// The pool for `database`, made on first use. The registry lock is
-    /// held only for map operations. The map is consistent after any
-    /// panic, so a poisoned lock is taken over.
-    fn pool_for(&self, database: &str) -> Result<Arc<DatabasePool>, BackendError> {
+    /// The pool for `database` and `login`, made on first use. The
+    /// registry lock is held only for map operations. The map is consistent
+    /// after any panic, so a poisoned lock is taken over.
+    fn pool_for(
+        &self,
+        database: &str,
+        login: Option<&BackendLogin>,
+    ) -> Result<Arc<DatabasePool>, BackendError> {
         let database = if database.is_empty() {
             self.target.default_database.as_str()
         } else {
             database
         };
-        let key = database.to_lowercase();
+        let mut key = database.to_lowercase();
+        if let Some(login) = login {
+            key.push('\u{0}');
+            key.push_str(&login.pool_key());
+        }
         let mut pools = self.registry();
         if let Some(pool) = pools.get(&key) {
             return Ok(pool.clone());
         }
-        if pools.len() >= MAX_DATABASES {
+        if pools.len() >= MAX_POOLS {
             return Err(BackendError::Protocol {
                 backend: self.target.name.clone(),
-                detail: format!("more than {MAX_DATABASES} distinct databases requested"),
+                detail: format!(
+                    "more than {MAX_POOLS} distinct (database, backend login) pools requested"
+                ),
             });
         }
-        let pool = DatabasePool::start(self.target.clone(), database, &self.settings);
+        let target = match login {
+            Some(login) => Arc::new(self.target.with_login(login)),
+            None => self.target.clone(),
+        };
+        let pool = DatabasePool::start(target, database, &self.settings);
         pools.insert(key, pool.clone());
         Ok(pool)
     }

@@ -87,6 +87,7 @@ mod tests {
         let dir = UserDirectory::new(&[User {
             name: "app".into(),
             password_hash: hash,
+            ..User::default()
         }]);
         assert!(dir.verify("app", "s3cret").await);
         assert!(!dir.verify("app", "wrong").await);

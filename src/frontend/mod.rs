@@ -17,7 +17,8 @@ pub use handshake::{Encryption, ListenerTls};
 pub use reply::ClientError;
 pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 
-use crate::backend::{BackendError, ServerInfo};
+use crate::backend::{BackendError, BackendLogin, ServerInfo};
+use crate::config::PoolMode;
 use crate::server::Proxy;
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
@@ -75,7 +76,8 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     } else {
         login.database.clone()
     };
-    let info = match login_info(proxy, &database).await {
+    let backend_login = backend_login_of(proxy, &login);
+    let info = match login_info(proxy, &database, backend_login.as_deref()).await {
         Ok(info) => info,
         Err(e) => {
             let error = backend_login_error(&e);
@@ -118,6 +120,7 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     let identity = ClientIdentity {
         user: login.username.clone(),
         application: login.app_name.clone(),
+        backend_login,
     };
     let session = Session::new(proxy.session_context(), client, identity, database);
     Ok(match login_language(&login, &info) {
@@ -133,32 +136,79 @@ fn login_language<'a>(login: &'a Login7, info: &ServerInfo) -> Option<&'a str> {
     (!language.is_empty() && !language.eq_ignore_ascii_case(&info.language)).then_some(language)
 }
 
-/// The values of the login reply, for a database proven to exist: from
-/// the primary's pool (remembered from its last login, or learned with a
-/// connection that goes straight back), or while the primary is unreachable
-/// from a replica's, so that clients whose work is reads keep working. No
-/// connection is held for the client: its requests check one out. A backend
-/// that refused Sluice's login (an unknown database) is not worked around;
-/// a busy pool is not taken for an unreachable primary.
-async fn login_info(proxy: &Proxy, database: &str) -> Result<Arc<ServerInfo>, BackendError> {
-    let cluster = &proxy.cluster;
-    let primary_error = match cluster.primary().login_info(database).await {
+/// The values of the login reply, for a database proven to exist: those
+/// the primary's pool remembers from its last login to it, else learned
+/// with a connection that goes straight back. While the primary is down (or
+/// cannot be reached) a replica's serve, so that clients whose work is
+/// reads keep working; a primary that health checks call down is still
+/// tried last, so a refused login reports the backend's own error. No
+/// connection is held for the client: its requests check one out. A busy
+/// pool is not taken for an unreachable primary.
+async fn login_info(
+    proxy: &Proxy,
+    database: &str,
+    as_login: Option<&BackendLogin>,
+) -> Result<Arc<ServerInfo>, BackendError> {
+    let primary = proxy.cluster.primary();
+    if let Some(info) = primary.pools().known_login_info(database, as_login)? {
+        return Ok(info);
+    }
+    if primary.is_down() {
+        if let Some(info) = replica_login_info(proxy, database, as_login).await {
+            tracing::warn!("primary down at login; login values come from a replica");
+            return Ok(info);
+        }
+    }
+    let primary_error = match primary.login_info(database, as_login).await {
         Ok(info) => return Ok(info),
         Err(e @ (BackendError::LoginRefused { .. } | BackendError::PoolExhausted { .. })) => {
             return Err(e)
         }
         Err(e) => e,
     };
-    for replica in cluster.replicas() {
+    match replica_login_info(proxy, database, as_login).await {
+        Some(info) => {
+            tracing::warn!(error = %primary_error, "primary unavailable at login; login values come from a replica");
+            Ok(info)
+        }
+        None => Err(primary_error),
+    }
+}
+
+async fn replica_login_info(
+    proxy: &Proxy,
+    database: &str,
+    as_login: Option<&BackendLogin>,
+) -> Option<Arc<ServerInfo>> {
+    for replica in proxy.cluster.replicas() {
         if !replica.is_available() {
             continue;
         }
-        if let Ok(info) = replica.pools().login_info(database).await {
-            tracing::warn!(error = %primary_error, "primary unavailable at login; login values come from a replica");
-            return Ok(info);
+        if let Ok(info) = replica.pools().login_info(database, as_login).await {
+            return Some(info);
         }
     }
-    Err(primary_error)
+    None
+}
+
+/// The verified user's own backend login, if `[[users]]` gives it one. In
+/// session mode its connections are the client's alone, so they carry the
+/// client's application and host name too (`APP_NAME()`, `HOST_NAME()`);
+/// in transaction mode clients with the same login share them.
+fn backend_login_of(proxy: &Proxy, login: &Login7) -> Option<Arc<BackendLogin>> {
+    let user = proxy
+        .config
+        .users
+        .iter()
+        .find(|u| u.name == login.username)?;
+    let (backend_user, password) = user.backend_login()?;
+    let own_connections = proxy.config.pool.mode == PoolMode::Session;
+    Some(Arc::new(BackendLogin {
+        user: backend_user,
+        password,
+        application: own_connections.then(|| login.app_name.clone()),
+        host: own_connections.then(|| login.hostname.clone()),
+    }))
 }
 
 /// Authentication: only SQL Server logins listed in `[[users]]`.

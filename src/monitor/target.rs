@@ -96,6 +96,7 @@ impl CheckTarget {
             // Checks send SQL batches only.
             emulate_transaction_requests: false,
             keepalive: None,
+            client_host: None,
         })
     }
 }

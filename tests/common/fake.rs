@@ -89,6 +89,10 @@ pub struct ConnRecord {
     pub id: u64,
     /// The database its LOGIN7 named (empty: none, or no LOGIN7 yet).
     pub database: String,
+    /// Its LOGIN7's user, application and host names.
+    pub user: String,
+    pub application: String,
+    pub host: String,
     pub logged_in: bool,
     /// A transaction is open now.
     pub in_transaction: bool,
@@ -419,11 +423,19 @@ impl Connection {
     }
 
     async fn login(&mut self, payload: &[u8]) -> Reply {
-        let database = Login7::decode(payload)
-            .map(|login| login.database)
+        let login = Login7::decode(payload).ok();
+        let database = login
+            .as_ref()
+            .map(|l| l.database.clone())
             .unwrap_or_default();
-        self.shared
-            .update(self.id, |r| r.database.clone_from(&database));
+        self.shared.update(self.id, |r| {
+            r.database.clone_from(&database);
+            if let Some(login) = &login {
+                r.user.clone_from(&login.username);
+                r.application.clone_from(&login.app_name);
+                r.host.clone_from(&login.hostname);
+            }
+        });
         if database.eq_ignore_ascii_case("nope") {
             // SQL Server refuses, then closes the connection.
             let message = format!(

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::reply::{attention_ack, error_response, ClientError};
 use super::transaction_emulation::EmulatedTransaction;
-use crate::backend::{plan_settings, Settings};
+use crate::backend::{plan_settings, BackendLogin, Settings};
 use crate::backend::{
     BackendError, Cluster, PooledBackend, RelayEnd, RelayOptions, ResponseSummary,
 };
@@ -59,10 +59,12 @@ pub struct SessionContext {
     pub pool_mode: PoolMode,
 }
 
-/// Who the client is, for routing rules.
+/// Who the client is, for routing rules and its backend login.
 pub struct ClientIdentity {
     pub user: String,
     pub application: String,
+    /// The user's own backend login (`[[users]] backend_user`), if any.
+    pub backend_login: Option<Arc<BackendLogin>>,
 }
 
 /// A backend connection the session holds.
@@ -514,12 +516,13 @@ impl Session {
     async fn take(&mut self, target: Target) -> Result<Held, BackendError> {
         let fingerprint = self.settings_due().fingerprint();
         let database = self.login_database.as_str();
+        let login = self.identity.backend_login.as_deref();
         match target {
             Target::Primary => match self.primary.take() {
                 Some(held) => Ok(held),
                 None => {
                     let primary = self.ctx.cluster.primary();
-                    let conn = primary.get_preferring(database, fingerprint).await?;
+                    let conn = primary.get_preferring(database, login, fingerprint).await?;
                     Ok(Held { conn, dirty: false })
                 }
             },
@@ -538,7 +541,7 @@ impl Session {
                             detail: format!("no replica #{index}"),
                         })?;
                 let pools = replica.pools();
-                let conn = pools.get_preferring(database, fingerprint).await?;
+                let conn = pools.get_preferring(database, login, fingerprint).await?;
                 Ok(Held { conn, dirty: false })
             }
         }
