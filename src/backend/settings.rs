@@ -1,10 +1,12 @@
 //! Session settings a connection carries beyond what its login gave it
 //! (`SET DATEFORMAT dmy`, `USE sales`, an isolation level ...), kept as the
-//! latest statement per option. A session has the settings it asked for; a
-//! pooled connection has the settings of whoever used it last. Before a
-//! request runs, [`plan`] brings the connection to the session's settings
-//! with as little as it can: nothing when they match, the differing
-//! statements when the connection has nothing the session lacks, else a
+//! latest statement per option, in the order they were last set: order
+//! matters, since `SET LANGUAGE` also sets DATEFORMAT and DATEFIRST. A
+//! session has the settings it asked for; a pooled connection has those of
+//! whoever used it last. Before a request runs, [`plan`] brings the
+//! connection to the session's settings with as little as it can: nothing
+//! when they match; the session's statements from the first place the two
+//! differ, when the connection has no option the session lacks; else a
 //! RESETCONNECTION followed by all of the session's statements.
 
 use std::hash::{Hash, Hasher};
@@ -21,8 +23,8 @@ const DEFAULT_ISOLATION: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 /// without bound.
 pub const MAX_SETTINGS: usize = 64;
 
-/// Settings as (option, statement), sorted by option, with a fingerprint
-/// that makes "same settings?" one comparison.
+/// Settings as (option, statement) in the order last set, with a
+/// fingerprint that makes "same settings?" one comparison.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     entries: Vec<(Box<str>, Box<str>)>,
@@ -34,37 +36,41 @@ pub struct Settings {
 pub struct TooManySettings;
 
 impl Settings {
-    /// Records `statement` as the latest for `option` (upper-case key).
+    /// Records `statement` as the latest for `option` (upper-case key); it
+    /// moves to the end, even when unchanged, since what it set may have
+    /// been changed by a later statement (a LANGUAGE after a DATEFORMAT).
     pub fn set(&mut self, option: &str, statement: &str) -> Result<(), TooManySettings> {
-        match self
-            .entries
-            .binary_search_by(|(k, _)| k.as_ref().cmp(option))
-        {
-            Ok(i) if same_statement(&self.entries[i].1, statement) => return Ok(()),
-            Ok(i) => self.entries[i].1 = statement.into(),
-            Err(_) if self.entries.len() >= MAX_SETTINGS => return Err(TooManySettings),
-            Err(i) => self.entries.insert(i, (option.into(), statement.into())),
+        match self.position(option) {
+            Some(i)
+                if i + 1 == self.entries.len() && same_statement(&self.entries[i].1, statement) =>
+            {
+                return Ok(())
+            }
+            Some(i) => {
+                self.entries.remove(i);
+            }
+            None if self.entries.len() >= MAX_SETTINGS => return Err(TooManySettings),
+            None => {}
         }
+        self.entries.push((option.into(), statement.into()));
         self.refresh_fingerprint();
         Ok(())
     }
 
     /// Forgets `option` (back to the login's value).
     pub fn remove(&mut self, option: &str) {
-        if let Ok(i) = self
-            .entries
-            .binary_search_by(|(k, _)| k.as_ref().cmp(option))
-        {
+        if let Some(i) = self.position(option) {
             self.entries.remove(i);
             self.refresh_fingerprint();
         }
     }
 
     pub fn get(&self, option: &str) -> Option<&str> {
-        self.entries
-            .binary_search_by(|(k, _)| k.as_ref().cmp(option))
-            .ok()
-            .map(|i| self.entries[i].1.as_ref())
+        self.position(option).map(|i| self.entries[i].1.as_ref())
+    }
+
+    fn position(&self, option: &str) -> Option<usize> {
+        self.entries.iter().position(|(k, _)| k.as_ref() == option)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -128,12 +134,15 @@ pub fn plan(conn: &Settings, session: &Settings) -> Option<SettingsPlan> {
     if session.get(ISOLATION).is_none() && base.get(ISOLATION).is_some() {
         statements.push(DEFAULT_ISOLATION);
     }
-    for (option, statement) in &session.entries {
-        let current = base.get(option);
-        if !current.is_some_and(|c| same_statement(c, statement)) {
-            statements.push(statement);
-        }
-    }
+    // Where the two first differ, the session's order takes over: a later
+    // statement may depend on an earlier one (LANGUAGE sets DATEFORMAT).
+    let agreed = base
+        .entries
+        .iter()
+        .zip(&session.entries)
+        .take_while(|((k1, s1), (k2, s2))| k1 == k2 && same_statement(s1, s2))
+        .count();
+    statements.extend(session.entries[agreed..].iter().map(|(_, s)| s.as_ref()));
     if statements.is_empty() && !reset {
         return None;
     }
@@ -174,8 +183,8 @@ mod tests {
             ("DATEFORMAT", "SET DATEFORMAT dmy"),
         ]);
         let b = settings(&[
-            ("DATEFORMAT", "set  dateformat DMY"),
             ("NOCOUNT", "SET NOCOUNT ON"),
+            ("DATEFORMAT", "set  dateformat DMY"),
         ]);
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_eq!(plan(&a, &b), None);
@@ -224,6 +233,37 @@ mod tests {
         assert!(!plan.reset);
         assert_eq!(plan.batch, DEFAULT_ISOLATION);
         assert!(conn.after_reset().get(ISOLATION).is_some());
+    }
+
+    #[test]
+    fn order_matters_and_a_later_language_is_replayed_after_its_dateformat() {
+        let mut session = settings(&[("LANGUAGE", "SET LANGUAGE French")]);
+        session.set("DATEFORMAT", "SET DATEFORMAT ymd").unwrap();
+        let conn = settings(&[
+            ("LANGUAGE", "SET LANGUAGE us_english"),
+            ("DATEFORMAT", "SET DATEFORMAT ymd"),
+        ]);
+        // The DATEFORMAT must follow the LANGUAGE that would undo it.
+        let plan = plan(&conn, &session).unwrap();
+        assert_eq!(plan.batch, "SET LANGUAGE French;\nSET DATEFORMAT ymd");
+        // Setting a value again moves it last: it is what holds now.
+        let mut s = settings(&[
+            ("DATEFORMAT", "SET DATEFORMAT ymd"),
+            ("LANGUAGE", "SET LANGUAGE French"),
+        ]);
+        let before = s.fingerprint();
+        s.set("DATEFORMAT", "SET DATEFORMAT ymd").unwrap();
+        assert_ne!(s.fingerprint(), before);
+        let reordered = super::plan(
+            &settings(&[
+                ("DATEFORMAT", "SET DATEFORMAT ymd"),
+                ("LANGUAGE", "SET LANGUAGE French"),
+            ]),
+            &s,
+        )
+        .unwrap();
+        assert!(!reordered.reset);
+        assert_eq!(reordered.batch, "SET LANGUAGE French;\nSET DATEFORMAT ymd");
     }
 
     #[test]
