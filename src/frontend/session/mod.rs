@@ -6,6 +6,7 @@
 //! [`BackendConn`]: crate::backend::BackendConn
 
 mod emulation;
+mod pins;
 mod prepared;
 mod request;
 mod state;
@@ -24,7 +25,7 @@ use crate::tds::packet::{PacketType, Status};
 use crate::transport::{ClientConn, Packet, ReadError, Request};
 use prepared::{Outgoing, PreparedStatements};
 use request::RequestHead;
-use state::RoutingState;
+use state::{ConnectionCleanup, RoutingState, Scope};
 
 /// Why a session ended other than by the client logging off.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +96,11 @@ impl Drop for Session {
     /// the SQL (a server that sends no ENVCHANGE) or from TM emulation
     /// leaves it open on the connection: discard it, so its locks go now.
     fn drop(&mut self) {
-        if self.routing.in_transaction() || self.emulated.is_open() {
+        // So must a connection holding state a reset does not undo
+        // (EXECUTE AS, an application role): the next client's reset
+        // would fail on it.
+        let unresettable = self.routing.take_connection_cleanup() == ConnectionCleanup::Discard;
+        if self.routing.in_transaction() || self.emulated.is_open() || unresettable {
             if let Some(held) = self.primary.as_mut() {
                 held.conn.mark_broken();
             }
@@ -252,11 +257,12 @@ impl Session {
     /// Asks the router, then records what the request does to the session.
     fn route(&mut self, head: &RequestHead) -> Decision {
         let request = match head {
-            RequestHead::Sql(sql) | RequestHead::Prepare { sql, .. } => {
-                crate::router::Request::Sql(sql)
-            }
+            RequestHead::Sql(sql)
+            | RequestHead::ExecuteSql(sql)
+            | RequestHead::AppLock(sql)
+            | RequestHead::Prepare { sql, .. } => crate::router::Request::Sql(sql),
             RequestHead::Procedure(name) => crate::router::Request::Procedure(name),
-            RequestHead::Cursor => crate::router::Request::PrimaryOnly("API server cursor"),
+            RequestHead::Cursor(_) => crate::router::Request::PrimaryOnly("API server cursor"),
             RequestHead::BatchedPrepared => {
                 crate::router::Request::PrimaryOnly("batched prepared-statement calls")
             }
@@ -265,19 +271,19 @@ impl Session {
             }
             RequestHead::PrimaryOnly(why) => crate::router::Request::PrimaryOnly(why),
         };
-        let decision = self.route_request(request);
-        if matches!(head, RequestHead::Cursor) {
-            self.routing.pin_to_primary(PinReason::Cursor);
+        let decision = self.route_request(request, head.scope());
+        if let RequestHead::Cursor(call) = head {
+            self.routing.apply_effects(&call.effects());
         }
         decision
     }
 
-    fn route_request(&mut self, request: crate::router::Request<'_>) -> Decision {
+    fn route_request(&mut self, request: crate::router::Request<'_>, scope: Scope) -> Decision {
         let now = Instant::now();
         let replicas = self.ctx.cluster.replica_views();
         let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
         match (&decision.classification, request) {
-            (Some(c), _) => self.routing.apply(c, now),
+            (Some(c), _) => self.routing.apply(c, scope, now),
             (None, crate::router::Request::PrimaryOnly(_)) => self.routing.record_write(now),
             (None, _) => {}
         }
@@ -668,9 +674,11 @@ impl Session {
     }
 
     /// What a response said about the session: the server's word on
-    /// transactions and the database; a stream Sluice could not follow
-    /// pins the session to the primary (it may have missed a BEGIN).
+    /// transactions and the database; whether the request ran cleanly, which
+    /// proves the pins it ends over; a stream Sluice could not follow pins
+    /// the session to the primary (it may have missed a BEGIN).
     fn learn(&mut self, summary: &ResponseSummary) {
+        self.routing.settle(summary.ran_cleanly());
         if let Some(open) = summary.transaction {
             self.routing.observe_transaction(open);
         }

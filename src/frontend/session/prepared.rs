@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::state::Scope;
 use super::{ClientError, Held, Session, SessionError};
 use crate::backend::ConnId;
 use crate::router::Target;
@@ -151,7 +152,7 @@ impl Session {
             ));
             return self.fail_request(request.is_complete(), error).await;
         }
-        let decision = self.route_request(crate::router::Request::Sql(&sql));
+        let decision = self.route_request(crate::router::Request::Sql(&sql), Scope::Nested);
         let handle = self.prepared.next_handle();
         let served = self
             .execute(decision.target, Outgoing::AsIs(request), Some(handle))
@@ -185,7 +186,7 @@ impl Session {
             );
             return self.fail_request(false, error).await;
         }
-        let decision = self.route_request(crate::router::Request::Sql(&sql));
+        let decision = self.route_request(crate::router::Request::Sql(&sql), Scope::Nested);
         let outgoing = Outgoing::Execute { request, handle };
         self.execute(decision.target, outgoing, None)
             .await
