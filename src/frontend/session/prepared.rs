@@ -17,7 +17,8 @@ use crate::backend::ConnId;
 use crate::router::Target;
 use crate::tds::packet::PacketType;
 use crate::tds::request::{
-    all_headers_bytes, encode_sp_prepare, execute_as_executesql, with_prepared_handle,
+    all_headers_bytes, encode_sp_prepare, execute_as_executesql, proc_id, with_prepared_handle,
+    RpcHead,
 };
 use crate::tds::token::done::{Done, DoneKind, DoneStatus};
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
@@ -152,7 +153,15 @@ impl Session {
             ));
             return self.fail_request(request.is_complete(), error).await;
         }
-        let decision = self.route_request(crate::router::Request::Sql(&sql), Scope::Nested);
+        // sp_prepare compiles the statement without running it: its effects
+        // come with each sp_execute.
+        let scope = match RpcHead::decode(&request.payload()) {
+            Ok(rpc) if rpc.procedure.well_known_id() == Some(proc_id::SP_PREPARE) => {
+                Scope::Compiled
+            }
+            _ => Scope::Nested,
+        };
+        let decision = self.route_request(crate::router::Request::Sql(&sql), scope);
         let handle = self.prepared.next_handle();
         let served = self
             .execute(decision.target, Outgoing::AsIs(request), Some(handle))

@@ -25,6 +25,9 @@ pub enum Scope {
     /// nested scope, whose SET options and temp tables end with it
     /// ([`beyond_nested_scope`]).
     Nested,
+    /// The statement of an sp_prepare: compiled, not run, so it has no
+    /// effect yet (each sp_execute of it has, in a nested scope).
+    Compiled,
 }
 
 /// What the primary connection needs before anyone else may use it.
@@ -143,6 +146,7 @@ impl RoutingState {
         match scope {
             Scope::Batch => self.apply_effects(&classification.effects),
             Scope::Nested => self.apply_effects(&beyond_nested_scope(&classification.effects)),
+            Scope::Compiled => self.apply_effects(&[]),
         }
     }
 
@@ -565,6 +569,12 @@ mod tests {
             "a global cursor outlasts it"
         );
         run(&mut s, "DEALLOCATE c; CREATE TABLE #t (a INT)");
+        run_in(&mut s, "DROP TABLE #t", Scope::Compiled, true);
+        assert_eq!(
+            s.pin(),
+            Some(PinReason::TempTable),
+            "sp_prepare runs nothing"
+        );
         run_in(&mut s, "DROP TABLE #t", Scope::Nested, true);
         assert_eq!(s.pin(), None, "it can drop the caller's temp table");
     }
