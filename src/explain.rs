@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use sluice::classify::Flags;
+use sluice::classify::{Flags, Pin, SessionEffect};
 use sluice::config::Config;
 use sluice::router::{Decision, ReplicaView, Request, SessionView, Target};
 
@@ -139,6 +139,36 @@ fn target_name(target: Target) -> &'static str {
     }
 }
 
+/// Where a pin starts or provably ends, in statement order.
+enum PinEffect<'a> {
+    Starts(&'a Pin),
+    Ends(&'a Pin),
+}
+
+fn pin_effects(d: &Decision) -> Vec<PinEffect<'_>> {
+    let Some(c) = &d.classification else {
+        return Vec::new();
+    };
+    c.effects
+        .iter()
+        .filter_map(|e| match e {
+            SessionEffect::Pin(pin) => Some(PinEffect::Starts(pin)),
+            SessionEffect::Unpin(pin) => Some(PinEffect::Ends(pin)),
+            _ => None,
+        })
+        .collect()
+}
+
+impl PinEffect<'_> {
+    /// "pins the session: temp table #t", "ends pin: temp table #t dropped".
+    fn text(&self) -> String {
+        match self {
+            PinEffect::Starts(pin) => format!("pins the session: {pin}"),
+            PinEffect::Ends(pin) => format!("ends pin: {pin} {}", pin.reason.end_verb()),
+        }
+    }
+}
+
 fn print_text(d: &Decision, replica: Option<&str>) {
     match replica {
         Some(name) => println!("target: replica ({name})"),
@@ -150,6 +180,9 @@ fn print_text(d: &Decision, replica: Option<&str>) {
         if !flags.is_empty() {
             println!("flags:  {}", flags.join(", "));
         }
+    }
+    for effect in pin_effects(d) {
+        println!("{}", effect.text());
     }
     println!("reason: {}", d.reason);
 }
@@ -164,6 +197,36 @@ struct JsonDecision<'a> {
     class: &'static str,
     reason: String,
     flags: Vec<&'static str>,
+    /// Where the statement starts or ends pinned state, in order.
+    pins: Vec<JsonPin>,
+}
+
+/// One pin effect of `--json`.
+#[derive(Serialize)]
+struct JsonPin {
+    /// `"starts"` or `"ends"`.
+    effect: &'static str,
+    /// The pin reason's snake_case label (`temp_table`, `session_lock`, ...).
+    reason: &'static str,
+    /// The object it names (`#t`, a cursor, an app lock resource), if any.
+    name: Option<String>,
+    /// The same in words, as the text output has it.
+    text: String,
+}
+
+impl JsonPin {
+    fn new(effect: &PinEffect<'_>) -> Self {
+        let (kind, pin) = match effect {
+            PinEffect::Starts(pin) => ("starts", pin),
+            PinEffect::Ends(pin) => ("ends", pin),
+        };
+        JsonPin {
+            effect: kind,
+            reason: pin.reason.label(),
+            name: pin.name.clone(),
+            text: effect.text(),
+        }
+    }
 }
 
 impl<'a> JsonDecision<'a> {
@@ -181,6 +244,7 @@ impl<'a> JsonDecision<'a> {
                 .as_ref()
                 .map(|c| flag_names(c.flags))
                 .unwrap_or_default(),
+            pins: pin_effects(d).iter().map(JsonPin::new).collect(),
         }
     }
 }

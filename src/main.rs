@@ -34,7 +34,7 @@ enum Command {
     /// Show where a statement would go, and why, for a fresh client session.
     /// Without --config, built-in defaults and one replica are assumed.
     Explain {
-        /// Print one JSON object (target, replica, class, reason, flags).
+        /// Print one JSON object (target, replica, class, reason, flags, pins).
         #[arg(long)]
         json: bool,
         /// The SQL text, or `-` to read it from standard input. Text that

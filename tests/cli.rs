@@ -211,7 +211,10 @@ fn explain_json_is_one_object_with_the_documented_fields() {
     let object = value.as_object().expect("one object");
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["class", "flags", "reason", "replica", "target"]);
+    assert_eq!(
+        keys,
+        ["class", "flags", "pins", "reason", "replica", "target"]
+    );
     assert_eq!(object["target"], "primary");
     assert_eq!(object["replica"], serde_json::Value::Null);
     assert_eq!(object["class"], "read");
@@ -220,4 +223,50 @@ fn explain_json_is_one_object_with_the_documented_fields() {
         serde_json::json!(["uses_temp_table", "locking_hint"])
     );
     assert!(object["reason"].as_str().is_some_and(|r| r.contains("#t")));
+    assert_eq!(object["pins"], serde_json::json!([]));
+}
+
+/// `explain` says where a statement starts pinned state and where it
+/// provably ends it, in statement order, in text and in JSON.
+#[test]
+fn explain_shows_where_pins_start_and_end() {
+    let text = explain_json(
+        &["CREATE TABLE #t (a INT); DROP TABLE #t; DECLARE c CURSOR FOR SELECT 1"],
+        None,
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("pins") || l.starts_with("ends"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "pins the session: temp table #t",
+            "ends pin: temp table #t dropped",
+            "pins the session: cursor c",
+        ],
+        "{text}"
+    );
+    let out = explain_json(
+        &[
+            "--json",
+            "EXEC sp_releaseapplock @Resource = 'orders', @LockOwner = 'Session'",
+        ],
+        None,
+    );
+    let value: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(
+        value["pins"],
+        serde_json::json!([{
+            "effect": "ends",
+            "reason": "session_lock",
+            "name": "orders",
+            "text": "ends pin: session app lock 'orders' released"
+        }])
+    );
+    let set = explain_json(&["SET SHOWPLAN_XML ON"], None);
+    assert!(
+        set.contains("pins the session: SET option Sluice does not track: SHOWPLAN_XML"),
+        "{set}"
+    );
 }

@@ -356,13 +356,7 @@ async fn a_client_leaving_inside_a_transaction_leaves_nothing_open() {
     {
         let mut client = connect(sluice).await;
         for sql in ["BEGIN TRAN", "UPDATE dbo.t SET x = 1"] {
-            client
-                .simple_query(sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .into_results()
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            run(&mut client, sql).await;
         }
         assert!(open(&primary), "the transaction is open on the primary");
     }

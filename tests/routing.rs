@@ -6,54 +6,6 @@ mod common;
 use common::*;
 use iridium_core::SessionManager;
 
-struct Pair {
-    primary: Backend,
-    replica: Backend,
-    sluice: std::net::SocketAddr,
-}
-
-async fn pair(routing: &str) -> Pair {
-    let primary = Backend::start().await;
-    let replica = Backend::start().await;
-    for (backend, name) in [(&primary, "primary"), (&replica, "replica")] {
-        backend.exec(&format!(
-            "CREATE TABLE dbo.whereami (v NVARCHAR(20)); INSERT INTO dbo.whereami VALUES (N'{name}');
-             CREATE TABLE dbo.items (id INT IDENTITY(1,1) PRIMARY KEY, name NVARCHAR(50));"
-        ));
-    }
-    let text = config_text(primary.addr, &[replica.addr]) + "[routing]\n" + routing;
-    let sluice = start_sluice(parse_config(&text)).await;
-    Pair {
-        primary,
-        replica,
-        sluice,
-    }
-}
-
-async fn whereami(client: &mut TestClient, sql: &str) -> String {
-    let row = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_row()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .unwrap_or_else(|| panic!("{sql}: no row"));
-    row.get::<&str, _>("v")
-        .unwrap_or_else(|| panic!("{sql}: no v"))
-        .to_string()
-}
-
-async fn run(client: &mut TestClient, sql: &str) {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_results()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
 const NO_RYW: &str = "read_your_writes_ms = 0\n";
 
 #[tokio::test]
@@ -176,7 +128,8 @@ async fn session_bound_work_stays_on_the_primary() {
         row.is_some(),
         "SCOPE_IDENTITY after an insert must run where the insert ran"
     );
-    // A temp table pins the session to the primary for good.
+    // A temp table pins the session to the primary (until it is dropped:
+    // tests/pins.rs).
     run(&mut c, "CREATE TABLE #scratch (n INT)").await;
     assert_eq!(
         whereami(&mut c, "SELECT v FROM dbo.whereami").await,

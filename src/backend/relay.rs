@@ -49,6 +49,18 @@ pub struct ResponseSummary {
     /// The token stream could not be followed: whatever it said about
     /// transactions or state is unknown.
     pub unreadable: bool,
+    /// The request did not run to its end as far as Sluice saw: an
+    /// ATTENTION cancelled it, or the relay stopped before the response's
+    /// end (backend failure, client gone).
+    pub interrupted: bool,
+}
+
+impl ResponseSummary {
+    /// The request ran to its end without an error, and the whole response
+    /// was read: what its statements did is done (a pin it ends has ended).
+    pub fn ran_cleanly(&self) -> bool {
+        !self.error && !self.unreadable && !self.interrupted
+    }
 }
 
 /// How a relay ended.
@@ -224,6 +236,8 @@ impl BackendConn {
                 break end;
             }
         };
+        response.summary.interrupted =
+            response.attention_sent || !matches!(end, RelayEnd::Complete);
         match &end {
             RelayEnd::Complete => {}
             RelayEnd::ClientGone(_) => {

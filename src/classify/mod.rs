@@ -22,8 +22,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 mod cache;
+mod effect;
 mod lexer;
 mod parse;
+mod pin;
 mod procedures;
 mod scan;
 mod verdict;
@@ -31,6 +33,8 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
+pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
+pub use pin::{Pin, PinReason};
 use procedures::ReadOnlyProcedures;
 use verdict::Verdict;
 
@@ -131,43 +135,6 @@ impl Flags {
     }
 }
 
-/// A session-level effect of a statement that the session must track:
-/// transaction boundaries and settings to replay on other connections.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum SessionEffect {
-    BeginTransaction,
-    CommitTransaction,
-    RollbackTransaction,
-    /// SET IMPLICIT_TRANSACTIONS ON/OFF.
-    ImplicitTransactions(bool),
-    /// `SET TRANSACTION ISOLATION LEVEL <level>`, upper-cased, e.g. "SERIALIZABLE".
-    IsolationLevel(String),
-    /// `USE <database>`, the name without brackets.
-    UseDatabase(String),
-    /// Any other SET that changes session settings (ANSI_NULLS, DATEFORMAT,
-    /// LANGUAGE, NOCOUNT, ...): the option name upper-cased, and the whole
-    /// statement text to replay it on another connection (trimmed, without
-    /// `;`). A list (`SET ANSI_NULLS, QUOTED_IDENTIFIER ON`) gives one effect
-    /// per option, each with its own statement (`SET QUOTED_IDENTIFIER ON`).
-    /// `SET STATISTICS IO ON` is option `STATISTICS IO`.
-    SetOption {
-        option: String,
-        statement: String,
-    },
-}
-
-impl SessionEffect {
-    /// Whether it changes settings a connection must carry for the session.
-    pub fn changes_settings(&self) -> bool {
-        matches!(
-            self,
-            SessionEffect::IsolationLevel(_)
-                | SessionEffect::UseDatabase(_)
-                | SessionEffect::SetOption { .. }
-        )
-    }
-}
-
 /// The classifier's verdict on one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
@@ -187,7 +154,15 @@ impl Classification {
     /// True only for a positive read that nothing pins to the primary. The
     /// router adds its own conditions (transactions, rules, lag, pins).
     pub fn replica_eligible(&self) -> bool {
-        self.class == Class::Read && !self.flags.intersects(Flags::NOT_FOR_REPLICA)
+        self.class == Class::Read
+            && !self.flags.intersects(Flags::NOT_FOR_REPLICA)
+            && !self.starts_pin()
+    }
+
+    /// The batch leaves pinned state behind (in SQL Server's batch scope):
+    /// it must run where the session keeps its pins, the primary.
+    pub fn starts_pin(&self) -> bool {
+        self.effects.iter().any(|e| e.starts().is_some())
     }
 }
 
@@ -257,13 +232,20 @@ impl Classifier {
                 false
             }
         };
-        for text in scan.dynamic {
+        // Each string's effects go where it runs among the batch's own.
+        let mut shift = 0;
+        for dynamic in scan.dynamic {
+            let at = dynamic.at + shift;
             if depth >= MAX_DYNAMIC_DEPTH {
-                v.write(|| "dynamic SQL nested too deeply".into());
+                let why = "dynamic SQL nested too deeply";
+                v.write(|| why.into());
+                let pin = SessionEffect::Pin(Pin::named(PinReason::Unfollowable, why));
+                v.effects.insert(at.min(v.effects.len()), pin);
+                shift += 1;
                 continue;
             }
-            let (inner, _) = self.analyze(&text, depth + 1);
-            v.absorb_dynamic(inner);
+            let (inner, _) = self.analyze(&dynamic.text, depth + 1);
+            shift += v.absorb_dynamic(inner, at, dynamic.conditional);
         }
         (v, parsed)
     }

@@ -724,6 +724,451 @@ fn session_pinning_facts() {
     }
 }
 
+// ---- Pins: where they start and where they provably end ----
+
+/// The pin effects of `sql`, in order: "+temp table #t", "-cursor c".
+fn pins(sql: &str) -> Vec<String> {
+    classify(sql)
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            SessionEffect::Pin(p) => Some(format!("+{p}")),
+            SessionEffect::Unpin(p) => Some(format!("-{p}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_pins(sql: &str, expected: &[&str]) {
+    assert_eq!(pins(sql), expected, "{sql}");
+}
+
+#[test]
+fn temp_tables_pin_until_dropped() {
+    assert_pins("CREATE TABLE #t (a INT)", &["+temp table #t"]);
+    assert_pins("CREATE TABLE [#t] (a INT)", &["+temp table #t"]);
+    assert_pins("SELECT a INTO #Work FROM x", &["+temp table #Work"]);
+    assert_pins("CREATE TABLE ##g (a INT)", &[]);
+    assert_pins("SELECT a INTO ##g FROM x", &[]);
+    assert_pins("SELECT * FROM #t", &[]);
+    assert_pins("DROP TABLE #t", &["-temp table #t"]);
+    assert_pins("DROP TABLE IF EXISTS #t", &["-temp table #t"]);
+    assert_pins(
+        "DROP TABLE #a, [#b], tempdb..#c, dbo.x, ##g",
+        &["-temp table #a", "-temp table #b", "-temp table #c"],
+    );
+    assert_pins(
+        "CREATE TABLE #t (a INT); INSERT INTO #t VALUES (1); SELECT * FROM #t; DROP TABLE #t",
+        &["+temp table #t", "-temp table #t"],
+    );
+    // A table created in a procedure's body is not created by the batch.
+    assert_pins("CREATE PROCEDURE p AS CREATE TABLE #t (a INT)", &[]);
+    assert_pins("ALTER TABLE #t DROP COLUMN a", &[]);
+}
+
+#[test]
+fn ends_count_only_where_the_statement_surely_runs() {
+    for sql in [
+        "IF @x = 1 DROP TABLE #t",
+        "IF @x = 1 SELECT 1 ELSE DROP TABLE #t",
+        "WHILE @i < 3 BEGIN DROP TABLE #t; SET @i += 1 END",
+        "BEGIN TRY DROP TABLE #t END TRY BEGIN CATCH SELECT 1 END CATCH",
+        "RETURN; DROP TABLE #t",
+        "IF OBJECT_ID('tempdb..#t') IS NOT NULL BEGIN DROP TABLE #t END",
+        "IF OBJECT_ID('tempdb..#t') IS NOT NULL DROP TABLE #u",
+        "IF @x = 1 EXEC('DROP TABLE #t')",
+    ] {
+        assert_pins(sql, &[]);
+    }
+    // Whichever way this IF goes, no #t is left.
+    for sql in [
+        "IF OBJECT_ID('tempdb..#t') IS NOT NULL DROP TABLE #t",
+        "IF OBJECT_ID(N'tempdb..#t', N'U') IS NOT NULL DROP TABLE #t;",
+        "IF OBJECT_ID('tempdb.dbo.#t') IS NOT NULL DROP TABLE #t",
+    ] {
+        assert_pins(sql, &["-temp table #t"]);
+    }
+    assert_pins(
+        "IF OBJECT_ID('tempdb..#t') IS NOT NULL DROP TABLE #t; CREATE TABLE #t (a INT); IF @x = 1 DROP TABLE #t",
+        &["-temp table #t", "+temp table #t"],
+    );
+    // Starts count wherever they are.
+    assert_pins("IF @x = 1 CREATE TABLE #t (a INT)", &["+temp table #t"]);
+}
+
+#[test]
+fn temp_procedures_pin_until_dropped() {
+    assert_pins("CREATE PROCEDURE #p AS SELECT 1", &["+temp procedure #p"]);
+    assert_pins(
+        "CREATE OR ALTER PROC #p AS SELECT 1",
+        &["+temp procedure #p"],
+    );
+    assert_pins("CREATE PROC ##p AS SELECT 1", &[]);
+    assert_pins("CREATE PROC dbo.p AS SELECT 1", &[]);
+    assert_pins("DROP PROCEDURE #p", &["-temp procedure #p"]);
+    assert_pins(
+        "DROP PROC IF EXISTS #p, #q",
+        &["-temp procedure #p", "-temp procedure #q"],
+    );
+}
+
+#[test]
+fn global_cursors_pin_until_deallocated() {
+    assert_pins("DECLARE c CURSOR FOR SELECT a FROM t", &["+cursor c"]);
+    assert_pins(
+        "DECLARE c CURSOR GLOBAL FAST_FORWARD FOR SELECT 1",
+        &["+cursor c"],
+    );
+    assert_pins(
+        "DECLARE c INSENSITIVE SCROLL CURSOR FOR SELECT 1",
+        &["+cursor c"],
+    );
+    assert_pins(
+        "DECLARE c CURSOR FOR SELECT a FROM t; OPEN c; FETCH NEXT FROM c INTO @a",
+        &["+cursor c"],
+    );
+    assert_pins(
+        "DECLARE c CURSOR FOR SELECT a FROM t; OPEN c; FETCH NEXT FROM c INTO @a; CLOSE c; DEALLOCATE c",
+        &["+cursor c", "-cursor c"],
+    );
+    // Using a cursor this batch did not declare proves it exists.
+    assert_pins("FETCH NEXT FROM c INTO @a", &["+cursor c"]);
+    assert_pins("FETCH ABSOLUTE 3 FROM GLOBAL c", &["+cursor c"]);
+    assert_pins("OPEN c", &["+cursor c"]);
+    assert_pins("CLOSE c", &["+cursor c"]);
+    assert_pins("DEALLOCATE c", &["-cursor c"]);
+    assert_pins("DEALLOCATE GLOBAL c", &["-cursor c"]);
+    // LOCAL cursors and cursor variables end with the batch.
+    assert_pins(
+        "DECLARE c CURSOR LOCAL FOR SELECT 1; OPEN c; FETCH NEXT FROM c; CLOSE c; DEALLOCATE c",
+        &[],
+    );
+    assert_pins(
+        "DECLARE @c CURSOR; SET @c = CURSOR FOR SELECT 1; OPEN @c; FETCH NEXT FROM @c; DEALLOCATE @c",
+        &[],
+    );
+    let c = pinned_read("DECLARE c CURSOR LOCAL FOR SELECT 1", Flags::CURSOR);
+    assert!(!c.starts_pin());
+}
+
+#[test]
+fn session_app_locks_pin_until_released() {
+    for sql in [
+        "EXEC sp_getapplock @Resource = 'r', @LockMode = 'Exclusive', @LockOwner = 'Session'",
+        "EXEC sp_getapplock 'r', 'Exclusive', 'session'",
+        "EXEC @rc = dbo.sp_getapplock @LockOwner = N'Session', @Resource = N'r', @LockMode = 'Shared'",
+        "EXEC sp_getapplock 'r', 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0",
+    ] {
+        assert_pins(sql, &["+session app lock 'r'"]);
+        assert!(classify(sql).flags.contains(Flags::SESSION_LOCK), "{sql}");
+    }
+    // The transaction's lock (the default owner) ends with the transaction.
+    assert_pins("EXEC sp_getapplock 'r', 'Exclusive'", &[]);
+    assert_pins(
+        "EXEC sp_getapplock 'Session', 'Exclusive', 'Transaction'",
+        &[],
+    );
+    // An owner or a resource Sluice cannot read.
+    assert_pins(
+        "EXEC sp_getapplock @Resource = 'r', @LockMode = 'Exclusive', @LockOwner = @owner",
+        &["+session app lock 'r'"],
+    );
+    assert_pins(
+        "EXEC sp_getapplock @Resource = @r, @LockMode = 'Exclusive', @LockOwner = 'Session'",
+        &["+session app lock"],
+    );
+    assert_pins(
+        "EXEC sp_releaseapplock @Resource = 'r', @LockOwner = 'Session'",
+        &["-session app lock 'r'"],
+    );
+    assert_pins(
+        "EXEC sp_releaseapplock 'r', 'Session'",
+        &["-session app lock 'r'"],
+    );
+    assert_pins("EXEC sp_releaseapplock 'r'", &[]);
+    assert_pins(
+        "EXEC sp_releaseapplock @Resource = 'r', @LockOwner = @o",
+        &[],
+    );
+}
+
+#[test]
+fn impersonation_pins_until_reverted() {
+    for sql in [
+        "EXECUTE AS USER = 'bob'",
+        "EXEC AS LOGIN = 'bob'",
+        "EXECUTE AS USER = 'bob' WITH COOKIE INTO @cookie",
+        "EXECUTE AS CALLER",
+    ] {
+        assert_pins(sql, &["+EXECUTE AS"]);
+        let c = assert_class(sql, Class::Unknown, false);
+        assert!(
+            c.reason.ends_with("EXECUTE AS (impersonation)"),
+            "{sql}: {}",
+            c.reason
+        );
+    }
+    assert_pins(
+        "EXECUTE AS USER = 'bob' WITH NO REVERT",
+        &["+EXECUTE AS WITH NO REVERT"],
+    );
+    assert_pins("REVERT", &["-EXECUTE AS"]);
+    assert_pins("REVERT WITH COOKIE = @cookie", &["-EXECUTE AS"]);
+    assert_pins(
+        "EXECUTE AS USER = 'bob'; SELECT 1; REVERT",
+        &["+EXECUTE AS", "-EXECUTE AS"],
+    );
+    // Reads in the impersonated batch run on the primary, where the pin is.
+    assert_class(
+        "EXECUTE AS USER = 'bob'; SELECT * FROM t",
+        Class::Unknown,
+        false,
+    );
+    assert_class("REVERT", Class::Unknown, false);
+    assert_class("SETUSER 'bob'", Class::Unknown, false);
+    assert_pins("SETUSER 'bob'", &["+EXECUTE AS SETUSER"]);
+    assert_pins("SETUSER", &["-EXECUTE AS SETUSER"]);
+    // `WITH EXECUTE AS` in a module's header is not a statement.
+    assert_pins("CREATE PROCEDURE p WITH EXECUTE AS OWNER AS SELECT 1", &[]);
+}
+
+#[test]
+fn session_context_roles_keys_and_handles() {
+    assert_pins("SET CONTEXT_INFO 0x01", &["+CONTEXT_INFO"]);
+    assert_pins(
+        "EXEC sp_set_session_context @key = N'tenant', @value = 42",
+        &["+session context"],
+    );
+    assert_pins("EXEC sp_setapprole 'app', 'secret'", &["+application role"]);
+    assert_pins("EXEC sys.sp_unsetapprole @cookie", &["-application role"]);
+    assert_pins(
+        "OPEN SYMMETRIC KEY k DECRYPTION BY CERTIFICATE c; SELECT DECRYPTBYKEY(v) FROM t; CLOSE SYMMETRIC KEY k",
+        &["+open key symmetric key k", "-open key symmetric key k"],
+    );
+    assert_pins(
+        "OPEN MASTER KEY DECRYPTION BY PASSWORD = 'x'",
+        &["+open key master key"],
+    );
+    assert_pins("CLOSE ALL SYMMETRIC KEYS", &[]);
+    assert_pins(
+        "EXEC sp_xml_preparedocument @h OUTPUT, @xml",
+        &["+XML document handle"],
+    );
+    assert_pins("EXEC sp_xml_removedocument @h", &["-XML document handle"]);
+    assert_pins(
+        "EXEC sp_cursorprepexec @p OUTPUT, @c OUTPUT, NULL, N'SELECT 1'",
+        &["+API server cursor prepared", "+API server cursor"],
+    );
+    assert_pins("EXEC sp_cursorclose @c", &["-API server cursor"]);
+    assert_pins(
+        "SET IDENTITY_INSERT [dbo].[t] ON",
+        &["+IDENTITY_INSERT dbo.t"],
+    );
+    assert_pins("SET IDENTITY_INSERT dbo.t OFF", &["-IDENTITY_INSERT dbo.t"]);
+}
+
+#[test]
+fn dynamic_sql_keeps_what_outlasts_its_scope_in_statement_order() {
+    assert_pins(
+        "EXEC('CREATE TABLE #t (a INT); INSERT INTO #t VALUES (1)')",
+        &[],
+    );
+    assert_pins("EXEC sp_executesql N'SELECT 1 AS a INTO #t'", &[]);
+    assert_pins("EXEC('DROP TABLE #t')", &["-temp table #t"]);
+    assert_pins("EXEC('CREATE TABLE #t (a INT); DROP TABLE #t')", &[]);
+    assert_pins("EXEC('SET SHOWPLAN_XML ON; SET IDENTITY_INSERT t ON')", &[]);
+    assert_pins("EXEC('DECLARE c CURSOR FOR SELECT 1')", &["+cursor c"]);
+    assert_pins("EXEC('DECLARE c CURSOR LOCAL FOR SELECT 1')", &[]);
+    assert_pins(
+        "EXEC('EXEC sp_getapplock ''r'', ''Exclusive'', ''Session''')",
+        &["+session app lock 'r'"],
+    );
+    assert_pins("EXEC('EXECUTE AS USER = ''u''; SELECT 1; REVERT')", &[]);
+    assert_pins("EXEC('EXECUTE AS USER = ''u''')", &["+EXECUTE AS"]);
+    assert_pins("EXECUTE AS USER = 'u'; EXEC('REVERT')", &["+EXECUTE AS"]);
+    // Where the string runs among the batch's statements.
+    assert_pins(
+        "EXEC('DEALLOCATE c'); DECLARE c CURSOR FOR SELECT 1",
+        &["-cursor c", "+cursor c"],
+    );
+    assert_pins(
+        "DECLARE c CURSOR FOR SELECT 1; EXEC('DEALLOCATE c')",
+        &["+cursor c", "-cursor c"],
+    );
+    assert_pins(
+        "EXEC('EXEC(''EXEC(''''EXEC(''''''''SELECT 1'''''''')'''')'')')",
+        &["+statement Sluice cannot follow: dynamic SQL nested too deeply"],
+    );
+}
+
+#[test]
+fn batches_sluice_cannot_read_pin() {
+    assert_pins(
+        "SELECT 1 --x\rEXECUTE AS USER = 'u'",
+        &["+statement Sluice cannot follow: a line comment with a bare carriage return"],
+    );
+    // The server rejects these whole: nothing runs, nothing pins.
+    for sql in [
+        "SELECT 'unterminated",
+        "SELECT (1",
+        "SELECT 1; FOO BAR",
+        "GO",
+    ] {
+        assert_pins(sql, &[]);
+    }
+}
+
+#[test]
+fn tracked_settings_are_the_issues_list_and_more() {
+    for option in [
+        "ANSI_NULLS",
+        "ANSI_PADDING",
+        "ANSI_WARNINGS",
+        "ARITHABORT",
+        "CONCAT_NULL_YIELDS_NULL",
+        "CURSOR_CLOSE_ON_COMMIT",
+        "DATEFIRST",
+        "DATEFORMAT",
+        "LANGUAGE",
+        "LOCK_TIMEOUT",
+        "NUMERIC_ROUNDABORT",
+        "QUOTED_IDENTIFIER",
+        "TEXTSIZE",
+        "NOCOUNT",
+        "XACT_ABORT",
+        "TRANSACTION ISOLATION LEVEL",
+        "IMPLICIT_TRANSACTIONS",
+        "ROWCOUNT",
+        "DEADLOCK_PRIORITY",
+        "ANSI_NULL_DFLT_ON",
+        "ANSI_NULL_DFLT_OFF",
+        "statistics io",
+        "STATISTICS TIME",
+    ] {
+        assert!(is_tracked_setting(option), "{option}");
+    }
+    for option in [
+        "SHOWPLAN_XML",
+        "SHOWPLAN_ALL",
+        "SHOWPLAN_TEXT",
+        "STATISTICS XML",
+        "STATISTICS PROFILE",
+        "NOEXEC",
+        "PARSEONLY",
+        "FMTONLY",
+        "FIPS_FLAGGER",
+        "OFFSETS",
+        "IDENTITY_INSERT",
+        "CONTEXT_INFO",
+    ] {
+        assert!(!is_tracked_setting(option), "{option}");
+    }
+}
+
+#[test]
+fn untracked_set_options_pin() {
+    for (sql, pin) in [
+        (
+            "SET SHOWPLAN_XML ON",
+            "+SET option Sluice does not track: SHOWPLAN_XML",
+        ),
+        (
+            "SET STATISTICS XML ON",
+            "+SET option Sluice does not track: STATISTICS XML",
+        ),
+        ("SET NOEXEC ON", "+SET option Sluice does not track: NOEXEC"),
+        (
+            "SET FMTONLY ON",
+            "+SET option Sluice does not track: FMTONLY",
+        ),
+        (
+            "SET ROWCOUNT @n",
+            "+SET option Sluice does not track: ROWCOUNT",
+        ),
+        (
+            "SET LANGUAGE @lang",
+            "+SET option Sluice does not track: LANGUAGE",
+        ),
+        (
+            "SET SHOWPLAN_XML OFF",
+            "-SET option Sluice does not track: SHOWPLAN_XML",
+        ),
+    ] {
+        assert_pins(sql, &[pin]);
+        assert!(classify(sql)
+            .effects
+            .iter()
+            .all(|e| !matches!(e, SessionEffect::SetOption { .. })));
+    }
+    // An unknown option's default is unknown: OFF pins too.
+    assert_pins(
+        "SET SOME_FUTURE_OPTION OFF",
+        &["+SET option Sluice does not track: SOME_FUTURE_OPTION"],
+    );
+    let c = assert_class("SET NOCOUNT, SHOWPLAN_TEXT ON", Class::SessionState, false);
+    assert_eq!(
+        c.effects,
+        [
+            set_option("NOCOUNT", "SET NOCOUNT ON"),
+            SessionEffect::Pin(Pin::named(PinReason::UntrackedSetting, "SHOWPLAN_TEXT")),
+        ]
+    );
+    // A read in the same batch runs where the option is set.
+    assert_class("SET SHOWPLAN_XML ON; SELECT 1", Class::Read, false);
+    replica("SET NOCOUNT ON; SELECT 1");
+}
+
+/// Property: a SET of any option that is not tracked pins, whatever its
+/// value; a tracked option set from a variable pins too.
+#[test]
+fn any_set_of_an_untracked_option_pins() {
+    let mut rng = XorShift::new(0x5EED_0F5E7);
+    let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_";
+    let values = ["ON", "OFF", "1", "-5", "'x'", "N'y'", "LOW", "0x0A", "@v"];
+    let special = [
+        "TRANSACTION",
+        "IDENTITY_INSERT",
+        "CONTEXT_INFO",
+        "STATISTICS",
+    ];
+    let mut checked = 0;
+    while checked < 500 {
+        let len = 1 + rng.below(20);
+        let name: String = (0..len)
+            .map(|_| letters[rng.below(letters.len())] as char)
+            .collect();
+        if name.starts_with('_')
+            || is_tracked_setting(&name)
+            || special.contains(&name.as_str())
+            || effect::off_by_default(&name)
+        {
+            continue;
+        }
+        let value = values[rng.below(values.len())];
+        let sql = format!("SET {name} {value}");
+        let c = classify(&sql);
+        let expected = SessionEffect::Pin(Pin::named(PinReason::UntrackedSetting, name.clone()));
+        assert_eq!(c.effects, [expected], "{sql}: {c:?}");
+        assert!(!c.replica_eligible());
+        checked += 1;
+    }
+    for option in [
+        "DATEFIRST",
+        "LANGUAGE",
+        "LOCK_TIMEOUT",
+        "TEXTSIZE",
+        "ROWCOUNT",
+        "DATEFORMAT",
+    ] {
+        let sql = format!("SET {option} @value");
+        assert_pins(
+            &sql,
+            &[&format!("+SET option Sluice does not track: {option}")],
+        );
+    }
+}
+
 // ---- Unknown and parse failures ----
 
 #[test]

@@ -8,7 +8,7 @@
 //! `SetOption` effects). Reasons are built lazily: only the first one of each
 //! class is ever formatted.
 
-use super::{Class, Classification, Flags, SessionEffect};
+use super::{beyond_nested_scope, Class, Classification, Flags, SessionEffect};
 
 #[derive(Debug, Default, Clone)]
 pub(super) struct Verdict {
@@ -140,10 +140,13 @@ impl Verdict {
     }
 
     /// Folds in the verdict on a dynamic SQL string run by this batch
-    /// (`EXEC('...')`, `sp_executesql N'...'`). Options set inside dynamic
-    /// SQL revert when it returns, so only its transaction effects count and
-    /// a settings-only string is a read.
-    pub fn absorb_dynamic(&mut self, inner: Verdict) {
+    /// (`EXEC('...')`, `sp_executesql N'...'`) after its first `at`
+    /// effects. Options set inside dynamic SQL revert when it returns, so
+    /// only the effects that outlast its scope count
+    /// ([`beyond_nested_scope`]), none of its ends when it runs only on some
+    /// paths (`conditional`), and a settings-only string is a read. Returns
+    /// how many effects it added.
+    pub fn absorb_dynamic(&mut self, inner: Verdict, at: usize, conditional: bool) -> usize {
         let class = inner.class();
         let reason = || format!("dynamic SQL: {}", inner.reason());
         match class {
@@ -162,14 +165,14 @@ impl Verdict {
         for p in inner.procedures {
             self.procedure(p);
         }
-        self.effects.extend(inner.effects.into_iter().filter(|e| {
-            matches!(
-                e,
-                SessionEffect::BeginTransaction
-                    | SessionEffect::CommitTransaction
-                    | SessionEffect::RollbackTransaction
-            )
-        }));
+        let lasting: Vec<SessionEffect> = beyond_nested_scope(&inner.effects)
+            .into_iter()
+            .filter(|e| !(conditional && matches!(e, SessionEffect::Unpin(_))))
+            .collect();
+        let added = lasting.len();
+        let at = at.min(self.effects.len());
+        self.effects.splice(at..at, lasting);
+        added
     }
 
     pub fn into_classification(self, reason_prefix: &str) -> Classification {

@@ -20,6 +20,9 @@ pub mod rules;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why a session is held on its primary connection (defined with the
+/// classifier, which reports where pins start and end).
+pub use crate::classify::PinReason;
 use crate::classify::{Class, Classification, Classifier};
 pub use reason::{Reason, ReplicaGrounds};
 pub use rules::{Rule, RuleAction, RuleError};
@@ -35,40 +38,6 @@ pub enum Target {
 impl Target {
     pub fn is_replica(self) -> bool {
         matches!(self, Target::Replica(_))
-    }
-}
-
-/// Why the session is held on the primary connection for good (until the
-/// client resets its connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PinReason {
-    TempTable,
-    Cursor,
-    SessionLock,
-    IdentityInsert,
-    ContextInfo,
-    /// More distinct SET options than Sluice replays.
-    TooManySettings,
-    /// A response Sluice could not follow: transaction changes in it may
-    /// have been missed, so nothing may leave the primary.
-    UnreadableResponse,
-    /// A batch that set options failed: whether its SETs ran is unknown,
-    /// and only its connection knows.
-    UnknownSettings,
-}
-
-impl PinReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PinReason::TempTable => "temp table",
-            PinReason::Cursor => "cursor",
-            PinReason::SessionLock => "session lock",
-            PinReason::IdentityInsert => "IDENTITY_INSERT",
-            PinReason::ContextInfo => "CONTEXT_INFO",
-            PinReason::TooManySettings => "too many session settings",
-            PinReason::UnreadableResponse => "unreadable response",
-            PinReason::UnknownSettings => "a batch that set options failed",
-        }
     }
 }
 
@@ -94,6 +63,8 @@ pub struct SessionView<'a> {
     pub implicit_transactions: bool,
     /// SERIALIZABLE or REPEATABLE READ: reads must see the primary's locks.
     pub strict_isolation: bool,
+    /// The session holds pinned state on its primary connection: the
+    /// reason of the oldest active pin.
     pub pin: Option<PinReason>,
     pub last_write: Option<Instant>,
     /// The replica this session already holds a connection to: it keeps
@@ -185,11 +156,11 @@ impl Router {
         };
         // Hints and rules may send reads the classifier doubts (a procedure,
         // a read with a session function) to a replica, never a statement it
-        // did not find to be a read.
-        let not_a_read = matches!(request, Request::Sql(_))
-            && classification
-                .as_ref()
-                .is_some_and(|c| c.class != Class::Read);
+        // did not find to be a read, nor one that leaves pinned state (the
+        // session keeps its pins on the primary).
+        let not_a_read = classification.as_ref().is_some_and(|c| {
+            (matches!(request, Request::Sql(_)) && c.class != Class::Read) || c.starts_pin()
+        });
         let grounds = match (directed, &classification) {
             (Some(grounds), _) if not_a_read => return primary(Reason::NotARead(grounds)),
             (Some(grounds), _) => grounds,

@@ -57,7 +57,8 @@ pub enum Reason {
     HintPrimary,
     /// The named `[[routing.rules]]` entry, `target = "primary"`.
     RulePrimary(Arc<str>),
-    /// A hint or rule asked for a replica, but the statement is not a read.
+    /// A hint or rule asked for a replica, but the statement is not a read
+    /// (or leaves pinned state, which lives on the primary).
     NotARead(ReplicaGrounds),
     /// The classifier kept the statement on the primary (a write, a read
     /// that needs the primary, transaction control, unknown, ...).

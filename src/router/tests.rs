@@ -95,6 +95,32 @@ fn hints_come_before_rules_and_never_send_a_write_to_a_replica() {
     );
 }
 
+/// A read that leaves pinned state (a global cursor, an impersonation)
+/// runs where the session keeps its pins, whatever a hint or rule says.
+#[test]
+fn hints_and_rules_never_send_a_pin_to_a_replica() {
+    let r = router(vec![rule("all-replica", RuleAction::Replica)]);
+    let s = SessionView::default();
+    for sql in [
+        "/* sluice:replica */ DECLARE c CURSOR FOR SELECT 1; OPEN c",
+        "EXECUTE AS USER = 'u'; SELECT * FROM t",
+    ] {
+        let d = route(&r, sql, &s);
+        assert_eq!(d.target, Target::Primary, "{sql}: {}", d.reason);
+        assert_eq!(d.reason.label(), "not_a_read");
+    }
+    let d = r.route(
+        Request::Procedure("sp_set_session_context"),
+        &s,
+        &replicas(1),
+        Instant::now(),
+    );
+    assert_eq!(d.target, Target::Primary, "{}", d.reason);
+    // A local cursor ends with its batch: the rule may send it on.
+    let d = route(&r, "DECLARE c CURSOR LOCAL FOR SELECT 1", &s);
+    assert_eq!(d.target, Target::Replica(0), "{}", d.reason);
+}
+
 #[test]
 fn rules_match_in_order_on_their_conditions() {
     let mut reports = rule("reports-user", RuleAction::Primary);

@@ -169,6 +169,59 @@ pub async fn scalar_i32(client: &mut TestClient, sql: &str) -> Option<i32> {
         other => panic!("not an integer: {other:?}"),
     }
 }
+/// A primary and a replica whose `dbo.whereami` says which one answered
+/// (and an empty `dbo.items` with an IDENTITY column), behind a Sluice with
+/// `routing` appended to its `[routing]` section.
+pub struct Pair {
+    pub primary: Backend,
+    pub replica: Backend,
+    pub sluice: std::net::SocketAddr,
+}
+
+pub async fn pair(routing: &str) -> Pair {
+    let primary = Backend::start().await;
+    let replica = Backend::start().await;
+    for (backend, name) in [(&primary, "primary"), (&replica, "replica")] {
+        backend.exec(&format!(
+            "CREATE TABLE dbo.whereami (v NVARCHAR(20)); INSERT INTO dbo.whereami VALUES (N'{name}');
+             CREATE TABLE dbo.items (id INT IDENTITY(1,1) PRIMARY KEY, name NVARCHAR(50));"
+        ));
+    }
+    let text = config_text(primary.addr, &[replica.addr]) + "[routing]\n" + routing;
+    let sluice = start_sluice(parse_config(&text)).await;
+    Pair {
+        primary,
+        replica,
+        sluice,
+    }
+}
+
+/// Runs `sql` and returns the `v` column of its first row.
+pub async fn whereami(client: &mut TestClient, sql: &str) -> String {
+    let row = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_row()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    row.get::<&str, _>("v")
+        .unwrap_or_else(|| panic!("{sql}: no v"))
+        .to_string()
+}
+
+/// Runs `sql` and reads all its results; panics on an error.
+pub async fn run(client: &mut TestClient, sql: &str) {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_results()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 pub mod raw;
 pub mod rpc;
 

@@ -24,6 +24,25 @@ fn call(id: u16) -> Vec<u8> {
     out
 }
 
+/// A call of a procedure by name with NVARCHAR arguments (`""` for a
+/// positional one), as ADO.NET sends a `CommandType.StoredProcedure`.
+pub fn by_name(procedure: &str, arguments: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_all_headers(&mut out, 0, 1);
+    sluice::tds::read::put_us_varchar(&mut out, procedure);
+    out.extend_from_slice(&0u16.to_le_bytes());
+    for (name, value) in arguments {
+        nvarchar_param(&mut out, name, value);
+    }
+    out
+}
+
+/// An API server cursor call by ProcID with no parameters (enough for
+/// routing; a server answers it with an error).
+pub fn cursor_call(id: u16) -> Vec<u8> {
+    call(id)
+}
+
 /// An INTN(4) parameter: `None` is NULL.
 pub fn int_param(out: &mut Vec<u8>, name: &str, output: bool, value: Option<i32>) {
     put_b_varchar(out, name);

@@ -159,8 +159,14 @@ impl Cx<'_> {
                 let name = self.object_name(target);
                 self.v.write(|| format!("MERGE ({name})"));
             }
-            // Not the INTO of INSERT/MERGE, FETCH or OUTPUT: SELECT ... INTO.
-            Kw::INTO if sc.into_ok_at != Some(i) && sc.leader != Kw::FETCH && !sc.output_seen => {
+            // Not the INTO of INSERT/MERGE, FETCH, OUTPUT or `EXECUTE AS ...
+            // WITH COOKIE INTO @c`: SELECT ... INTO.
+            Kw::INTO
+                if sc.into_ok_at != Some(i)
+                    && sc.leader != Kw::FETCH
+                    && !sc.output_seen
+                    && !i.checked_sub(1).is_some_and(|p| self.word_is(p, "COOKIE")) =>
+            {
                 self.select_into(i + 1);
             }
             Kw::OUTPUT if sc.dml_seen && !sc.exec_seen => {
@@ -177,8 +183,14 @@ impl Cx<'_> {
                 self.v.write(|| format!("TRUNCATE TABLE ({name})"));
             }
             Kw::CREATE => self.create(i),
+            Kw::DROP => {
+                let what = self.keyword_phrase(i);
+                self.v.write(|| what);
+                if i == st.first {
+                    self.drop_objects(i, st);
+                }
+            }
             Kw::ALTER
-            | Kw::DROP
             | Kw::GRANT
             | Kw::REVOKE
             | Kw::DENY
@@ -215,10 +227,6 @@ impl Cx<'_> {
                 if service_broker {
                     self.v.write(|| "Service Broker conversation".into());
                 }
-            }
-            Kw::SETUSER | Kw::REVERT => {
-                let what = format!("{} (impersonation)", self.upper(i));
-                self.v.unknown(|| what);
             }
             // The document handle comes from sp_xml_preparedocument, run
             // earlier on this session.
@@ -324,6 +332,7 @@ impl Cx<'_> {
             self.v.flag(Flags::CREATES_TEMP_TABLE, || {
                 format!("creates temp table {name}")
             });
+            self.temp_table_created(&name);
         }
         self.v.write(|| format!("SELECT ... INTO {name}"));
     }
@@ -336,6 +345,7 @@ impl Cx<'_> {
             self.v.flag(Flags::CREATES_TEMP_TABLE, || {
                 format!("creates temp table {name}")
             });
+            self.temp_table_created(&name);
             self.v.write(|| format!("CREATE TABLE {name}"));
         } else {
             let what = self.keyword_phrase(i);

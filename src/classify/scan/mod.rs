@@ -20,26 +20,36 @@
 //! An unrecognised word where only a statement can start makes the batch
 //! Unknown, except first in the batch, where T-SQL runs it as a procedure.
 //!
+//! Pins ([`SessionEffect::Pin`]) are reported in statement order; an end
+//! ([`SessionEffect::Unpin`]) only from a statement that runs whenever the
+//! batch does: after an `IF`, `WHILE`, `RETURN`, `GOTO`, `BREAK`,
+//! `CONTINUE` or inside `TRY`/`CATCH`, a statement may not run (or its
+//! error may be caught, so the client never sees it), and ends are dropped.
+//! One idiom is kept: `IF OBJECT_ID('tempdb..#t') IS NOT NULL DROP TABLE #t`
+//! leaves no `#t` whichever way the `IF` goes.
+//!
 //! Files: `split` (pass 1), this file (statements by leading keyword),
 //! `evidence` (per-token checks), `exec` (procedure calls and dynamic SQL),
-//! `session` (`SET`, `USE`).
+//! `session` (`SET`, `USE`), `pins` (temp objects, cursors, keys,
+//! impersonation).
 
 mod evidence;
 mod exec;
+mod pins;
 mod session;
 mod split;
 
 use super::lexer::{self, Kind, Kw, Token};
 use super::procedures::ReadOnlyProcedures;
 use super::verdict::Verdict;
-use super::{Flags, SessionEffect};
+use super::{Flags, Pin, PinReason, SessionEffect};
 use split::{split, Stmt};
 
 /// The scan's verdict, and the literal SQL strings the batch runs
 /// dynamically (`EXEC('...')`, `sp_executesql N'...'`), to classify in turn.
 pub(super) struct Scan {
     pub verdict: Verdict,
-    pub dynamic: Vec<String>,
+    pub dynamic: Vec<Dynamic>,
     /// Infix/postfix operator tokens (`+`, `=`, `AND`, `UNION`, ...): a bound
     /// on the depth of the left-deep trees a parser builds without recursing.
     pub operators: usize,
@@ -54,6 +64,9 @@ pub(super) fn scan(sql: &str, procedures: &ReadOnlyProcedures) -> Scan {
         v: Verdict::default(),
         dynamic: Vec::new(),
         statements_seen: 0,
+        conditional: false,
+        drop_idiom: None,
+        local_cursors: Vec::new(),
     };
     if tokens.unterminated {
         cx.v.unknown(|| "unterminated string, comment or identifier".into());
@@ -62,7 +75,11 @@ pub(super) fn scan(sql: &str, procedures: &ReadOnlyProcedures) -> Scan {
         cx.v.unknown(|| "unbalanced parentheses".into());
     }
     if tokens.bare_cr_in_comment {
-        cx.v.unknown(|| "a line comment with a bare carriage return".into());
+        // The server's reading of the batch is unknown: it may hold
+        // anything, pinned state included.
+        let why = "a line comment with a bare carriage return";
+        cx.v.unknown(|| why.into());
+        cx.pin(Pin::named(PinReason::Unfollowable, why));
     }
     for stmt in split(&tokens.toks) {
         cx.statement(&stmt);
@@ -72,6 +89,16 @@ pub(super) fn scan(sql: &str, procedures: &ReadOnlyProcedures) -> Scan {
         dynamic: cx.dynamic,
         operators: tokens.toks.iter().filter(|t| is_operator(t)).count(),
     }
+}
+
+/// A literal SQL string the batch runs in a nested scope.
+pub(super) struct Dynamic {
+    pub text: String,
+    /// How many of the batch's effects come before it: its own effects go
+    /// there, in statement order.
+    pub at: usize,
+    /// It runs only on some paths through the batch: its ends do not count.
+    pub conditional: bool,
 }
 
 fn is_operator(t: &Token) -> bool {
@@ -114,9 +141,17 @@ struct Cx<'a> {
     toks: &'a [Token],
     procedures: &'a ReadOnlyProcedures,
     v: Verdict,
-    dynamic: Vec<String>,
+    dynamic: Vec<Dynamic>,
     /// Statements (not blocks) analysed so far.
     statements_seen: usize,
+    /// A statement so far may not run on every path through the batch, nor
+    /// may any after it: ends are not proved from here on.
+    conditional: bool,
+    /// `IF OBJECT_ID('tempdb..#t') IS NOT NULL` was the last statement:
+    /// the temp table it tests.
+    drop_idiom: Option<String>,
+    /// `DECLARE c CURSOR LOCAL` names: gone at the batch's end, never pinned.
+    local_cursors: Vec<String>,
 }
 
 impl<'a> Cx<'a> {
@@ -140,12 +175,21 @@ impl<'a> Cx<'a> {
 
     fn statement(&mut self, st: &Stmt) {
         if st.block {
+            self.block(st);
             return;
         }
         if st.module {
             let what = format!("{} {}", self.upper(st.first), self.upper(st.first + 1));
             self.v.write(|| what);
+            self.temp_procedure(st);
             return;
+        }
+        if let Some(table) = self.drop_idiom.take() {
+            // The statement the IF guards: only its own DROP of the table
+            // ends a pin whichever way the IF went.
+            if !self.drops_only(st, &table) {
+                self.conditional = true;
+            }
         }
         self.leader(st);
         let mut sc = StmtCx {
@@ -167,15 +211,35 @@ impl<'a> Cx<'a> {
         let f = st.first;
         match st.leader {
             Kw::SELECT | Kw::WITH => self.v.read(|| "SELECT".into()),
-            Kw::DECLARE => self.v.read(|| "DECLARE".into()),
-            Kw::IF => self.v.read(|| "IF".into()),
-            Kw::WHILE => self.v.read(|| "WHILE".into()),
+            Kw::DECLARE => {
+                self.v.read(|| "DECLARE".into());
+                self.declare_cursor(st);
+            }
+            Kw::IF => {
+                self.v.read(|| "IF".into());
+                match self.temp_table_test(st) {
+                    Some(table) if !self.conditional => self.drop_idiom = Some(table),
+                    _ => self.conditional = true,
+                }
+            }
+            Kw::WHILE => {
+                self.v.read(|| "WHILE".into());
+                self.conditional = true;
+            }
             Kw::PRINT => self.v.read(|| "PRINT".into()),
             Kw::RAISERROR => self.v.read(|| "RAISERROR".into()),
             Kw::THROW => self.v.read(|| "THROW".into()),
-            Kw::RETURN => self.v.read(|| "RETURN".into()),
+            Kw::RETURN => {
+                self.v.read(|| "RETURN".into());
+                self.conditional = true;
+            }
             Kw::READTEXT => self.v.read(|| "READTEXT".into()),
-            Kw::BREAK | Kw::CONTINUE | Kw::GOTO => {}
+            Kw::BREAK | Kw::CONTINUE | Kw::GOTO => self.conditional = true,
+            Kw::REVERT => {
+                self.v.unknown(|| "REVERT (impersonation)".into());
+                self.unpin(Pin::new(PinReason::ExecuteAs));
+            }
+            Kw::SETUSER => self.setuser(st),
             Kw::SET => self.set_statement(st),
             Kw::USE => self.use_statement(st),
             Kw::BEGIN => match self.kw_at(f + 1) {
@@ -198,6 +262,7 @@ impl<'a> Cx<'a> {
                 let what = format!("cursor {}", self.upper(f));
                 self.v.read(|| what.clone());
                 self.v.flag(Flags::CURSOR, || what);
+                self.cursor_statement(st);
             }
             Kw::WAITFOR => match self.kw_at(f + 1) {
                 Kw::DELAY | Kw::TIME => self.v.read(|| "WAITFOR DELAY".into()),

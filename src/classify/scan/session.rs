@@ -2,8 +2,9 @@
 
 use super::split::Stmt;
 use super::Cx;
+use crate::classify::effect::off_by_default;
 use crate::classify::lexer::{self, Kind, Kw};
-use crate::classify::{Flags, SessionEffect};
+use crate::classify::{is_tracked_setting, Flags, Pin, PinReason, SessionEffect};
 
 impl Cx<'_> {
     /// `USE db`.
@@ -49,15 +50,24 @@ impl Cx<'_> {
             }
             (Kind::Word, Kw::IDENTITY_INSERT) => {
                 self.v.session(|| "SET IDENTITY_INSERT".into());
-                if self.kw_at(st.end - 1) == Kw::ON {
-                    self.v
-                        .flag(Flags::IDENTITY_INSERT, || "SET IDENTITY_INSERT ON".into());
+                let table = Pin::named(PinReason::IdentityInsert, self.object_name(f + 2));
+                match self.kw_at(st.end - 1) {
+                    Kw::ON => {
+                        self.v
+                            .flag(Flags::IDENTITY_INSERT, || "SET IDENTITY_INSERT ON".into());
+                        self.pin(table);
+                    }
+                    Kw::OFF => self.unpin(table),
+                    _ => self
+                        .v
+                        .unknown(|| "SET IDENTITY_INSERT without ON or OFF".into()),
                 }
             }
             (Kind::Word, Kw::CONTEXT_INFO) => {
                 self.v.session(|| "SET CONTEXT_INFO".into());
                 self.v
                     .flag(Flags::CONTEXT_INFO, || "SET CONTEXT_INFO".into());
+                self.pin(Pin::new(PinReason::ContextInfo));
             }
             (Kind::Word, _) => self.set_options(st),
             _ => self.v.unknown(|| "SET of an unrecognised form".into()),
@@ -67,9 +77,12 @@ impl Cx<'_> {
     /// `SET NOCOUNT ON`, `SET ANSI_NULLS, QUOTED_IDENTIFIER ON`,
     /// `SET STATISTICS IO, TIME ON`, `SET DATEFORMAT dmy`, ...
     ///
-    /// One `SetOption` effect per option; a list is replayed one option at a
-    /// time (`SET QUOTED_IDENTIFIER ON`) so that a later `SET` of one of them
-    /// replaces exactly that one.
+    /// One `SetOption` effect per tracked option set to a literal value; a
+    /// list is replayed one option at a time (`SET QUOTED_IDENTIFIER ON`) so
+    /// that a later `SET` of one of them replaces exactly that one. Any
+    /// other option, or a value in a variable (`SET ROWCOUNT @n`, which no
+    /// other connection could replay), pins; `SET <option> OFF` of an
+    /// untracked option that is OFF on a fresh connection ends that pin.
     fn set_options(&mut self, st: &Stmt) {
         let f = st.first;
         let mut j = f + 1;
@@ -100,6 +113,8 @@ impl Cx<'_> {
             .get(self.toks[j].start..self.toks[st.end - 1].end)
             .unwrap_or("");
         let on = value.eq_ignore_ascii_case("ON");
+        let off = value.eq_ignore_ascii_case("OFF");
+        let literal = (j..st.end).all(|k| !matches!(self.toks[k].kind, Kind::Var | Kind::SysVar));
         let statement = self
             .sql
             .get(self.toks[f].start..self.toks[st.end - 1].end)
@@ -112,6 +127,15 @@ impl Cx<'_> {
             } else {
                 format!("SET {name} {value}")
             };
+            if !is_tracked_setting(name) || !literal {
+                let pin = Pin::named(PinReason::UntrackedSetting, name.clone());
+                if off && off_by_default(name) {
+                    self.unpin(pin);
+                } else {
+                    self.pin(pin);
+                }
+                continue;
+            }
             match name.as_str() {
                 "IMPLICIT_TRANSACTIONS" => {
                     settings_only = false;

@@ -118,6 +118,8 @@ fn continues(kw: Kw, cur: &Stmt, prev: Option<&Token>) -> bool {
             (cur.leader == Kw::INSERT && !cur.body_taken) || is_ddl_leader(cur.leader)
         }
         Kw::IF => is_ddl_leader(cur.leader),
+        // `EXECUTE AS USER = 'u' WITH NO REVERT`
+        Kw::REVERT => prev_kw == Kw::NO,
         Kw::BULK => cur.leader == Kw::INSERT,
         Kw::BEGIN | Kw::END | Kw::ELSE => false,
         _ => is_ddl_leader(cur.leader) && is_ddl_leader(kw),

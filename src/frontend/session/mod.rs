@@ -6,6 +6,7 @@
 //! [`BackendConn`]: crate::backend::BackendConn
 
 mod emulation;
+mod pins;
 mod prepared;
 mod request;
 mod state;
@@ -26,7 +27,7 @@ use crate::tds::packet::{PacketType, Status};
 use crate::transport::{ClientConn, Packet, ReadError, Request};
 use prepared::{Outgoing, PreparedStatements};
 use request::RequestHead;
-use state::RoutingState;
+use state::{ConnectionCleanup, RoutingState, Scope};
 
 /// Why a session ended other than by the client logging off.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +117,11 @@ impl Drop for Session {
     /// the SQL (a server that sends no ENVCHANGE) or from TM emulation
     /// leaves it open on the connection: discard it, so its locks go now.
     fn drop(&mut self) {
-        if self.routing.in_transaction() || self.emulated.is_open() {
+        // So must a connection holding state a reset does not undo
+        // (EXECUTE AS, an application role): the next client's reset
+        // would fail on it.
+        let unresettable = self.routing.take_connection_cleanup() == ConnectionCleanup::Discard;
+        if self.routing.in_transaction() || self.emulated.is_open() || unresettable {
             if let Some(held) = self.primary.as_mut() {
                 held.conn.mark_broken();
             }
@@ -275,11 +280,12 @@ impl Session {
     /// Asks the router, then records what the request does to the session.
     fn route(&mut self, head: &RequestHead) -> Decision {
         let request = match head {
-            RequestHead::Sql(sql) | RequestHead::Prepare { sql, .. } => {
-                crate::router::Request::Sql(sql)
-            }
+            RequestHead::Sql(sql)
+            | RequestHead::ExecuteSql(sql)
+            | RequestHead::AppLock(sql)
+            | RequestHead::Prepare { sql, .. } => crate::router::Request::Sql(sql),
             RequestHead::Procedure(name) => crate::router::Request::Procedure(name),
-            RequestHead::Cursor => crate::router::Request::PrimaryOnly("API server cursor"),
+            RequestHead::Cursor(_) => crate::router::Request::PrimaryOnly("API server cursor"),
             RequestHead::BatchedPrepared => {
                 crate::router::Request::PrimaryOnly("batched prepared-statement calls")
             }
@@ -288,14 +294,14 @@ impl Session {
             }
             RequestHead::PrimaryOnly(why) => crate::router::Request::PrimaryOnly(why),
         };
-        let decision = self.route_request(request);
-        if matches!(head, RequestHead::Cursor) {
-            self.routing.pin_to_primary(PinReason::Cursor);
+        let decision = self.route_request(request, head.scope());
+        if let RequestHead::Cursor(call) = head {
+            self.routing.apply_effects(&call.effects());
         }
         decision
     }
 
-    fn route_request(&mut self, request: crate::router::Request<'_>) -> Decision {
+    fn route_request(&mut self, request: crate::router::Request<'_>, scope: Scope) -> Decision {
         let now = Instant::now();
         let replicas = self.ctx.cluster.replica_views();
         let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
@@ -304,7 +310,7 @@ impl Session {
                 if c.effects.iter().any(SessionEffect::changes_settings) {
                     self.settings_before = Some(self.routing.settings().clone());
                 }
-                self.routing.apply(c, now)
+                self.routing.apply(c, scope, now)
             }
             (None, crate::router::Request::PrimaryOnly(_)) => self.routing.record_write(now),
             (None, _) => {}
@@ -552,7 +558,6 @@ impl Session {
     /// pool as it is, or reset when it held pinned state.
     fn keep_or_release(&mut self, target: Target, mut held: Held) {
         self.last_target = target;
-        held.dirty |= self.routing.is_pinned();
         let keep = match target {
             Target::Primary => {
                 self.ctx.pool_mode == PoolMode::Session
@@ -567,7 +572,16 @@ impl Session {
                 Target::Primary => self.primary = Some(held),
                 Target::Replica(index) => self.replica = Some(HeldReplica { index, held }),
             }
-        } else if !held.dirty {
+            return;
+        }
+        if target == Target::Primary {
+            match self.routing.take_connection_cleanup() {
+                ConnectionCleanup::Discard => held.conn.discard(),
+                ConnectionCleanup::Reset => held.dirty = true,
+                ConnectionCleanup::None => {}
+            }
+        }
+        if !held.dirty {
             held.conn.keep_session_state();
         }
     }
@@ -744,6 +758,7 @@ impl Session {
     /// connection now carries the session's settings, those the request
     /// itself set included.
     fn learn(&mut self, target: Target, held: &mut Held, summary: &ResponseSummary) {
+        self.routing.settle(summary.ran_cleanly());
         if let Some(open) = summary.transaction {
             self.routing.observe_transaction(open);
         }

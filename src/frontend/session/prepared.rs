@@ -13,10 +13,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::state::Scope;
 use super::{ClientError, Held, Prepare, Session, SessionError};
 use crate::tds::packet::PacketType;
 use crate::tds::request::{
-    all_headers_bytes, encode_sp_prepare, execute_as_executesql, with_prepared_handle,
+    all_headers_bytes, encode_sp_prepare, execute_as_executesql, proc_id, with_prepared_handle,
+    RpcHead,
 };
 use crate::tds::token::done::{Done, DoneKind, DoneStatus};
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
@@ -117,7 +119,15 @@ impl Session {
             ));
             return self.fail_request(request.is_complete(), error).await;
         }
-        let decision = self.route_request(crate::router::Request::Sql(&sql));
+        // sp_prepare compiles the statement without running it: its effects
+        // come with each sp_execute.
+        let scope = match RpcHead::decode(&request.payload()) {
+            Ok(rpc) if rpc.procedure.well_known_id() == Some(proc_id::SP_PREPARE) => {
+                Scope::Compiled
+            }
+            _ => Scope::Nested,
+        };
+        let decision = self.route_request(crate::router::Request::Sql(&sql), scope);
         let prepare = Prepare {
             handle: self.prepared.next_handle(),
             key: statement_key(&sql, &params),
@@ -160,7 +170,7 @@ impl Session {
             );
             return self.fail_request(false, error).await;
         }
-        let decision = self.route_request(crate::router::Request::Sql(&sql));
+        let decision = self.route_request(crate::router::Request::Sql(&sql), Scope::Nested);
         let outgoing = Outgoing::Execute { request, handle };
         self.execute(decision.target, outgoing, None)
             .await

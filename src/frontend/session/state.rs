@@ -4,13 +4,42 @@
 
 use std::time::Instant;
 
+use super::pins::PinSet;
 use crate::backend::{Settings, TooManySettings, DATABASE_SETTING, ISOLATION_SETTING};
-use crate::classify::{Class, Classification, Flags, SessionEffect};
+use crate::classify::{beyond_nested_scope, Class, Classification, Pin, SessionEffect};
 use crate::router::{PinReason, SessionView};
 #[cfg(test)]
 use crate::tds::token::env_change::EnvChange;
 #[cfg(test)]
 use crate::tds::token::walker::TokenEvent;
+
+/// Where a request's SQL runs, which decides how long its effects last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A SQL batch: its effects last for the session.
+    Batch,
+    /// The statement of an sp_executesql, sp_prepexec or sp_execute RPC: a
+    /// nested scope, whose SET options and temp tables end with it
+    /// ([`beyond_nested_scope`]).
+    Nested,
+    /// The statement of an sp_prepare: compiled, not run, so it has no
+    /// effect yet (each sp_execute of it has, in a nested scope).
+    Compiled,
+}
+
+/// What the primary connection needs before anyone else may use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConnectionCleanup {
+    /// It never held pinned state for this session.
+    None,
+    /// It held pinned state, now ended or cleared: RESETCONNECTION on its
+    /// next request before another client uses it.
+    Reset,
+    /// It holds (or held when the client reset) state a reset does not
+    /// undo (`EXECUTE AS`, an application role, an open key, a batch
+    /// Sluice could not follow): close it, never pool it.
+    Discard,
+}
 
 #[derive(Debug, Default)]
 pub struct RoutingState {
@@ -20,10 +49,21 @@ pub struct RoutingState {
     inferred_depth: u32,
     implicit_transactions: bool,
     strict_isolation: bool,
-    pin: Option<PinReason>,
+    /// Active pins. A request's starts are added before it runs; its ends
+    /// wait for its response ([`RoutingState::settle`]).
+    pins: PinSet,
+    /// The pins as they will be if the request in flight succeeds.
+    pending: Option<PinSet>,
+    /// The primary connection held pins since the last
+    /// [`RoutingState::take_connection_cleanup`].
+    held_pins: bool,
+    /// A client reset cleared pins a reset does not undo.
+    discard: bool,
+    /// Pin reasons already logged on this client connection (bit per reason).
+    logged: u32,
     last_write: Option<Instant>,
-    /// The session's settings beyond its login's, to bring any connection
-    /// it uses to them.
+    /// The session's settings beyond its login's, in the order the client
+    /// last set them, to bring any connection it uses to them.
     settings: Settings,
     /// The database the client logged in to: being there needs no `USE`.
     login_database: String,
@@ -47,7 +87,7 @@ impl RoutingState {
             in_transaction: self.in_transaction() || emulated_open,
             implicit_transactions: self.implicit_transactions,
             strict_isolation: self.strict_isolation,
-            pin: self.pin,
+            pin: self.pins.first(),
             last_write: self.last_write,
             current_replica: None,
         }
@@ -93,49 +133,130 @@ impl RoutingState {
         self.settings = settings;
     }
 
-    /// Whether state only its connection has keeps the session there.
-    pub fn is_pinned(&self) -> bool {
-        self.pin.is_some()
-    }
-
+    /// The reason of the oldest active pin.
     #[cfg(test)]
     pub fn pin(&self) -> Option<PinReason> {
-        self.pin
+        self.pins.first()
+    }
+
+    /// Active pins, oldest first.
+    #[cfg(test)]
+    pub fn pins(&self) -> &PinSet {
+        &self.pins
     }
 
     /// State on the primary connection that cannot move to another one: an
     /// open transaction (from the server or the SQL) or a pin. Losing that
-    /// connection loses the state.
+    /// connection loses the state; while it holds, the session must keep
+    /// the connection.
     pub fn has_unmovable_state(&self) -> bool {
-        self.in_transaction() || self.pin.is_some()
+        self.in_transaction() || !self.pins.is_empty()
     }
 
-    /// Holds the session on the primary until the client resets it; the
-    /// first reason stays.
+    /// Holds the session on the primary until the client resets it.
     pub fn pin_to_primary(&mut self, reason: PinReason) {
-        if self.pin.is_none() {
-            tracing::info!(reason = reason.as_str(), "session pinned to the primary");
-            self.pin = Some(reason);
-        }
+        self.start_pin(&Pin::new(reason));
     }
 
     /// Records what a request is about to do (it is applied before the
     /// response: a failed SET or BEGIN errs on the side of the primary).
-    pub fn apply(&mut self, classification: &Classification, now: Instant) {
+    /// Pins start now; the ends wait for [`RoutingState::settle`], since
+    /// only a request that succeeded proves them. Call once per request.
+    pub fn apply(&mut self, classification: &Classification, scope: Scope, now: Instant) {
         if matches!(classification.class, Class::Write | Class::Unknown) {
             self.last_write = Some(now);
         }
-        if let Some(pin) = pin_for(classification.flags) {
-            self.pin.get_or_insert(pin);
-        }
-        for effect in &classification.effects {
-            self.apply_effect(effect);
+        match scope {
+            Scope::Batch => self.apply_effects(&classification.effects),
+            Scope::Nested => self.apply_effects(&beyond_nested_scope(&classification.effects)),
+            Scope::Compiled => self.apply_effects(&[]),
         }
     }
 
-    /// Writes by other means than SQL text (RPC to a procedure, bulk load, ...).
+    /// Records the effects of a request that has no SQL text (an API cursor
+    /// call), as [`RoutingState::apply`] does. Call once per request.
+    pub fn apply_effects(&mut self, effects: &[SessionEffect]) {
+        self.pending = Some(self.pins.clone());
+        for effect in effects {
+            match effect {
+                SessionEffect::Pin(pin) => self.start_pin(pin),
+                SessionEffect::Unpin(pin) => self.end_pin(pin),
+                SessionEffect::SetOption { option, .. } => {
+                    // A literal value of a tracked option makes it known again.
+                    self.end_pin(&Pin::named(PinReason::UntrackedSetting, option.clone()));
+                    self.apply_effect(effect);
+                }
+                other => self.apply_effect(other),
+            }
+        }
+    }
+
+    /// After the response to the request last applied: if it ran cleanly
+    /// (no error, not cancelled, read to its end) the pins it ended are
+    /// gone; otherwise they are kept, as nothing proves them ended.
+    pub fn settle(&mut self, ran_cleanly: bool) {
+        let Some(after) = self.pending.take() else {
+            return;
+        };
+        if ran_cleanly {
+            for pin in self.pins.ended_in(&after) {
+                tracing::debug!(pin = %pin, "pin ended");
+            }
+            self.pins = after;
+        }
+    }
+
+    /// Starts `pin` now, and in the pins the request in flight will leave.
+    fn start_pin(&mut self, pin: &Pin) {
+        self.pins.start(pin);
+        if let Some(after) = &mut self.pending {
+            after.start(pin);
+        }
+        self.held_pins = true;
+        let bit = 1u32 << (pin.reason as u32);
+        if self.logged & bit == 0 {
+            self.logged |= bit;
+            tracing::info!(reason = pin.reason.as_str(), pin = %pin, "session pinned to the primary");
+        }
+    }
+
+    /// Ends `pin` in the pins the request in flight will leave if it succeeds.
+    fn end_pin(&mut self, pin: &Pin) {
+        if let Some(after) = &mut self.pending {
+            after.end(pin);
+        }
+    }
+
+    /// What the primary connection needs before it is returned to the pool
+    /// or used for another client, and forgets it: [`ConnectionCleanup::Discard`]
+    /// while a pin a reset does not undo is active (or was when the client
+    /// reset), [`ConnectionCleanup::Reset`] when the connection held any pin
+    /// since the last call, else [`ConnectionCleanup::None`]. A connection
+    /// that still has active pins (see [`RoutingState::has_unmovable_state`])
+    /// must not be released at all; ask once the session lets it go.
+    pub fn take_connection_cleanup(&mut self) -> ConnectionCleanup {
+        let cleanup = self.connection_cleanup();
+        self.discard = false;
+        self.held_pins = !self.pins.is_empty();
+        cleanup
+    }
+
+    /// [`RoutingState::take_connection_cleanup`] without forgetting.
+    pub fn connection_cleanup(&self) -> ConnectionCleanup {
+        if self.discard || self.pins.survives_reset() {
+            ConnectionCleanup::Discard
+        } else if self.held_pins || !self.pins.is_empty() {
+            ConnectionCleanup::Reset
+        } else {
+            ConnectionCleanup::None
+        }
+    }
+
+    /// Writes by other means than SQL text (bulk load, Transaction Manager,
+    /// ...). Such a request ends no pin.
     pub fn record_write(&mut self, now: Instant) {
         self.last_write = Some(now);
+        self.pending = None;
     }
 
     fn apply_effect(&mut self, effect: &SessionEffect) {
@@ -158,17 +279,22 @@ impl RoutingState {
             SessionEffect::SetOption { option, statement } => {
                 self.remember(option, statement.clone())
             }
+            SessionEffect::Pin(_) | SessionEffect::Unpin(_) => {}
         }
     }
 
-    /// Keeps the latest statement per setting.
+    /// Keeps the latest statement per setting, in the order they were last
+    /// set: options overlap (`SET LANGUAGE` also sets DATEFORMAT and
+    /// DATEFIRST, `ANSI_DEFAULTS` sets seven others, `ANSI_NULL_DFLT_ON`
+    /// clears `ANSI_NULL_DFLT_OFF`), and replaying in that order ends where
+    /// the client's own sequence ended.
     fn remember(&mut self, key: &str, statement: String) {
         if let Err(TooManySettings) = self.settings.set(key, &statement) {
             tracing::warn!(
                 setting = key,
                 "too many session settings; pinning to the primary"
             );
-            self.pin.get_or_insert(PinReason::TooManySettings);
+            self.pin_to_primary(PinReason::TooManySettings);
         }
     }
 
@@ -195,13 +321,24 @@ impl RoutingState {
         }
     }
 
-    /// The client reset its connection (RESETCONNECTION): a new logical session.
+    /// The client reset its connection (RESETCONNECTION): a new logical
+    /// session. What the primary connection needs before another client
+    /// uses it is kept ([`RoutingState::take_connection_cleanup`]): the
+    /// client's reset reaches only the connection its next request goes to,
+    /// and it does not undo every pin. Pin reasons already logged stay
+    /// logged: once per client connection.
     pub fn reset(&mut self) {
-        let login_database = std::mem::take(&mut self.login_database);
         let login_settings = std::mem::take(&mut self.login_settings);
-        *self = RoutingState::new(&login_database);
-        self.settings = login_settings.clone();
-        self.login_settings = login_settings;
+        let next = RoutingState {
+            held_pins: self.held_pins || !self.pins.is_empty(),
+            discard: self.discard || self.pins.survives_reset(),
+            logged: self.logged,
+            settings: login_settings.clone(),
+            login_settings,
+            login_database: std::mem::take(&mut self.login_database),
+            ..RoutingState::default()
+        };
+        *self = next;
     }
 
     /// RESETCONNECTIONSKIPTRAN: a new logical session that keeps the open
@@ -215,58 +352,49 @@ impl RoutingState {
     }
 }
 
-fn pin_for(flags: Flags) -> Option<PinReason> {
-    if flags.intersects(Flags::CREATES_TEMP_TABLE) {
-        Some(PinReason::TempTable)
-    } else if flags.contains(Flags::CURSOR) {
-        Some(PinReason::Cursor)
-    } else if flags.contains(Flags::SESSION_LOCK) {
-        Some(PinReason::SessionLock)
-    } else if flags.contains(Flags::IDENTITY_INSERT) {
-        Some(PinReason::IdentityInsert)
-    } else if flags.contains(Flags::CONTEXT_INFO) {
-        Some(PinReason::ContextInfo)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::{Classifier, Flags};
+    use crate::frontend::session::request::CursorCall;
 
-    fn classified(class: Class, flags: Flags, effects: Vec<SessionEffect>) -> Classification {
+    fn classified(class: Class, effects: Vec<SessionEffect>) -> Classification {
         Classification {
             class,
             reason: String::new(),
-            flags,
+            flags: Flags::NONE,
             procedures: vec![],
             temp_tables: vec![],
             effects,
         }
     }
 
+    /// Runs `sql` as a batch that succeeds.
+    fn run(s: &mut RoutingState, sql: &str) {
+        run_in(s, sql, Scope::Batch, true);
+    }
+
+    fn run_in(s: &mut RoutingState, sql: &str, scope: Scope, ran_cleanly: bool) {
+        let c = Classifier::new(0, &[]).classify(sql);
+        s.apply(&c, scope, Instant::now());
+        s.settle(ran_cleanly);
+    }
+
     #[test]
     fn transactions_from_sql_and_from_the_server() {
         let mut s = RoutingState::default();
         let now = Instant::now();
-        s.apply(
-            &classified(
-                Class::TransactionControl,
-                Flags::NONE,
-                vec![SessionEffect::BeginTransaction],
-            ),
-            now,
+        let begin = classified(
+            Class::TransactionControl,
+            vec![SessionEffect::BeginTransaction],
         );
+        s.apply(&begin, Scope::Batch, now);
         assert!(s.in_transaction());
-        s.apply(
-            &classified(
-                Class::TransactionControl,
-                Flags::NONE,
-                vec![SessionEffect::CommitTransaction],
-            ),
-            now,
+        let commit = classified(
+            Class::TransactionControl,
+            vec![SessionEffect::CommitTransaction],
         );
+        s.apply(&commit, Scope::Batch, now);
         assert!(!s.in_transaction());
         s.observe(&TokenEvent::EnvChange(EnvChange::BeginTransaction {
             descriptor: 9,
@@ -279,50 +407,25 @@ mod tests {
     }
 
     #[test]
-    fn settings_keep_the_latest_value_per_option() {
+    fn settings_replay_latest_value_in_last_set_order() {
         let mut s = RoutingState::default();
-        let set = |option: &str, statement: &str| SessionEffect::SetOption {
-            option: option.into(),
-            statement: statement.into(),
-        };
-        let now = Instant::now();
-        s.apply(
-            &classified(
-                Class::SessionState,
-                Flags::NONE,
-                vec![set("DATEFORMAT", "SET DATEFORMAT dmy")],
-            ),
-            now,
-        );
-        s.apply(
-            &classified(
-                Class::SessionState,
-                Flags::NONE,
-                vec![set("NOCOUNT", "SET NOCOUNT ON")],
-            ),
-            now,
-        );
-        s.apply(
-            &classified(
-                Class::SessionState,
-                Flags::NONE,
-                vec![set("DATEFORMAT", "SET DATEFORMAT ymd")],
-            ),
-            now,
-        );
-        assert_eq!(s.settings().get("DATEFORMAT"), Some("SET DATEFORMAT ymd"));
-        assert_eq!(s.settings().get("NOCOUNT"), Some("SET NOCOUNT ON"));
-        s.apply(
-            &classified(
-                Class::SessionState,
-                Flags::NONE,
-                vec![SessionEffect::IsolationLevel("SERIALIZABLE".into())],
-            ),
-            now,
-        );
+        run(&mut s, "SET DATEFORMAT dmy");
+        run(&mut s, "SET LANGUAGE us_english");
+        run(&mut s, "SET DATEFORMAT ymd");
+        // LANGUAGE resets DATEFORMAT: replaying in first-set order would
+        // end with mdy.
+        assert_eq!(replay(&s), "SET LANGUAGE us_english;\nSET DATEFORMAT ymd");
+        run(&mut s, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
         assert!(s.view("", "", "", false).strict_isolation);
         s.reset();
-        assert!(s.settings().is_empty());
+        assert_eq!(replay(&s), "");
+    }
+
+    /// What brings a fresh connection to the session's settings.
+    fn replay(s: &RoutingState) -> String {
+        crate::backend::plan_settings(&Settings::default(), s.settings())
+            .map(|plan| plan.batch)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -346,14 +449,7 @@ mod tests {
     fn the_login_language_is_where_a_reset_returns() {
         let mut s = RoutingState::new("master");
         s.set_login_language("Français");
-        let set = SessionEffect::SetOption {
-            option: "LANGUAGE".into(),
-            statement: "SET LANGUAGE us_english".into(),
-        };
-        s.apply(
-            &classified(Class::SessionState, Flags::NONE, vec![set]),
-            Instant::now(),
-        );
+        run(&mut s, "SET LANGUAGE us_english");
         assert_eq!(
             s.settings().get("LANGUAGE"),
             Some("SET LANGUAGE us_english")
@@ -366,14 +462,255 @@ mod tests {
     }
 
     #[test]
-    fn pins_and_writes_are_remembered() {
+    fn writes_are_remembered() {
         let mut s = RoutingState::default();
         let now = Instant::now();
-        s.apply(
-            &classified(Class::Write, Flags::CREATES_TEMP_TABLE, vec![]),
-            now,
-        );
-        assert_eq!(s.pin(), Some(PinReason::TempTable));
+        s.apply(&classified(Class::Write, vec![]), Scope::Batch, now);
         assert_eq!(s.view("", "", "", false).last_write, Some(now));
+    }
+
+    /// Each pin: what starts it, what provably ends it.
+    #[test]
+    fn each_pin_starts_and_ends() {
+        for (start, end, reason) in [
+            ("CREATE TABLE #t (a INT)", "DROP TABLE #t", PinReason::TempTable),
+            ("SELECT a INTO #t FROM x", "DROP TABLE IF EXISTS #t", PinReason::TempTable),
+            (
+                "CREATE TABLE #t (a INT)",
+                "IF OBJECT_ID('tempdb..#t') IS NOT NULL DROP TABLE #t",
+                PinReason::TempTable,
+            ),
+            ("CREATE PROCEDURE #p AS SELECT 1", "DROP PROCEDURE #p", PinReason::TempProcedure),
+            ("DECLARE c CURSOR FOR SELECT 1", "DEALLOCATE c", PinReason::Cursor),
+            (
+                "EXEC sp_getapplock @Resource = 'r', @LockMode = 'Exclusive', @LockOwner = 'Session'",
+                "EXEC sp_releaseapplock @Resource = 'r', @LockOwner = 'Session'",
+                PinReason::SessionLock,
+            ),
+            ("SET IDENTITY_INSERT dbo.t ON", "SET IDENTITY_INSERT dbo.t OFF", PinReason::IdentityInsert),
+            ("EXECUTE AS USER = 'u'", "REVERT", PinReason::ExecuteAs),
+            ("EXEC sp_setapprole 'r', 'pw'", "EXEC sp_unsetapprole @cookie", PinReason::AppRole),
+            (
+                "OPEN SYMMETRIC KEY k DECRYPTION BY CERTIFICATE c",
+                "CLOSE SYMMETRIC KEY k",
+                PinReason::OpenKey,
+            ),
+            (
+                "EXEC sp_xml_preparedocument @h OUTPUT, @x",
+                "EXEC sp_xml_removedocument @h",
+                PinReason::XmlDocument,
+            ),
+            ("SET SHOWPLAN_XML ON", "SET SHOWPLAN_XML OFF", PinReason::UntrackedSetting),
+            ("SET ROWCOUNT @n", "SET ROWCOUNT 0", PinReason::UntrackedSetting),
+        ] {
+            let mut s = RoutingState::default();
+            run(&mut s, start);
+            assert_eq!(s.pin(), Some(reason), "{start}");
+            assert!(s.has_unmovable_state());
+            assert_eq!(s.view("", "", "", false).pin, Some(reason));
+            run(&mut s, end);
+            assert_eq!(s.pin(), None, "{start} / {end}: {:?}", s.pins());
+            assert!(!s.has_unmovable_state());
+            assert_eq!(
+                s.take_connection_cleanup(),
+                ConnectionCleanup::Reset,
+                "{start}: the connection held a pin"
+            );
+            assert_eq!(s.take_connection_cleanup(), ConnectionCleanup::None);
+        }
+    }
+
+    #[test]
+    fn some_pins_hold_until_reset() {
+        for sql in [
+            "SET CONTEXT_INFO 0x01",
+            "EXEC sp_set_session_context @key = N'tenant', @value = 42",
+            "EXEC sp_getapplock @Resource = @r, @LockMode = 'Exclusive', @LockOwner = 'Session'",
+            "EXECUTE AS USER = 'u' WITH NO REVERT",
+            "SET FIPS_FLAGGER 'FULL'",
+        ] {
+            let mut s = RoutingState::default();
+            run(&mut s, sql);
+            assert!(s.pin().is_some(), "{sql}");
+            for end in [
+                "REVERT",
+                "EXEC sp_releaseapplock @Resource = 'r', @LockOwner = 'Session'",
+                "SET CONTEXT_INFO 0x",
+            ] {
+                run(&mut s, end);
+            }
+            assert!(s.pin().is_some(), "{sql}: nothing but a reset ends it");
+            s.reset();
+            assert_eq!(s.pin(), None);
+            assert_ne!(s.take_connection_cleanup(), ConnectionCleanup::None);
+        }
+    }
+
+    #[test]
+    fn several_pins_end_independently() {
+        let mut s = RoutingState::default();
+        run(&mut s, "CREATE TABLE #a (x INT); CREATE TABLE #b (x INT)");
+        run(&mut s, "DECLARE c CURSOR GLOBAL FOR SELECT 1; OPEN c");
+        run(&mut s, "DROP TABLE #a");
+        assert_eq!(s.pin(), Some(PinReason::TempTable));
+        run(&mut s, "DROP TABLE #b");
+        assert_eq!(s.pin(), Some(PinReason::Cursor));
+        run(&mut s, "CLOSE c");
+        assert_eq!(
+            s.pin(),
+            Some(PinReason::Cursor),
+            "a closed cursor still exists"
+        );
+        run(&mut s, "DEALLOCATE c");
+        assert_eq!(s.pin(), None);
+    }
+
+    #[test]
+    fn starts_count_at_once_and_ends_only_after_a_clean_response() {
+        let mut s = RoutingState::default();
+        let c = Classifier::new(0, &[]).classify("CREATE TABLE #t (a INT)");
+        s.apply(&c, Scope::Batch, Instant::now());
+        assert!(s.has_unmovable_state(), "pinned before the response");
+        s.settle(false);
+        assert!(
+            s.has_unmovable_state(),
+            "a failed CREATE may have created it"
+        );
+        run_in(&mut s, "DROP TABLE #t", Scope::Batch, false);
+        assert!(s.has_unmovable_state(), "a failed DROP proves nothing");
+        // A request that was never answered leaves its ends behind.
+        let drop = Classifier::new(0, &[]).classify("DROP TABLE #t");
+        s.apply(&drop, Scope::Batch, Instant::now());
+        run(&mut s, "SELECT 1");
+        assert!(s.has_unmovable_state());
+        // Created and dropped in one batch: nothing left.
+        let mut s = RoutingState::default();
+        run(
+            &mut s,
+            "CREATE TABLE #t (a INT); INSERT INTO #t VALUES (1); DROP TABLE #t",
+        );
+        assert_eq!(s.pin(), None);
+        assert_eq!(s.take_connection_cleanup(), ConnectionCleanup::Reset);
+    }
+
+    #[test]
+    fn nested_scopes_keep_only_what_outlasts_them() {
+        let mut s = RoutingState::default();
+        run_in(
+            &mut s,
+            "CREATE TABLE #t (a INT); SET NOCOUNT ON",
+            Scope::Nested,
+            true,
+        );
+        assert_eq!(s.pin(), None, "sp_executesql's temp table ends with it");
+        assert_eq!(replay(&s), "", "and so do its SET options");
+        run_in(
+            &mut s,
+            "SET SHOWPLAN_XML ON; SET IDENTITY_INSERT t ON",
+            Scope::Nested,
+            true,
+        );
+        assert_eq!(s.pin(), None);
+        run_in(&mut s, "DECLARE c CURSOR FOR SELECT 1", Scope::Nested, true);
+        assert_eq!(
+            s.pin(),
+            Some(PinReason::Cursor),
+            "a global cursor outlasts it"
+        );
+        run(&mut s, "DEALLOCATE c; CREATE TABLE #t (a INT)");
+        run_in(&mut s, "DROP TABLE #t", Scope::Compiled, true);
+        assert_eq!(
+            s.pin(),
+            Some(PinReason::TempTable),
+            "sp_prepare runs nothing"
+        );
+        run_in(&mut s, "DROP TABLE #t", Scope::Nested, true);
+        assert_eq!(s.pin(), None, "it can drop the caller's temp table");
+    }
+
+    #[test]
+    fn impersonation_nests_and_must_be_discarded_while_active() {
+        let mut s = RoutingState::default();
+        run(&mut s, "EXECUTE AS USER = 'a'");
+        run(&mut s, "EXECUTE AS LOGIN = 'b'");
+        run(&mut s, "REVERT");
+        assert_eq!(s.pin(), Some(PinReason::ExecuteAs));
+        assert_eq!(s.connection_cleanup(), ConnectionCleanup::Discard);
+        run(&mut s, "REVERT");
+        assert_eq!(s.pin(), None);
+        assert_eq!(s.take_connection_cleanup(), ConnectionCleanup::Reset);
+        // A client reset clears the pin but not the server's context.
+        run(&mut s, "EXEC sp_setapprole 'r', 'pw'");
+        s.reset();
+        assert_eq!(s.pin(), None);
+        assert_eq!(s.take_connection_cleanup(), ConnectionCleanup::Discard);
+        assert_eq!(s.take_connection_cleanup(), ConnectionCleanup::None);
+    }
+
+    #[test]
+    fn api_cursors_are_counted_by_calls() {
+        let mut s = RoutingState::default();
+        let call = |s: &mut RoutingState, call: CursorCall| {
+            s.apply_effects(&call.effects());
+            s.settle(true);
+        };
+        call(&mut s, CursorCall::Open);
+        call(&mut s, CursorCall::PrepareOpen);
+        call(&mut s, CursorCall::Use);
+        call(&mut s, CursorCall::Close);
+        assert_eq!(s.pin(), Some(PinReason::ApiCursor));
+        call(&mut s, CursorCall::Close);
+        assert_eq!(
+            s.pin(),
+            Some(PinReason::ApiCursor),
+            "the prepared plan is left"
+        );
+        call(&mut s, CursorCall::Unprepare);
+        assert_eq!(s.pin(), None);
+        // An open that failed still counts: only a reset ends it.
+        s.apply_effects(&CursorCall::Open.effects());
+        s.settle(false);
+        call(&mut s, CursorCall::Close);
+        assert_eq!(s.pin(), None, "one open, one close");
+    }
+
+    #[test]
+    fn too_many_temp_tables_hold_until_reset() {
+        let mut s = RoutingState::default();
+        let n = super::super::pins::MAX_PINS + 5;
+        for i in 0..n {
+            run(&mut s, &format!("CREATE TABLE #t{i} (a INT)"));
+        }
+        for i in 0..n {
+            run(&mut s, &format!("DROP TABLE #t{i}"));
+        }
+        assert_eq!(s.pin(), Some(PinReason::TempTable));
+        s.reset();
+        assert_eq!(s.pin(), None);
+    }
+
+    #[test]
+    fn unreadable_responses_and_too_many_settings_pin_until_reset() {
+        let mut s = RoutingState::default();
+        let c = Classifier::new(0, &[]).classify("CREATE TABLE #t (a INT)");
+        s.apply(&c, Scope::Batch, Instant::now());
+        s.pin_to_primary(PinReason::UnreadableResponse);
+        s.settle(true);
+        run(&mut s, "DROP TABLE #t");
+        assert_eq!(s.pin(), Some(PinReason::UnreadableResponse));
+        let mut s = RoutingState::default();
+        for i in 0..=crate::backend::MAX_SETTINGS {
+            let set = SessionEffect::SetOption {
+                option: format!("OPTION{i}"),
+                statement: format!("SET OPTION{i} ON"),
+            };
+            s.apply(
+                &classified(Class::SessionState, vec![set]),
+                Scope::Batch,
+                Instant::now(),
+            );
+            s.settle(true);
+        }
+        assert_eq!(s.pin(), Some(PinReason::TooManySettings));
     }
 }

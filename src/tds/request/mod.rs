@@ -15,9 +15,9 @@ mod transaction_manager;
 pub use all_headers::{encode_all_headers, header_type, split_all_headers, AllHeaders};
 pub use batch::sql_batch_text;
 pub use rpc::{
-    all_headers_bytes, batch_procedures, encode_sp_prepare, encode_sp_unprepare,
+    all_headers_bytes, batch_procedures, call_arguments, encode_sp_prepare, encode_sp_unprepare,
     execute_as_executesql, param_status, proc_id, rpc_option, with_prepared_handle, ProcRef,
-    RpcHead,
+    RpcArgument, RpcHead,
 };
 pub use transaction_manager::{
     isolation_level, tm_request_type, BeginXact, TmRequest, TransactionManagerRequest,

@@ -157,6 +157,48 @@ impl RpcHead {
     }
 }
 
+/// One argument of an RPC call: what routing needs of a procedure whose
+/// effect on the session depends on a string argument (`sp_getapplock`'s
+/// `@LockOwner`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcArgument {
+    /// The parameter name as sent (`@LockOwner`); empty when positional.
+    pub name: String,
+    /// The value of a character parameter (Unicode, or single-byte read as
+    /// UTF-8 with replacement); `None` for NULL and other types.
+    pub text: Option<String>,
+}
+
+/// The arguments of the first call of an RPCRequest payload (ALL_HEADERS
+/// included), in order.
+pub fn call_arguments(payload: &[u8]) -> Result<Vec<RpcArgument>, DecodeError> {
+    let (_, body) = split_all_headers(payload)?;
+    let mut r = Reader::new(body, "RPCRequest");
+    decode_proc_ref(&mut r)?;
+    r.u16_le()?; // option flags
+    let mut arguments = Vec::new();
+    while !params_ended(&r) {
+        let name = r.b_varchar()?;
+        let param = read_param_after_name(&mut r)?;
+        let text = match (param.data_type, param.value) {
+            (DataType::NVARCHAR | DataType::NCHAR | DataType::NTEXT, Some(bytes)) => {
+                Some(utf16_to_string(&bytes, "RPCRequest")?)
+            }
+            (
+                DataType::BIGVARCHAR
+                | DataType::BIGCHAR
+                | DataType::VARCHAR
+                | DataType::CHAR
+                | DataType::TEXT,
+                Some(bytes),
+            ) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            _ => None,
+        };
+        arguments.push(RpcArgument { name, text });
+    }
+    Ok(arguments)
+}
+
 /// Re-expresses `sp_execute handle, values...` as `sp_executesql statement,
 /// params_decl, values...`: the same statement and bound values, runnable
 /// on a connection that never prepared the handle. ALL_HEADERS, option flags
@@ -412,6 +454,11 @@ struct Param<'a> {
 /// column's; UDT and TVP parameters are not supported.
 fn read_param<'a>(r: &mut Reader<'a>) -> Result<Param<'a>, DecodeError> {
     skip_b_varchar(r)?;
+    read_param_after_name(r)
+}
+
+/// A parameter from its StatusFlags on (its name already read).
+fn read_param_after_name<'a>(r: &mut Reader<'a>) -> Result<Param<'a>, DecodeError> {
     if r.u8()? & param_status::F_ENCRYPTED != 0 {
         return Err(DecodeError::invalid(
             "RPCRequest",
@@ -1034,5 +1081,41 @@ pub(super) mod tests {
         let handle_end = cut.len() - nvarchar("@P0", Some("x")).len();
         cut.truncate(handle_end - 1);
         assert!(RpcHead::decode(&cut).is_err());
+    }
+
+    #[test]
+    fn call_arguments_are_named_or_positional_text() {
+        let payload = rpc(
+            &ProcRef::Name("sp_getapplock".into()),
+            &[
+                nvarchar("", Some("orders")),
+                nvarchar("@LockMode", Some("Exclusive")),
+                nvarchar("@LockOwner", Some("Session")),
+                int_param(DataType::INT4.0, 0, Some(&[0, 0, 0, 0])),
+                nvarchar("@DbPrincipal", None),
+            ],
+        );
+        let args = call_arguments(&payload).unwrap();
+        let pairs: Vec<(&str, Option<&str>)> = args
+            .iter()
+            .map(|a| (a.name.as_str(), a.text.as_deref()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("", Some("orders")),
+                ("@LockMode", Some("Exclusive")),
+                ("@LockOwner", Some("Session")),
+                ("", None),
+                ("@DbPrincipal", None),
+            ]
+        );
+        assert_eq!(
+            call_arguments(&rpc(&ProcRef::Name("p".into()), &[])),
+            Ok(vec![])
+        );
+        let mut cut = payload.clone();
+        cut.truncate(payload.len() - 3);
+        assert!(call_arguments(&cut).is_err());
     }
 }
