@@ -1,0 +1,248 @@
+//! Admission control: `listen.max_clients`, `listen.max_pending_logins`,
+//! the verified-credential cache, failed-login lockout per address and
+//! `listen.idle_client_timeout_ms`, through real drivers.
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::raw::RawClient;
+use common::*;
+use sluice::tds::token::walker::TokenEvent;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A primary and Sluice with `listen_extra` added to `[listen]`.
+async fn proxy_with(listen_extra: &str) -> (Backend, Arc<sluice::server::Proxy>, SocketAddr) {
+    proxy_with_users(listen_extra, "").await
+}
+
+async fn proxy_with_users(
+    listen_extra: &str,
+    users: &str,
+) -> (Backend, Arc<sluice::server::Proxy>, SocketAddr) {
+    let primary = Backend::start().await;
+    let text = config_text(primary.addr, &[]).replace(
+        "login_timeout_ms = 5000\n",
+        &format!("login_timeout_ms = 5000\n{listen_extra}\n"),
+    ) + users;
+    let (proxy, addr) = start_proxy(parse_config(&text)).await;
+    (primary, proxy, addr)
+}
+
+/// The server error a login got; panics if it succeeded or failed otherwise.
+async fn refusal(login: tiberius::Result<TestClient>) -> tiberius::error::TokenError {
+    match login {
+        Ok(_) => panic!("the login must be refused"),
+        Err(tiberius::error::Error::Server(token)) => token,
+        Err(other) => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+fn host(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+#[tokio::test]
+async fn a_client_over_max_clients_gets_17809_and_the_others_keep_working() {
+    let (_primary, proxy, sluice) = proxy_with("max_clients = 2").await;
+    let mut first = connect(sluice).await;
+    let mut second = connect(sluice).await;
+    assert_eq!(proxy.admission.connected(), 2);
+
+    let token = refusal(connect_with(tiberius_config(sluice, USER, PASSWORD)).await).await;
+    assert_eq!((token.code(), token.class()), (17809, 20));
+    assert!(
+        token
+            .message()
+            .starts_with("Could not connect because the maximum number of '2' user connections has already been reached."),
+        "{}",
+        token.message()
+    );
+    // A refused client never held a place, and never cost a password check.
+    assert_eq!(proxy.admission.connected(), 2);
+    assert_eq!(proxy.users.argon2_runs(), 1);
+
+    assert_eq!(scalar_i32(&mut first, "SELECT 1").await, Some(1));
+    assert_eq!(scalar_i32(&mut second, "SELECT 2").await, Some(2));
+
+    // A client that leaves gives its place back.
+    drop(first);
+    let proxy_ref = proxy.clone();
+    assert!(
+        eventually(WAIT, || {
+            let proxy = proxy_ref.clone();
+            async move { proxy.admission.connected() < 2 }
+        })
+        .await
+    );
+    let mut third = connect(sluice).await;
+    assert_eq!(scalar_i32(&mut third, "SELECT 3").await, Some(3));
+}
+
+#[tokio::test]
+async fn logins_wait_for_a_handshake_turn_instead_of_being_refused() {
+    let (_primary, proxy, sluice) = proxy_with("max_pending_logins = 1").await;
+    // A connection that sends nothing holds the only handshake turn.
+    let silent = tokio::net::TcpStream::connect(sluice).await.unwrap();
+    let p = proxy.clone();
+    assert!(
+        eventually(WAIT, || {
+            let p = p.clone();
+            async move { p.admission.handshakes() == 1 }
+        })
+        .await
+    );
+    let login = tokio::spawn(connect_with(tiberius_config(sluice, USER, PASSWORD)));
+    let p = proxy.clone();
+    assert!(
+        eventually(WAIT, || {
+            let p = p.clone();
+            async move { p.admission.waiting_for_handshake() == 1 }
+        })
+        .await,
+        "the second login never queued for a turn"
+    );
+    assert!(
+        !login.is_finished(),
+        "a login went past a full handshake bound"
+    );
+    // The silent client leaves: the waiting login proceeds and succeeds.
+    drop(silent);
+    let mut client = tokio::time::timeout(WAIT, login)
+        .await
+        .expect("the waiting login finishes")
+        .unwrap()
+        .expect("the waiting login succeeds");
+    assert_eq!(scalar_i32(&mut client, "SELECT 1").await, Some(1));
+    assert_eq!(proxy.admission.waiting_for_handshake(), 0);
+    assert_eq!(proxy.admission.handshakes(), 0);
+}
+
+#[tokio::test]
+async fn a_verified_user_logs_in_again_without_argon2() {
+    let (_primary, proxy, sluice) = proxy_with("").await;
+    let mut client = connect(sluice).await;
+    assert_eq!(proxy.users.argon2_runs(), 1);
+    for _ in 0..5 {
+        drop(client);
+        client = connect(sluice).await;
+        assert_eq!(scalar_i32(&mut client, "SELECT 1").await, Some(1));
+    }
+    assert_eq!(proxy.users.argon2_runs(), 1, "a cached login ran argon2");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_never_accepted_after_the_right_one_was_cached() {
+    let (_primary, proxy, sluice) = proxy_with("max_failed_logins = 0").await;
+    let _cached = connect(sluice).await;
+    let wrong = [
+        (USER, "wrong"),
+        (USER, ""),
+        (USER, &PASSWORD[..PASSWORD.len() - 1]),
+        (USER, &format!("{PASSWORD} ")),
+        (USER, &PASSWORD.to_uppercase()),
+        ("APP", PASSWORD),
+        ("nobody", PASSWORD),
+    ];
+    for (user, password) in wrong {
+        let runs = proxy.users.argon2_runs();
+        let token = refusal(connect_with(tiberius_config(sluice, user, password)).await).await;
+        assert_eq!(token.code(), 18456, "{user}/{password}");
+        // The refusal was a real check: a wrong password costs what it did.
+        assert_eq!(proxy.users.argon2_runs(), runs + 1, "{user}/{password}");
+    }
+    let mut again = connect(sluice).await;
+    assert_eq!(scalar_i32(&mut again, "SELECT 1").await, Some(1));
+}
+
+#[tokio::test]
+async fn an_address_with_many_failures_is_locked_out_while_others_log_in() {
+    let other_hash = sluice::frontend::hash_password("other-password").unwrap();
+    let (_primary, proxy, sluice) = proxy_with_users(
+        "max_failed_logins = 3\nfailed_login_lockout_ms = 60000",
+        &format!("[[users]]\nname = \"other\"\npassword_hash = \"{other_hash}\"\n"),
+    )
+    .await;
+    let attacker = host(2);
+    for _ in 0..3 {
+        let login = connect_from(attacker, sluice, USER, "guess").await;
+        assert_eq!(refusal(login).await.code(), 18456);
+    }
+    assert_eq!(proxy.users.argon2_runs(), 3);
+    // Locked out: refused at once, with no password check, even with the
+    // right password, and with the same error as a wrong one.
+    let started = Instant::now();
+    let token = refusal(connect_from(attacker, sluice, USER, PASSWORD).await).await;
+    assert_eq!(
+        (token.code(), token.message()),
+        (18456, format!("Login failed for user '{USER}'.").as_str())
+    );
+    assert_eq!(proxy.users.argon2_runs(), 3);
+    assert!(started.elapsed() < WAIT);
+    // Other addresses are not affected.
+    let mut other = connect_from(host(3), sluice, "other", "other-password")
+        .await
+        .expect("another host's user logs in");
+    assert_eq!(scalar_i32(&mut other, "SELECT 1").await, Some(1));
+    let mut same_user = connect_from(host(4), sluice, USER, PASSWORD)
+        .await
+        .expect("the user logs in from another host");
+    assert_eq!(scalar_i32(&mut same_user, "SELECT 1").await, Some(1));
+}
+
+#[tokio::test]
+async fn an_idle_client_is_disconnected_and_an_active_one_is_not() {
+    let (_primary, proxy, sluice) = proxy_with("idle_client_timeout_ms = 300").await;
+    let started = Instant::now();
+    let mut idle = RawClient::login(sluice, USER, PASSWORD).await;
+    let mut active = connect(sluice).await;
+    // The active client keeps sending requests until the idle one is gone.
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let (stop, requests) = (stop.clone(), requests.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                assert_eq!(scalar_i32(&mut active, "SELECT 1").await, Some(1));
+                requests.fetch_add(1, Ordering::SeqCst);
+            }
+            active
+        })
+    };
+    // The idle client is told why, then disconnected.
+    let events = idle.read_response().await;
+    let idle_for = started.elapsed();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            TokenEvent::Error(m) if m.class == 20 && m.message.contains("client_idle_timeout")
+        )),
+        "{events:?}"
+    );
+    assert!(
+        idle.closed_within(WAIT).await,
+        "the idle client stayed connected"
+    );
+    stop.store(true, Ordering::SeqCst);
+    let mut active = worker
+        .await
+        .expect("the active client's requests all succeed");
+    assert!(
+        idle_for >= Duration::from_millis(300),
+        "closed after {idle_for:?}"
+    );
+    assert!(requests.load(Ordering::SeqCst) > 0);
+    assert_eq!(scalar_i32(&mut active, "SELECT 2").await, Some(2));
+    let p = proxy.clone();
+    assert!(
+        eventually(WAIT, || {
+            let p = p.clone();
+            async move { p.admission.connected() == 1 }
+        })
+        .await,
+        "the idle client's place was not given back"
+    );
+}
