@@ -195,7 +195,7 @@ async fn an_address_with_many_failures_is_locked_out_while_others_log_in() {
 
 #[tokio::test]
 async fn an_idle_client_is_disconnected_and_an_active_one_is_not() {
-    let (_primary, proxy, sluice) = proxy_with("idle_client_timeout_ms = 300").await;
+    let (_primary, proxy, sluice) = proxy_with("idle_client_timeout_ms = 500").await;
     let started = Instant::now();
     let mut idle = RawClient::login(sluice, USER, PASSWORD).await;
     let mut active = connect(sluice).await;
@@ -231,7 +231,7 @@ async fn an_idle_client_is_disconnected_and_an_active_one_is_not() {
         .await
         .expect("the active client's requests all succeed");
     assert!(
-        idle_for >= Duration::from_millis(300),
+        idle_for >= Duration::from_millis(500),
         "closed after {idle_for:?}"
     );
     assert!(requests.load(Ordering::SeqCst) > 0);
@@ -245,4 +245,154 @@ async fn an_idle_client_is_disconnected_and_an_active_one_is_not() {
         .await,
         "the idle client's place was not given back"
     );
+}
+
+/// Figures for the closing note, not a pass/fail test:
+/// `cargo test --test admission -- --ignored --nocapture --test-threads 1`.
+/// Logins per second of an already-verified user with `CONCURRENT_LOGINS`
+/// clients logging in and out in a loop, through tiberius and through the
+/// tests' bare TDS client (which costs the client side far less).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run by hand"]
+async fn measure_login_rate_of_a_verified_user() {
+    const CONCURRENT_LOGINS: usize = 16;
+    let (_primary, proxy, sluice) = measurement_proxy("").await;
+    drop(connect(sluice).await);
+    for driver in ["tiberius", "bare TDS client"] {
+        let logins = Arc::new(AtomicU64::new(0));
+        let until = Instant::now() + Duration::from_secs(3);
+        let workers: Vec<_> = (0..CONCURRENT_LOGINS)
+            .map(|_| {
+                let logins = logins.clone();
+                tokio::spawn(async move {
+                    while Instant::now() < until {
+                        match driver {
+                            "tiberius" => drop(connect(sluice).await),
+                            _ => drop(RawClient::login(sluice, USER, PASSWORD).await),
+                        }
+                        logins.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let rate = logins.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "verified-user logins via {driver}: {rate:.0}/s with {CONCURRENT_LOGINS} concurrent clients; argon2 runs so far: {}",
+            proxy.users.argon2_runs()
+        );
+    }
+}
+
+/// Login latency of a verified user from one address, alone and while
+/// another address floods wrong passwords at `FLOOD_RATE` attempts per
+/// second (open loop: a new attempt every tick, whatever became of the
+/// others), with the lockout on (the defaults) and off (every wrong password
+/// pays for argon2, as a flood spread over many addresses would).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run by hand"]
+async fn measure_wrong_password_flood_against_other_logins() {
+    const FLOOD_RATE: u64 = 500;
+    let second_hash = sluice::frontend::hash_password("second-password").unwrap();
+    for (label, listen) in [
+        ("lockout on (defaults)", ""),
+        ("lockout off", "max_failed_logins = 0"),
+    ] {
+        let (_primary, proxy, sluice) = measurement_proxy(&format!(
+            "{listen}\n[[users]]\nname = \"second\"\npassword_hash = \"{second_hash}\"\n"
+        ))
+        .await;
+        drop(connect(sluice).await);
+        let quiet = login_latencies(sluice, 2000).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (attempts, busy) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let flood = {
+            let (stop, attempts, busy) = (stop.clone(), attempts.clone(), busy.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / FLOOD_RATE));
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    n += 1;
+                    let (attempts, busy) = (attempts.clone(), busy.clone());
+                    tokio::spawn(async move {
+                        let login = connect_from(host(2), sluice, USER, &format!("guess{n}")).await;
+                        if let Err(tiberius::error::Error::Server(t)) = &login {
+                            if t.code() == 40501 {
+                                busy.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        attempts.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+            })
+        };
+        // Let the flood reach its steady state (the lockout, if on) first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (runs_before, flood_started) = (proxy.users.argon2_runs(), Instant::now());
+        let (attempts_before, busy_before) = (
+            attempts.load(Ordering::Relaxed),
+            busy.load(Ordering::Relaxed),
+        );
+        let flooded = login_latencies(sluice, 2000).await;
+        let first_login = match connect_from(host(3), sluice, "second", "second-password").await {
+            Ok(_) => "succeeds".to_string(),
+            Err(e) => format!("fails: {e}"),
+        };
+        let flood_secs = flood_started.elapsed().as_secs_f64();
+        let per_second = |total: u64, before: u64| (total - before) as f64 / flood_secs;
+        let flood_rate = per_second(attempts.load(Ordering::Relaxed), attempts_before);
+        let busy_rate = per_second(busy.load(Ordering::Relaxed), busy_before);
+        let argon2_rate = per_second(proxy.users.argon2_runs(), runs_before);
+        stop.store(true, Ordering::Relaxed);
+        flood.await.unwrap();
+        println!(
+            "{label}: verified-user login p50/p99 {:?}/{:?} quiet, {:?}/{:?} during a flood of \
+             {flood_rate:.0} wrong-password logins/s ({argon2_rate:.1} argon2/s, {busy_rate:.0}/s \
+             refused as busy); another user's first login during the flood {first_login}",
+            quiet.0, quiet.1, flooded.0, flooded.1,
+        );
+    }
+    println!("peak RSS of the test process: {} MiB", peak_rss_mib());
+}
+
+/// Sluice for measurements: a pool large enough for the concurrent clients.
+/// `extra` goes at the end of `[listen]`, and may start further tables.
+async fn measurement_proxy(extra: &str) -> (Backend, Arc<sluice::server::Proxy>, SocketAddr) {
+    let primary = Backend::start().await;
+    let text = config_text(primary.addr, &[])
+        .replace(
+            "login_timeout_ms = 5000\n",
+            &format!("login_timeout_ms = 5000\n{extra}\n"),
+        )
+        .replace("max_size = 8", "max_size = 64");
+    let (proxy, addr) = start_proxy(parse_config(&text)).await;
+    (primary, proxy, addr)
+}
+
+/// p50 and p99 of `count` sequential logins from 127.0.0.3.
+async fn login_latencies(sluice: SocketAddr, count: usize) -> (Duration, Duration) {
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        let client = connect_from(host(3), sluice, USER, PASSWORD)
+            .await
+            .expect("the verified user logs in");
+        times.push(started.elapsed());
+        drop(client);
+    }
+    times.sort();
+    (times[count / 2], times[count * 99 / 100])
+}
+
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
 }

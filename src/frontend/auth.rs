@@ -72,6 +72,13 @@ impl Account {
     }
 }
 
+/// Why argon2 did not run for a login.
+enum NotRun {
+    Busy,
+    /// The login's address was locked out while it waited for a core.
+    Withdrawn,
+}
+
 /// A check in progress, shared by the logins that wait for its result.
 type InFlight = Arc<OnceCell<bool>>;
 
@@ -109,8 +116,15 @@ impl UserDirectory {
 
     /// Whether `name` exists and `password` matches its hash: from the
     /// cache when this password was verified before, else by argon2 on the
-    /// blocking pool, behind the gate.
-    pub async fn verify(&self, name: &str, password: &str) -> Verdict {
+    /// blocking pool, behind the gate. `still_admitted` is asked again when
+    /// the check gets a core: a login whose address was locked out while it
+    /// waited in the queue is rejected without argon2.
+    pub async fn verify(
+        &self,
+        name: &str,
+        password: &str,
+        still_admitted: impl Fn() -> bool,
+    ) -> Verdict {
         let account = self.users.get(name);
         let phc: Arc<str> = account.map_or_else(|| DECOY_HASH.into(), |a| a.phc.clone());
         let tag = self.tag(name, &phc, password);
@@ -120,15 +134,15 @@ impl UserDirectory {
         let check = self.join_check(tag);
         let outcome = check
             .cell
-            .get_or_try_init(|| self.run_argon2(phc, password))
+            .get_or_try_init(|| self.run_argon2(phc, password, still_admitted))
             .await;
         match (outcome, account) {
             (Ok(true), Some(account)) => {
                 account.remember(tag);
                 Verdict::Accepted
             }
-            (Ok(_), _) => Verdict::Rejected,
-            (Err(Busy), _) => Verdict::Busy,
+            (Ok(_), _) | (Err(NotRun::Withdrawn), _) => Verdict::Rejected,
+            (Err(NotRun::Busy), _) => Verdict::Busy,
         }
     }
 
@@ -166,8 +180,18 @@ impl UserDirectory {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn run_argon2(&self, phc: Arc<str>, password: &str) -> Result<bool, Busy> {
-        let pass = self.gate.enter().await?;
+    /// An error is not shared with the logins waiting on this check: each
+    /// of them then tries for itself.
+    async fn run_argon2(
+        &self,
+        phc: Arc<str>,
+        password: &str,
+        still_admitted: impl Fn() -> bool,
+    ) -> Result<bool, NotRun> {
+        let pass = self.gate.enter().await.map_err(|Busy| NotRun::Busy)?;
+        if !still_admitted() {
+            return Err(NotRun::Withdrawn);
+        }
         let password = password.to_string();
         let runs = self.argon2_runs.clone();
         let matched = tokio::task::spawn_blocking(move || {
@@ -242,6 +266,10 @@ fn fill_random(out: &mut [u8]) {
 mod tests {
     use super::*;
 
+    fn admitted() -> bool {
+        true
+    }
+
     fn directory(users: &[(&str, &str)]) -> UserDirectory {
         let users: Vec<User> = users
             .iter()
@@ -256,18 +284,33 @@ mod tests {
     #[tokio::test]
     async fn verifies_only_the_right_password() {
         let dir = directory(&[("app", "s3cret")]);
-        assert_eq!(dir.verify("app", "s3cret").await, Verdict::Accepted);
-        assert_eq!(dir.verify("app", "wrong").await, Verdict::Rejected);
-        assert_eq!(dir.verify("nobody", "s3cret").await, Verdict::Rejected);
+        assert_eq!(
+            dir.verify("app", "s3cret", admitted).await,
+            Verdict::Accepted
+        );
+        assert_eq!(
+            dir.verify("app", "wrong", admitted).await,
+            Verdict::Rejected
+        );
+        assert_eq!(
+            dir.verify("nobody", "s3cret", admitted).await,
+            Verdict::Rejected
+        );
     }
 
     #[tokio::test]
     async fn a_verified_password_is_accepted_again_without_argon2() {
         let dir = directory(&[("app", "s3cret")]);
-        assert_eq!(dir.verify("app", "s3cret").await, Verdict::Accepted);
+        assert_eq!(
+            dir.verify("app", "s3cret", admitted).await,
+            Verdict::Accepted
+        );
         assert_eq!(dir.argon2_runs(), 1);
         for _ in 0..10 {
-            assert_eq!(dir.verify("app", "s3cret").await, Verdict::Accepted);
+            assert_eq!(
+                dir.verify("app", "s3cret", admitted).await,
+                Verdict::Accepted
+            );
         }
         assert_eq!(dir.argon2_runs(), 1);
     }
@@ -275,7 +318,10 @@ mod tests {
     #[tokio::test]
     async fn wrong_passwords_and_unknown_users_are_never_cached() {
         let dir = directory(&[("app", "s3cret"), ("other", "pw2")]);
-        assert_eq!(dir.verify("app", "s3cret").await, Verdict::Accepted);
+        assert_eq!(
+            dir.verify("app", "s3cret", admitted).await,
+            Verdict::Accepted
+        );
         for (name, password) in [
             ("app", "wrong"),
             ("app", "s3cret "),
@@ -285,14 +331,23 @@ mod tests {
         ] {
             for _ in 0..2 {
                 let runs = dir.argon2_runs();
-                assert_eq!(dir.verify(name, password).await, Verdict::Rejected);
+                assert_eq!(
+                    dir.verify(name, password, admitted).await,
+                    Verdict::Rejected
+                );
                 // Each refusal paid for its own hash: not shortcut, not cached.
                 assert_eq!(dir.argon2_runs(), runs + 1, "{name}/{password}");
             }
         }
         // The right password of the other user is still checked normally.
-        assert_eq!(dir.verify("other", "pw2").await, Verdict::Accepted);
-        assert_eq!(dir.verify("app", "s3cret").await, Verdict::Accepted);
+        assert_eq!(
+            dir.verify("other", "pw2", admitted).await,
+            Verdict::Accepted
+        );
+        assert_eq!(
+            dir.verify("app", "s3cret", admitted).await,
+            Verdict::Accepted
+        );
     }
 
     #[tokio::test]
@@ -313,7 +368,7 @@ mod tests {
         let logins: Vec<_> = (0..20)
             .map(|_| {
                 let dir = dir.clone();
-                tokio::spawn(async move { dir.verify("app", "s3cret").await })
+                tokio::spawn(async move { dir.verify("app", "s3cret", admitted).await })
             })
             .collect();
         for login in logins {
@@ -331,10 +386,29 @@ mod tests {
         }];
         let dir = UserDirectory::new(&users, VerificationGate::new(1, 0));
         let held = dir.gate.enter().await.unwrap();
-        assert_eq!(dir.verify("app", "s3cret").await, Verdict::Busy);
+        assert_eq!(dir.verify("app", "s3cret", admitted).await, Verdict::Busy);
         assert!(dir.lock_in_flight().is_empty());
         drop(held);
-        assert_eq!(dir.verify("app", "s3cret").await, Verdict::Accepted);
+        assert_eq!(
+            dir.verify("app", "s3cret", admitted).await,
+            Verdict::Accepted
+        );
+    }
+
+    #[tokio::test]
+    async fn a_login_withdrawn_in_the_queue_runs_no_argon2_and_its_followers_check_themselves() {
+        let dir = directory(&[("app", "s3cret")]);
+        assert_eq!(
+            dir.verify("app", "s3cret", || false).await,
+            Verdict::Rejected
+        );
+        assert_eq!(dir.argon2_runs(), 0);
+        // Nothing was cached or shared: the same password is checked anew.
+        assert_eq!(
+            dir.verify("app", "s3cret", admitted).await,
+            Verdict::Accepted
+        );
+        assert_eq!(dir.argon2_runs(), 1);
     }
 
     #[test]

@@ -219,7 +219,12 @@ async fn check_login(proxy: &Proxy, peer: SocketAddr, login: &Login7) -> Result<
         tracing::info!(%peer, user = %login.username, remaining_ms = locked.0.as_millis() as u64, "login refused: the address is locked out after failed logins");
         return Err(ClientError::login_failed(&login.username));
     }
-    match proxy.users.verify(&login.username, &login.password).await {
+    let still_admitted = || throttle.check(peer.ip()).is_ok();
+    let verdict = proxy
+        .users
+        .verify(&login.username, &login.password, still_admitted)
+        .await;
+    match verdict {
         Verdict::Accepted => Ok(()),
         Verdict::Rejected => {
             throttle.record_failure(peer.ip());
