@@ -356,7 +356,55 @@ async fn measure_wrong_password_flood_against_other_logins() {
             quiet.0, quiet.1, flooded.0, flooded.1,
         );
     }
-    println!("peak RSS of the test process: {} MiB", peak_rss_mib());
+    println!("peak RSS of the test process: {} MiB", rss_mib("VmHWM:"));
+}
+
+/// Memory of 200 simultaneous logins that all need argon2 (distinct wrong
+/// passwords, lockout off, a queue long enough for all of them): the peak
+/// growth of this process's RSS while they run. Before the gate, each ran
+/// at once with its own 19 MiB.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run by hand"]
+async fn measure_memory_of_a_burst_of_argon2_logins() {
+    const LOGINS: usize = 200;
+    let (_primary, proxy, sluice) =
+        measurement_proxy("max_failed_logins = 0\nmax_queued_verifications = 256").await;
+    drop(connect(sluice).await);
+    let before = rss_mib("VmRSS:");
+    let peak = Arc::new(AtomicU64::new(before));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_mib("VmRSS:"), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let logins: Vec<_> = (0..LOGINS)
+        .map(|i| {
+            tokio::spawn(async move {
+                connect_from(host(2), sluice, USER, &format!("guess{i}"))
+                    .await
+                    .is_err()
+            })
+        })
+        .collect();
+    for login in logins {
+        assert!(login.await.unwrap(), "a wrong password was accepted");
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    println!(
+        "{LOGINS} simultaneous argon2 logins: {} argon2 runs in {took:?}, RSS {before} MiB before, \
+         peak {} MiB (+{} MiB)",
+        proxy.users.argon2_runs() - 1,
+        peak.load(Ordering::Relaxed),
+        peak.load(Ordering::Relaxed) - before
+    );
 }
 
 /// Sluice for measurements: a pool large enough for the concurrent clients.
@@ -366,7 +414,7 @@ async fn measurement_proxy(extra: &str) -> (Backend, Arc<sluice::server::Proxy>,
     let text = config_text(primary.addr, &[])
         .replace(
             "login_timeout_ms = 5000\n",
-            &format!("login_timeout_ms = 5000\n{extra}\n"),
+            &format!("login_timeout_ms = 30000\n{extra}\n"),
         )
         .replace("max_size = 8", "max_size = 64");
     let (proxy, addr) = start_proxy(parse_config(&text)).await;
@@ -388,11 +436,12 @@ async fn login_latencies(sluice: SocketAddr, count: usize) -> (Duration, Duratio
     (times[count / 2], times[count * 99 / 100])
 }
 
-fn peak_rss_mib() -> u64 {
+/// A memory figure of this process from /proc/self/status, in MiB.
+fn rss_mib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib / 1024)
 }

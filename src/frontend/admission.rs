@@ -108,6 +108,7 @@ impl Drop for Waiting<'_> {
 /// may wait; past that a login fails at once with "server busy" instead of
 /// queuing without bound.
 pub struct VerificationGate {
+    concurrent: usize,
     /// Running plus waiting.
     admitted: Arc<Semaphore>,
     running: Arc<Semaphore>,
@@ -129,9 +130,15 @@ impl VerificationGate {
     pub fn new(concurrent: usize, queued: usize) -> Self {
         let concurrent = concurrent.max(1);
         VerificationGate {
+            concurrent,
             admitted: Arc::new(Semaphore::new(concurrent + queued)),
             running: Arc::new(Semaphore::new(concurrent)),
         }
+    }
+
+    /// Verifications that may run at once.
+    pub fn concurrent(&self) -> usize {
+        self.concurrent
     }
 
     /// One verification per core, `queued` waiting.

@@ -19,14 +19,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use argon2::Argon2;
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2sMac256;
 use subtle::ConstantTimeEq;
 use tokio::sync::OnceCell;
 
 use super::admission::{Busy, VerificationGate};
+use super::phc::{fill_random, Argon2Memory};
 use crate::config::User;
 
 /// Verified against when the user name is unknown, so that a wrong name
@@ -88,6 +87,8 @@ pub struct UserDirectory {
     /// after a restart.
     mac_key: [u8; 32],
     gate: VerificationGate,
+    /// One argon2 working memory per slot of the gate, reused.
+    memory: Arc<Argon2Memory>,
     in_flight: Mutex<HashMap<Tag, InFlight>>,
     argon2_runs: Arc<AtomicU64>,
 }
@@ -108,6 +109,7 @@ impl UserDirectory {
                 })
                 .collect(),
             mac_key,
+            memory: Arc::new(Argon2Memory::new(gate.concurrent())),
             gate,
             in_flight: Mutex::new(HashMap::new()),
             argon2_runs: Arc::new(AtomicU64::new(0)),
@@ -193,11 +195,11 @@ impl UserDirectory {
             return Err(NotRun::Withdrawn);
         }
         let password = password.to_string();
-        let runs = self.argon2_runs.clone();
+        let (runs, memory) = (self.argon2_runs.clone(), self.memory.clone());
         let matched = tokio::task::spawn_blocking(move || {
             let _pass = pass;
             runs.fetch_add(1, Ordering::Relaxed);
-            verify_phc(&phc, &password)
+            memory.verify(&phc, password.as_bytes())
         })
         .await
         .unwrap_or(false);
@@ -225,45 +227,9 @@ impl Drop for CheckHandle<'_> {
     }
 }
 
-fn verify_phc(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// A PHC string for `password` with a random salt (`sluice hash-password`).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut bytes = [0u8; 16];
-    fill_random(&mut bytes);
-    let salt = SaltString::encode_b64(&bytes)?;
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
-}
-
-/// Salts and MAC keys from the OS random source (via rustls' ring provider).
-fn fill_random(out: &mut [u8]) {
-    let rng = rustls::crypto::ring::default_provider().secure_random;
-    if rng.fill(out).is_err() {
-        // No OS randomness: fall back to time and pid, still unique per call.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            ^ u128::from(std::process::id());
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = (seed >> ((i % 16) * 8)) as u8;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::phc::hash_password;
     use super::*;
 
     fn admitted() -> bool {
@@ -413,6 +379,6 @@ mod tests {
 
     #[test]
     fn decoy_hash_parses() {
-        assert!(PasswordHash::new(DECOY_HASH).is_ok());
+        assert!(argon2::PasswordHash::new(DECOY_HASH).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 mod admission;
 mod auth;
 mod handshake;
+mod phc;
 mod reply;
 mod session;
 mod throttle;
@@ -15,8 +16,9 @@ use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 
 pub use admission::{Admission, ClientSlot, VerificationGate};
-pub use auth::{hash_password, UserDirectory, Verdict};
+pub use auth::{UserDirectory, Verdict};
 pub use handshake::{Encryption, ListenerTls};
+pub use phc::hash_password;
 pub use reply::ClientError;
 pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 
