@@ -32,6 +32,18 @@ async fn proxy_with_users(
     (primary, proxy, addr)
 }
 
+/// Waits (at most `WAIT`) until the proxy's admission counters satisfy `holds`.
+async fn admission_reaches(
+    proxy: &sluice::server::Proxy,
+    holds: impl Fn(&sluice::frontend::Admission) -> bool,
+) -> bool {
+    eventually(WAIT, || {
+        let reached = holds(&proxy.admission);
+        async move { reached }
+    })
+    .await
+}
+
 /// The server error a login got; panics if it succeeded or failed otherwise.
 async fn refusal(login: tiberius::Result<TestClient>) -> tiberius::error::TokenError {
     match login {
@@ -70,14 +82,7 @@ async fn a_client_over_max_clients_gets_17809_and_the_others_keep_working() {
 
     // A client that leaves gives its place back.
     drop(first);
-    let proxy_ref = proxy.clone();
-    assert!(
-        eventually(WAIT, || {
-            let proxy = proxy_ref.clone();
-            async move { proxy.admission.connected() < 2 }
-        })
-        .await
-    );
+    assert!(admission_reaches(&proxy, |a| a.connected() < 2).await);
     let mut third = connect(sluice).await;
     assert_eq!(scalar_i32(&mut third, "SELECT 3").await, Some(3));
 }
@@ -87,22 +92,10 @@ async fn logins_wait_for_a_handshake_turn_instead_of_being_refused() {
     let (_primary, proxy, sluice) = proxy_with("max_pending_logins = 1").await;
     // A connection that sends nothing holds the only handshake turn.
     let silent = tokio::net::TcpStream::connect(sluice).await.unwrap();
-    let p = proxy.clone();
-    assert!(
-        eventually(WAIT, || {
-            let p = p.clone();
-            async move { p.admission.handshakes() == 1 }
-        })
-        .await
-    );
+    assert!(admission_reaches(&proxy, |a| a.handshakes() == 1).await);
     let login = tokio::spawn(connect_with(tiberius_config(sluice, USER, PASSWORD)));
-    let p = proxy.clone();
     assert!(
-        eventually(WAIT, || {
-            let p = p.clone();
-            async move { p.admission.waiting_for_handshake() == 1 }
-        })
-        .await,
+        admission_reaches(&proxy, |a| a.waiting_for_handshake() == 1).await,
         "the second login never queued for a turn"
     );
     assert!(
@@ -236,13 +229,8 @@ async fn an_idle_client_is_disconnected_and_an_active_one_is_not() {
     );
     assert!(requests.load(Ordering::SeqCst) > 0);
     assert_eq!(scalar_i32(&mut active, "SELECT 2").await, Some(2));
-    let p = proxy.clone();
     assert!(
-        eventually(WAIT, || {
-            let p = p.clone();
-            async move { p.admission.connected() == 1 }
-        })
-        .await,
+        admission_reaches(&proxy, |a| a.connected() == 1).await,
         "the idle client's place was not given back"
     );
 }

@@ -236,6 +236,10 @@ mod tests {
         true
     }
 
+    async fn check(dir: &UserDirectory, name: &str, password: &str) -> Verdict {
+        dir.verify(name, password, admitted).await
+    }
+
     fn directory(users: &[(&str, &str)]) -> UserDirectory {
         let users: Vec<User> = users
             .iter()
@@ -250,33 +254,18 @@ mod tests {
     #[tokio::test]
     async fn verifies_only_the_right_password() {
         let dir = directory(&[("app", "s3cret")]);
-        assert_eq!(
-            dir.verify("app", "s3cret", admitted).await,
-            Verdict::Accepted
-        );
-        assert_eq!(
-            dir.verify("app", "wrong", admitted).await,
-            Verdict::Rejected
-        );
-        assert_eq!(
-            dir.verify("nobody", "s3cret", admitted).await,
-            Verdict::Rejected
-        );
+        assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Accepted);
+        assert_eq!(check(&dir, "app", "wrong").await, Verdict::Rejected);
+        assert_eq!(check(&dir, "nobody", "s3cret").await, Verdict::Rejected);
     }
 
     #[tokio::test]
     async fn a_verified_password_is_accepted_again_without_argon2() {
         let dir = directory(&[("app", "s3cret")]);
-        assert_eq!(
-            dir.verify("app", "s3cret", admitted).await,
-            Verdict::Accepted
-        );
+        assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Accepted);
         assert_eq!(dir.argon2_runs(), 1);
         for _ in 0..10 {
-            assert_eq!(
-                dir.verify("app", "s3cret", admitted).await,
-                Verdict::Accepted
-            );
+            assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Accepted);
         }
         assert_eq!(dir.argon2_runs(), 1);
     }
@@ -284,10 +273,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_passwords_and_unknown_users_are_never_cached() {
         let dir = directory(&[("app", "s3cret"), ("other", "pw2")]);
-        assert_eq!(
-            dir.verify("app", "s3cret", admitted).await,
-            Verdict::Accepted
-        );
+        assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Accepted);
         for (name, password) in [
             ("app", "wrong"),
             ("app", "s3cret "),
@@ -297,23 +283,14 @@ mod tests {
         ] {
             for _ in 0..2 {
                 let runs = dir.argon2_runs();
-                assert_eq!(
-                    dir.verify(name, password, admitted).await,
-                    Verdict::Rejected
-                );
+                assert_eq!(check(&dir, name, password).await, Verdict::Rejected);
                 // Each refusal paid for its own hash: not shortcut, not cached.
                 assert_eq!(dir.argon2_runs(), runs + 1, "{name}/{password}");
             }
         }
         // The right password of the other user is still checked normally.
-        assert_eq!(
-            dir.verify("other", "pw2", admitted).await,
-            Verdict::Accepted
-        );
-        assert_eq!(
-            dir.verify("app", "s3cret", admitted).await,
-            Verdict::Accepted
-        );
+        assert_eq!(check(&dir, "other", "pw2").await, Verdict::Accepted);
+        assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Accepted);
     }
 
     #[tokio::test]
@@ -352,13 +329,10 @@ mod tests {
         }];
         let dir = UserDirectory::new(&users, VerificationGate::new(1, 0));
         let held = dir.gate.enter().await.unwrap();
-        assert_eq!(dir.verify("app", "s3cret", admitted).await, Verdict::Busy);
+        assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Busy);
         assert!(dir.lock_in_flight().is_empty());
         drop(held);
-        assert_eq!(
-            dir.verify("app", "s3cret", admitted).await,
-            Verdict::Accepted
-        );
+        assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Accepted);
     }
 
     #[tokio::test]
@@ -370,10 +344,7 @@ mod tests {
         );
         assert_eq!(dir.argon2_runs(), 0);
         // Nothing was cached or shared: the same password is checked anew.
-        assert_eq!(
-            dir.verify("app", "s3cret", admitted).await,
-            Verdict::Accepted
-        );
+        assert_eq!(check(&dir, "app", "s3cret").await, Verdict::Accepted);
         assert_eq!(dir.argon2_runs(), 1);
     }
 
