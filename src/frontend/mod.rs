@@ -218,7 +218,9 @@ async fn check_login(proxy: &Proxy, peer: SocketAddr, login: &Login7) -> Result<
     }
     let throttle = &proxy.admission.throttle;
     if let Err(locked) = throttle.check(peer.ip()) {
-        tracing::info!(%peer, user = %login.username, remaining_ms = locked.0.as_millis() as u64, "login refused: the address is locked out after failed logins");
+        // Debug only: a flood would write a line per attempt; the lockout
+        // itself is logged once, as a warning, where it starts.
+        tracing::debug!(%peer, user = %login.username, remaining_ms = locked.0.as_millis() as u64, "login refused: the address is locked out after failed logins");
         return Err(ClientError::login_failed(&login.username));
     }
     let still_admitted = || throttle.check(peer.ip()).is_ok();
