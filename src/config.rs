@@ -53,6 +53,13 @@ pub const MAX_LOGIN_BYTES: usize = 128 * 1024;
 pub const MAX_REQUEST_BUFFER_BYTES: usize = 256 * 1024 * 1024;
 /// Most statements kept prepared on one backend connection.
 pub const MAX_PREPARED_PER_CONNECTION: usize = 65_536;
+/// Most connected clients: each holds a socket and a task, so beyond this
+/// the operating system's descriptor limit is the real bound anyway.
+pub const MAX_CLIENTS: usize = 1_000_000;
+/// Most handshakes in flight, and most password checks queued.
+pub const MAX_LOGIN_QUEUE: usize = 65_536;
+/// Most failed logins an address may have before it is locked out.
+pub const MAX_FAILED_LOGINS: u32 = 1_000_000;
 
 /// A numeric key outside its allowed range: the error names the key, the
 /// value, the range and the fix.
@@ -158,6 +165,31 @@ pub struct Listen {
     /// Name the proxy reports as the server in messages it writes itself.
     #[serde(default = "default_server_name")]
     pub server_name: String,
+    /// Connected clients (accepted connection to session end); past it a
+    /// client gets error 17809 and is disconnected.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+    /// Handshakes (PRELOGIN to login reply) in flight at once; the others
+    /// wait for a turn within `login_timeout_ms`.
+    #[serde(default = "default_max_pending_logins")]
+    pub max_pending_logins: usize,
+    /// Password verifications waiting for a core; past it a login fails
+    /// at once with "server busy".
+    #[serde(default = "default_max_queued_verifications")]
+    pub max_queued_verifications: usize,
+    /// Failed logins from one address within `failed_login_window_ms`
+    /// before that address is locked out (0: never).
+    #[serde(default = "default_max_failed_logins")]
+    pub max_failed_logins: u32,
+    #[serde(default = "default_failed_login_window_ms")]
+    pub failed_login_window_ms: u64,
+    /// How long a locked-out address is refused without a password check.
+    #[serde(default = "default_failed_login_lockout_ms")]
+    pub failed_login_lockout_ms: u64,
+    /// A logged-in client that sends no request for this long is
+    /// disconnected (0: never).
+    #[serde(default)]
+    pub idle_client_timeout_ms: u64,
 }
 
 /// How long a client keeps a backend connection.
@@ -448,6 +480,24 @@ fn default_login_timeout_ms() -> u64 {
 fn default_server_name() -> String {
     "sluice".to_string()
 }
+fn default_max_clients() -> usize {
+    10_000
+}
+fn default_max_pending_logins() -> usize {
+    1024
+}
+fn default_max_queued_verifications() -> usize {
+    64
+}
+fn default_max_failed_logins() -> u32 {
+    10
+}
+fn default_failed_login_window_ms() -> u64 {
+    60_000
+}
+fn default_failed_login_lockout_ms() -> u64 {
+    60_000
+}
 fn default_database() -> String {
     "master".to_string()
 }
@@ -573,6 +623,7 @@ impl Listen {
             1..=MAX_DURATION_MS,
             "use e.g. 10000",
         )?;
+        self.validate_admission()?;
         if self.tls.mode != ListenTlsMode::Off {
             for (key, path) in [("cert", &self.tls.cert), ("key", &self.tls.key)] {
                 check_readable(&format!("listen.tls.{key}"), path.as_deref())?;
@@ -581,8 +632,58 @@ impl Listen {
         Ok(())
     }
 
+    fn validate_admission(&self) -> Result<(), ConfigError> {
+        check_range(
+            "listen.max_clients",
+            self.max_clients,
+            1..=MAX_CLIENTS,
+            "use e.g. 10000",
+        )?;
+        check_range(
+            "listen.max_pending_logins",
+            self.max_pending_logins,
+            1..=MAX_LOGIN_QUEUE,
+            "use e.g. 1024",
+        )?;
+        check_range(
+            "listen.max_queued_verifications",
+            self.max_queued_verifications,
+            0..=MAX_LOGIN_QUEUE,
+            "use e.g. 64",
+        )?;
+        check_range(
+            "listen.max_failed_logins",
+            self.max_failed_logins,
+            0..=MAX_FAILED_LOGINS,
+            "use e.g. 10, or 0 to turn the lockout off",
+        )?;
+        check_range(
+            "listen.failed_login_window_ms",
+            self.failed_login_window_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 60000",
+        )?;
+        check_range(
+            "listen.failed_login_lockout_ms",
+            self.failed_login_lockout_ms,
+            1..=MAX_DURATION_MS,
+            "use e.g. 60000",
+        )?;
+        check_range(
+            "listen.idle_client_timeout_ms",
+            self.idle_client_timeout_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 3600000 (an hour), or 0 to turn it off",
+        )
+    }
+
     pub fn login_timeout(&self) -> Duration {
         Duration::from_millis(self.login_timeout_ms)
+    }
+
+    pub fn idle_client_timeout(&self) -> Option<Duration> {
+        (self.idle_client_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.idle_client_timeout_ms))
     }
 }
 
@@ -1358,6 +1459,45 @@ password = "pw"
             err.contains("primary.address") && err.contains("1..=65535"),
             "{err}"
         );
+    }
+
+    fn listen_error(extra: &str) -> String {
+        let text = base().replace(
+            "address = \"127.0.0.1:14330\"",
+            &format!("address = \"127.0.0.1:14330\"\n{extra}"),
+        );
+        match Config::parse(&text, Path::new("t.toml")) {
+            Ok(_) => panic!("accepted: {extra}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn admission_keys_have_defaults_and_ranges() {
+        let c = Config::parse(&base(), Path::new("t.toml")).unwrap();
+        assert_eq!(c.listen.max_clients, 10_000);
+        assert_eq!(c.listen.max_pending_logins, 1024);
+        assert_eq!(c.listen.max_queued_verifications, 64);
+        assert_eq!(c.listen.max_failed_logins, 10);
+        assert_eq!(c.listen.idle_client_timeout(), None);
+        let cases: &[(&str, &str)] = &[
+            ("max_clients = 0", "1..=1000000"),
+            ("max_clients = 1000001", "1..=1000000"),
+            ("max_pending_logins = 0", "1..=65536"),
+            ("max_queued_verifications = 65537", "0..=65536"),
+            ("max_failed_logins = 1000001", "0..=1000000"),
+            ("failed_login_window_ms = 0", "1..=86400000"),
+            ("failed_login_lockout_ms = 0", "1..=86400000"),
+            ("idle_client_timeout_ms = 86400001", "0..=86400000"),
+        ];
+        for (line, range) in cases {
+            let err = listen_error(line);
+            assert!(
+                err.starts_with(&format!("listen.{line}: outside the allowed range {range}"))
+                    && err.contains("; fix: "),
+                "{line}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::backend::Cluster;
 use crate::classify::Classifier;
 use crate::config::{Config, LagSourceKind, ListenTlsMode};
-use crate::frontend::{handle_client, ListenerTls, UserDirectory};
+use crate::frontend::{handle_client, Admission, ListenerTls, UserDirectory, VerificationGate};
 use crate::monitor::{self, CheckTarget, HealthPolicy, LagSource, MonitorHandle};
 use crate::router::Router;
 use crate::tls::TlsSetupError;
@@ -35,6 +35,8 @@ pub enum StartError {
 pub struct Proxy {
     pub config: Arc<Config>,
     pub users: UserDirectory,
+    /// Bounds on clients, handshakes and failed logins (`[listen]`).
+    pub admission: Admission,
     pub listener_tls: ListenerTls,
     /// The backends, with their pools and health (written by the monitor,
     /// read on every request).
@@ -79,7 +81,11 @@ impl Proxy {
             cluster,
             session_context,
             spids: AtomicU16::new(FIRST_SPID),
-            users: UserDirectory::new(&config.users),
+            users: UserDirectory::new(
+                &config.users,
+                VerificationGate::per_core(config.listen.max_queued_verifications),
+            ),
+            admission: Admission::new(&config.listen),
             listener_tls: ListenerTls::new(
                 config.listen.tls.mode,
                 tls_config,
@@ -111,7 +117,11 @@ impl Proxy {
         loop {
             match listener.accept().await {
                 Ok((tcp, peer)) => {
-                    tokio::spawn(handle_client(self.clone(), tcp, peer));
+                    // Counted here, in accept order; a connection over
+                    // `max_clients` is refused by its own task, so the
+                    // accept loop never waits.
+                    let slot = self.admission.client_slot();
+                    tokio::spawn(handle_client(self.clone(), tcp, peer, slot));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.

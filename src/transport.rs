@@ -228,6 +228,16 @@ pub struct ClientConn {
     /// A client that stops reading is dropped after this long, instead of
     /// holding a backend connection forever.
     write_timeout: Duration,
+    /// A client that sends no request for this long gets the message and
+    /// is disconnected (`listen.idle_client_timeout_ms`).
+    idle: Option<IdleLimit>,
+}
+
+/// How long a client may stay idle between requests, and the message
+/// (Sluice's own ERROR and DONE) it gets before it is disconnected.
+pub struct IdleLimit {
+    pub after: Duration,
+    pub farewell: Vec<u8>,
 }
 
 impl ClientConn {
@@ -244,7 +254,15 @@ impl ClientConn {
             spid,
             packet_size,
             write_timeout,
+            idle: None,
         }
+    }
+
+    /// Disconnects the client when it stays idle past `limit` (see
+    /// [`ClientConn::next_request`]).
+    pub fn with_idle_limit(mut self, limit: Option<IdleLimit>) -> ClientConn {
+        self.idle = limit;
+        self
     }
 
     pub fn spid(&self) -> u16 {
@@ -254,6 +272,33 @@ impl ClientConn {
     /// The client's next packet; cancel-safe (see [`PacketReader`]).
     pub async fn read_packet(&mut self) -> Result<Packet, ReadError> {
         self.reader.read_packet().await
+    }
+
+    /// The first packet of the client's next request, read between
+    /// requests. With an idle limit, a client that sends nothing for that
+    /// long gets the farewell message, its side is shut down, and the read
+    /// fails as timed out.
+    pub async fn next_request(&mut self) -> Result<Packet, ReadError> {
+        let Some(after) = self.idle.as_ref().map(|idle| idle.after) else {
+            return self.read_packet().await;
+        };
+        if let Ok(read) = tokio::time::timeout(after, self.reader.read_packet()).await {
+            return read;
+        }
+        let farewell = self
+            .idle
+            .take()
+            .map(|idle| idle.farewell)
+            .unwrap_or_default();
+        self.send_message(&farewell).await.ok();
+        self.shutdown().await;
+        Err(ReadError::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no request for {} ms (listen.idle_client_timeout_ms)",
+                after.as_millis()
+            ),
+        )))
     }
 
     /// Forwards one response packet with this client's SPID, re-cut to its

@@ -1,9 +1,12 @@
 //! The client side: accept, negotiate encryption, authenticate, then run
 //! the client's session.
+mod admission;
 mod auth;
 mod handshake;
+mod phc;
 mod reply;
 mod session;
+mod throttle;
 mod transaction_emulation;
 
 use std::net::SocketAddr;
@@ -12,8 +15,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 
-pub use auth::{hash_password, UserDirectory};
+pub use admission::{Admission, ClientSlot, VerificationGate};
+pub use auth::{UserDirectory, Verdict};
 pub use handshake::{Encryption, ListenerTls};
+pub use phc::hash_password;
 pub use reply::ClientError;
 pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 
@@ -22,7 +27,9 @@ use crate::config::PoolMode;
 use crate::server::Proxy;
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
-use crate::transport::{set_keepalive, write_message, BoxStream, ClientConn, PacketReader};
+use crate::transport::{
+    set_keepalive, write_message, BoxStream, ClientConn, IdleLimit, PacketReader,
+};
 use handshake::{negotiate, HandshakeError};
 use reply::{error_response, login_reply, LoginReplyParams};
 
@@ -39,12 +46,27 @@ pub enum LoginError {
     Write(#[from] std::io::Error),
 }
 
-/// Serves one accepted TCP connection to its end.
-pub async fn handle_client(proxy: Arc<Proxy>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves one accepted TCP connection to its end. `slot` is its place
+/// under `listen.max_clients`, held until the session ends; a connection
+/// accepted without one is refused with error 17809.
+pub async fn handle_client(
+    proxy: Arc<Proxy>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: Option<ClientSlot>,
+) {
     tcp.set_nodelay(true).ok();
     set_keepalive(&tcp, proxy.config.limits.tcp_keepalive());
-    let timeout = proxy.config.listen.login_timeout();
-    let session = match tokio::time::timeout(timeout, establish(&proxy, tcp)).await {
+    // Waiting for a handshake turn counts against the login timeout: while
+    // handshakes are full a connection is delayed, not refused.
+    let deadline = tokio::time::Instant::now() + proxy.config.listen.login_timeout();
+    let turn = tokio::time::timeout_at(deadline, proxy.admission.handshake_turn()).await;
+    let Ok(turn) = turn else {
+        tracing::info!(%peer, "login timed out waiting for a handshake turn (listen.max_pending_logins)");
+        return;
+    };
+    let login = establish(&proxy, tcp, peer, slot.is_some());
+    let session = match tokio::time::timeout_at(deadline, login).await {
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "login failed");
@@ -55,18 +77,35 @@ pub async fn handle_client(proxy: Arc<Proxy>, tcp: TcpStream, peer: SocketAddr) 
             return;
         }
     };
+    drop(turn);
     if let Err(e) = session.run().await {
         tracing::info!(%peer, error = %e, "session ended");
     }
+    drop(slot);
 }
 
-/// PRELOGIN, TLS, LOGIN7, authentication and the login reply.
-async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginError> {
+/// PRELOGIN, TLS, LOGIN7, authentication and the login reply. A client
+/// over `listen.max_clients` (`has_slot` false) is refused after its
+/// LOGIN7, not at PRELOGIN: drivers read the PRELOGIN reply as PRELOGIN
+/// options (tiberius decodes an ERROR token there as unknown options and
+/// fails with an I/O error), while an ERROR token answering LOGIN7 is
+/// reported with its number and text, as SQL Server's own 17809 is.
+async fn establish(
+    proxy: &Arc<Proxy>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    has_slot: bool,
+) -> Result<Session, LoginError> {
     let handshake = negotiate(tcp, &proxy.listener_tls).await?;
     let login = handshake.login;
     let handshake_encryption = handshake.encryption;
     let (read, mut writer) = tokio::io::split(handshake.stream);
-    if let Err(refusal) = check_login(proxy, &login).await {
+    let admitted = if has_slot {
+        check_login(proxy, peer, &login).await
+    } else {
+        Err(ClientError::too_many_clients(proxy.admission.max_clients()))
+    };
+    if let Err(refusal) = admitted {
         let reason = refusal.message.clone();
         send_login_error(proxy, &mut writer, &refusal).await;
         return Err(LoginError::Refused(reason));
@@ -110,13 +149,25 @@ async fn establish(proxy: &Arc<Proxy>, tcp: TcpStream) -> Result<Session, LoginE
     let mut reader = PacketReader::new(read);
     reader.set_max_packet(packet_size.max(DEFAULT_PACKET_SIZE));
     tracing::debug!(user = %login.username, %database, spid, encryption = ?handshake_encryption, "client logged in");
+    let idle_limit = proxy
+        .config
+        .listen
+        .idle_client_timeout()
+        .map(|after| IdleLimit {
+            after,
+            farewell: error_response(
+                &ClientError::idle_timeout(after),
+                &proxy.config.listen.server_name,
+            ),
+        });
     let client = ClientConn::new(
         reader,
         writer,
         spid,
         packet_size,
         proxy.config.limits.client_write_timeout(),
-    );
+    )
+    .with_idle_limit(idle_limit);
     let identity = ClientIdentity {
         user: login.username.clone(),
         application: login.app_name.clone(),
@@ -211,18 +262,36 @@ fn backend_login_of(proxy: &Proxy, login: &Login7) -> Option<Arc<BackendLogin>> 
     }))
 }
 
-/// Authentication: only SQL Server logins listed in `[[users]]`.
-async fn check_login(proxy: &Proxy, login: &Login7) -> Result<(), ClientError> {
+/// Authentication: only SQL Server logins listed in `[[users]]`. An
+/// address locked out after failed logins gets the same 18456 at once,
+/// without a password check.
+async fn check_login(proxy: &Proxy, peer: SocketAddr, login: &Login7) -> Result<(), ClientError> {
     if !login.sspi.is_empty() || login.username.is_empty() {
         return Err(ClientError {
             message: "Login failed: Sluice accepts SQL Server authentication only.".into(),
             ..ClientError::login_failed("")
         });
     }
-    if !proxy.users.verify(&login.username, &login.password).await {
+    let throttle = &proxy.admission.throttle;
+    if let Err(locked) = throttle.check(peer.ip()) {
+        // Debug only: a flood would write a line per attempt; the lockout
+        // itself is logged once, as a warning, where it starts.
+        tracing::debug!(%peer, user = %login.username, remaining_ms = locked.0.as_millis() as u64, "login refused: the address is locked out after failed logins");
         return Err(ClientError::login_failed(&login.username));
     }
-    Ok(())
+    let still_admitted = || throttle.check(peer.ip()).is_ok();
+    let verdict = proxy
+        .users
+        .verify(&login.username, &login.password, still_admitted)
+        .await;
+    match verdict {
+        Verdict::Accepted => Ok(()),
+        Verdict::Rejected => {
+            throttle.record_failure(peer.ip());
+            Err(ClientError::login_failed(&login.username))
+        }
+        Verdict::Busy => Err(ClientError::server_busy()),
+    }
 }
 
 /// A backend that refused our login (a missing database, say) is reported

@@ -21,6 +21,12 @@ pub const REQUEST_LIMIT_REACHED: u32 = 10928;
 pub const UNKNOWN_PREPARED_HANDLE: u32 = 8179;
 /// Generic connection-level failure reported by the proxy.
 pub const PROXY_ERROR: u32 = 50000;
+/// Could not connect because the maximum number of '%d' user connections
+/// has already been reached [SQL Server error 17809].
+pub const TOO_MANY_CLIENTS: u32 = 17809;
+/// "The service is currently busy": Azure SQL's answer under load, which
+/// drivers' retry policies treat as transient, like 40613.
+pub const SERVER_BUSY: u32 = 40501;
 /// Changed database context to '%s'.
 const DATABASE_CHANGED: u32 = 5701;
 /// Changed language setting to %s.
@@ -42,6 +48,48 @@ impl ClientError {
             class: 14,
             state: 1,
             message: format!("Login failed for user '{user}'."),
+        }
+    }
+
+    /// Past `listen.max_clients`: SQL Server's own message for a full
+    /// server; severity 20, the connection closes.
+    pub fn too_many_clients(max_clients: usize) -> Self {
+        ClientError {
+            number: TOO_MANY_CLIENTS,
+            class: 20,
+            state: 1,
+            message: format!(
+                "Could not connect because the maximum number of '{max_clients}' user \
+                 connections has already been reached. The system administrator can raise \
+                 listen.max_clients in Sluice's proxy.toml. The connection has been closed."
+            ),
+        }
+    }
+
+    /// Password checks are all taken and their queue is full: the login
+    /// fails at once rather than waiting in an unbounded queue.
+    pub fn server_busy() -> Self {
+        ClientError {
+            number: SERVER_BUSY,
+            class: 20,
+            state: 1,
+            message: "The service is currently busy: Sluice has too many logins being \
+                      verified. Retry the login shortly."
+                .into(),
+        }
+    }
+
+    /// A logged-in client that sent no request for `listen.idle_client_timeout_ms`.
+    pub fn idle_timeout(limit: std::time::Duration) -> Self {
+        ClientError {
+            number: PROXY_ERROR,
+            class: 20,
+            state: 3,
+            message: format!(
+                "Sluice closed the connection: client_idle_timeout, no request for {} ms \
+                 (listen.idle_client_timeout_ms)",
+                limit.as_millis()
+            ),
         }
     }
 

@@ -121,6 +121,34 @@ pub async fn start_sluice(config: Config) -> SocketAddr {
     addr
 }
 
+/// Starts Sluice with `config` and keeps the proxy, for tests that look at
+/// its state (admission counters, the user directory, backend health).
+pub async fn start_proxy(config: Config) -> (std::sync::Arc<sluice::server::Proxy>, SocketAddr) {
+    let proxy = sluice::server::Proxy::new(config).expect("proxy");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sluice");
+    let addr = listener.local_addr().expect("sluice address");
+    tokio::spawn(proxy.clone().serve(listener));
+    (proxy, addr)
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// A primary, and Sluice in front of it with default settings.
 pub async fn primary_and_sluice() -> (Backend, SocketAddr) {
     let primary = Backend::start().await;
@@ -142,6 +170,21 @@ pub async fn connect_with(config: tiberius::Config) -> tiberius::Result<TestClie
     let tcp = TcpStream::connect(config.get_addr()).await?;
     tcp.set_nodelay(true)?;
     Client::connect(config, tcp.compat_write()).await
+}
+
+/// Logs in to `sluice` as `user` from the local address `from` (any
+/// 127.x.y.z reaches 127.0.0.1 on Linux), so a test can be several hosts.
+pub async fn connect_from(
+    from: std::net::IpAddr,
+    sluice: SocketAddr,
+    user: &str,
+    password: &str,
+) -> tiberius::Result<TestClient> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let tcp = socket.connect(sluice).await?;
+    tcp.set_nodelay(true)?;
+    Client::connect(tiberius_config(sluice, user, password), tcp.compat_write()).await
 }
 
 pub async fn connect(addr: SocketAddr) -> TestClient {

@@ -204,7 +204,7 @@ impl Session {
 
     async fn serve(&mut self) -> Result<(), SessionError> {
         loop {
-            let packet = match self.client.read_packet().await {
+            let packet = match self.client.next_request().await {
                 Ok(p) => p,
                 Err(ReadError::Closed) => return Ok(()),
                 Err(ReadError::Malformed(e)) => return self.refuse(ClientError::protocol(e)).await,
