@@ -23,7 +23,10 @@
 //!    (so the phase measures Sluice, not a SYN flood): total time, logins/s,
 //!    p50/p99 of one login, Sluice CPU seconds.
 //! 2. `memory`: Sluice's RSS before the first login and after the last, and
-//!    the difference per logged-in (idle) client.
+//!    the difference per logged-in (idle) client. It includes what login
+//!    left behind: each argon2 verification allocates the hash's memory
+//!    cost (19 MiB by default) on a blocking thread, and the allocator may
+//!    keep it.
 //! 3. `active`: `SCALE_ACTIVE` clients run point reads by primary key with
 //!    one write in ten (UPDATE, INSERT, UPDATE, DELETE of that row, so the
 //!    database does not grow) for `SCALE_SECONDS` while the others stay
