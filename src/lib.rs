@@ -8,6 +8,7 @@ pub mod classify;
 pub mod config;
 pub mod frontend;
 pub mod monitor;
+pub mod rlimit;
 pub mod router;
 pub mod server;
 pub mod tds;

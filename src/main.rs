@@ -97,6 +97,7 @@ fn hash_password() -> ExitCode {
 
 fn run(path: &std::path::Path) -> ExitCode {
     init_logging();
+    raise_open_files();
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -133,6 +134,20 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// Each client and backend connection is a file descriptor: take all the
+/// operator allows (see README, "Many clients").
+fn raise_open_files() {
+    match sluice::rlimit::raise_open_files() {
+        Ok(limits) => tracing::info!(
+            soft = limits.now,
+            was = limits.before,
+            hard = limits.hard,
+            "open-file limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 fn init_logging() {

@@ -23,6 +23,9 @@ pub fn password_hash() -> &'static str {
     HASH.get_or_init(|| sluice::frontend::hash_password(PASSWORD).expect("hash"))
 }
 
+/// Most sessions an embedded backend's listener accepts at once.
+pub const MAX_SESSIONS: usize = 16_384;
+
 /// An embedded iridium engine with its TDS listener on an ephemeral port.
 pub struct Backend {
     pub engine: Database,
@@ -37,10 +40,13 @@ impl Backend {
 
     /// A second listener over an existing engine (instant "replication").
     pub async fn start_on(engine: Database) -> Backend {
-        let mut server = TdsServer::new_with_database(
-            engine.clone(),
-            ServerConfig::default().port(0).disable_tls(),
-        );
+        // iridium refuses logins past 50 sessions per listener by default;
+        // the scale test and bench open more than that.
+        let config = ServerConfig::default()
+            .port(0)
+            .disable_tls()
+            .pool_max_size(MAX_SESSIONS);
+        let mut server = TdsServer::new_with_database(engine.clone(), config);
         let addr = server.bind().await.expect("bind iridium");
         let task = tokio::spawn(async move {
             let _ = server.run().await;
@@ -267,6 +273,7 @@ pub async fn run(client: &mut TestClient, sql: &str) {
 
 pub mod raw;
 pub mod rpc;
+pub mod scale;
 
 /// A self-signed certificate for 127.0.0.1/localhost, written to a fresh
 /// directory; returns the certificate and key paths.
