@@ -122,6 +122,10 @@ impl Packet {
     }
 }
 
+/// What a read asks for before a packet's header says how long it is:
+/// the default packet size, so most packets arrive in one read.
+const READ_CHUNK: usize = 4096;
+
 /// Reads whole packets. Cancel-safe: bytes read by a future that is dropped
 /// stay in the buffer for the next call, so it can sit in a `select!`.
 pub struct PacketReader<R> {
@@ -134,7 +138,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub fn new(inner: R) -> Self {
         PacketReader {
             inner,
-            buf: BytesMut::with_capacity(8 * 1024),
+            buf: BytesMut::new(),
             max_packet: MAX_PACKET_SIZE,
         }
     }
@@ -160,7 +164,16 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub async fn read_packet(&mut self) -> Result<Packet, ReadError> {
         loop {
             if let Some(packet) = self.split_packet()? {
+                if self.buf.is_empty() {
+                    // Nothing more has arrived: let go of the buffer (it
+                    // lives on only while the packet does), so an idle
+                    // connection holds no read buffer.
+                    self.buf = BytesMut::new();
+                }
                 return Ok(packet);
+            }
+            if self.buf.len() == self.buf.capacity() {
+                self.buf.reserve(READ_CHUNK);
             }
             let read = match self.inner.read_buf(&mut self.buf).await {
                 Ok(n) => n,
