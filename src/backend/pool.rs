@@ -336,50 +336,50 @@ impl DatabasePool {
             self.free_slot();
             return;
         }
-        let mut conn = conn;
-        loop {
-            let waiter = {
-                let mut state = self.lock();
-                match state.waiters.pop_front() {
-                    Some(waiter) => waiter,
-                    None => {
-                        let since = Instant::now();
-                        state.idle.push(Idle { conn, since });
-                        return;
-                    }
+        let mut conn = Some(conn);
+        while let Some(back) = conn.take() {
+            let mut idle = Some(back);
+            let waiter = self.next_waiter(|state| {
+                if let Some(conn) = idle.take() {
+                    let since = Instant::now();
+                    state.idle.push(Idle { conn, since });
                 }
+            });
+            let (Some(waiter), Some(back)) = (waiter, idle) else {
+                return;
             };
-            match waiter.send(Handoff::Conn(Box::new(self.lend(conn)))) {
-                Ok(()) => return,
-                Err(Handoff::Conn(mut returned)) => match returned.conn.take() {
-                    Some(back) => conn = back,
-                    None => return,
-                },
-                Err(Handoff::Slot(_)) => return,
+            // A waiter that gave up sends the connection back: try the next.
+            if let Err(Handoff::Conn(mut returned)) =
+                waiter.send(Handoff::Conn(Box::new(self.lend(back))))
+            {
+                conn = returned.conn.take();
             }
         }
     }
 
     /// A connection closed (or was never made): a waiter may open one.
     fn free_slot(self: &Arc<Self>) {
-        loop {
-            let waiter = {
-                let mut state = self.lock();
-                match state.waiters.pop_front() {
-                    Some(waiter) => waiter,
-                    None => {
-                        state.open -= 1;
-                        return;
-                    }
-                }
-            };
+        while let Some(waiter) = self.next_waiter(|state| state.open -= 1) {
             match waiter.send(Handoff::Slot(Slot(Some(self.clone())))) {
-                Ok(()) => return,
                 // The waiter gave up; the slot came back unused.
                 Err(Handoff::Slot(mut slot)) => slot.0 = None,
-                Err(Handoff::Conn(_)) => return,
+                _ => return,
             }
         }
+    }
+
+    /// The longest waiter; when none waits, `otherwise` runs on the state
+    /// under the same lock (so no waiter can slip in between).
+    fn next_waiter(
+        &self,
+        otherwise: impl FnOnce(&mut PoolState),
+    ) -> Option<oneshot::Sender<Handoff>> {
+        let mut state = self.lock();
+        let waiter = state.waiters.pop_front();
+        if waiter.is_none() {
+            otherwise(&mut state);
+        }
+        waiter
     }
 
     /// Closes idle connections past their time and opens connections up to
