@@ -129,11 +129,7 @@ pub fn describe() {
         Unit::Seconds,
         "Duration of a health check (connect if needed, SELECT 1, lag), by backend"
     );
-    describe_counter!(
-        ERRORS,
-        Unit::Count,
-        "Errors on the data path, by kind"
-    );
+    describe_counter!(ERRORS, Unit::Count, "Errors on the data path, by kind");
     describe_counter!(
         CLIENT_BYTES_RECEIVED,
         Unit::Bytes,

@@ -194,11 +194,20 @@ impl Classifier {
     /// Classifies a batch. Never panics; a cache hit is a hash lookup and an
     /// `Arc` clone.
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        let classification = self.classify_uncounted(sql);
+        metrics::counter!(crate::metrics::CLASSIFICATIONS, "class" => classification.class.as_str())
+            .increment(1);
+        classification
+    }
+
+    fn classify_uncounted(&self, sql: &str) -> Arc<Classification> {
         let cacheable = sql.len() <= MAX_CACHED_STATEMENT_LEN;
         if cacheable {
             if let Some(hit) = self.cache.get(sql) {
+                metrics::counter!(crate::metrics::CLASSIFIER_CACHE, "result" => "hit").increment(1);
                 return hit;
             }
+            metrics::counter!(crate::metrics::CLASSIFIER_CACHE, "result" => "miss").increment(1);
         }
         let (verdict, parsed) = self.analyze(sql, 0);
         let prefix = if parsed { "" } else { "parse failed; lexer: " };

@@ -381,7 +381,11 @@ impl Session {
         prepare: Option<Prepare>,
     ) -> Result<Option<Served>, SessionError> {
         let started = Instant::now();
-        let routed = if target.is_replica() { "replica" } else { "primary" };
+        let routed = if target.is_replica() {
+            "replica"
+        } else {
+            "primary"
+        };
         let result = self.execute_on(target, outgoing, prepare).await;
         metrics::histogram!(crate::metrics::REQUEST_DURATION, "target" => routed)
             .record(started.elapsed().as_secs_f64());
