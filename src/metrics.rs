@@ -360,66 +360,34 @@ mod tests {
 
     #[test]
     fn a_gauge_guard_gives_back_what_it_took() {
-        let recorder = metrics_util_free::Recorder::default();
+        let recorder = crate::testing::TestRecorder::default();
+        let idle = "sluice_clients{state=idle}";
         metrics::with_local_recorder(&recorder, || {
             let first = ClientState::Idle.enter();
             let second = ClientState::Idle.enter();
-            assert_eq!(recorder.gauge(CLIENTS), 2.0);
+            assert_eq!(recorder.value(idle, true), 2.0);
             drop(first);
-            assert_eq!(recorder.gauge(CLIENTS), 1.0);
+            assert_eq!(recorder.value(idle, true), 1.0);
             drop(second);
-            assert_eq!(recorder.gauge(CLIENTS), 0.0);
+            assert_eq!(recorder.value(idle, true), 0.0);
         });
     }
 
-    /// A recorder of one gauge's value, enough for the guard's test
-    /// without another dependency.
-    mod metrics_util_free {
-        use metrics::{
-            Counter, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, SharedString, Unit,
+    #[test]
+    fn request_counters_are_per_backend_target_and_reason() {
+        let recorder = crate::testing::TestRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            let counters = RequestCounters::new(Arc::from("replica-1"), "replica");
+            counters.record("read");
+            counters.record("read");
+            counters.record("hint");
+            counters.record("a_label_not_in_the_table");
+        });
+        let key = |reason| {
+            format!("sluice_requests_total{{backend=replica-1,reason={reason},target=replica}}")
         };
-        use std::sync::atomic::{AtomicU64, Ordering};
-        use std::sync::Arc;
-
-        #[derive(Default)]
-        pub struct Recorder {
-            value: Arc<Cell>,
-        }
-
-        #[derive(Default)]
-        struct Cell(AtomicU64);
-
-        impl GaugeFn for Cell {
-            fn increment(&self, value: f64) {
-                self.set(f64::from_bits(self.0.load(Ordering::SeqCst)) + value);
-            }
-            fn decrement(&self, value: f64) {
-                self.set(f64::from_bits(self.0.load(Ordering::SeqCst)) - value);
-            }
-            fn set(&self, value: f64) {
-                self.0.store(value.to_bits(), Ordering::SeqCst);
-            }
-        }
-
-        impl Recorder {
-            pub fn gauge(&self, _name: &str) -> f64 {
-                f64::from_bits(self.value.0.load(Ordering::SeqCst))
-            }
-        }
-
-        impl metrics::Recorder for Recorder {
-            fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-            fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-            fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-            fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
-                Counter::noop()
-            }
-            fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-                Gauge::from_arc(self.value.clone())
-            }
-            fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-                Histogram::noop()
-            }
-        }
+        assert_eq!(recorder.value(&key("read"), false), 2.0);
+        assert_eq!(recorder.value(&key("hint"), false), 1.0);
+        assert_eq!(recorder.value(&key("a_label_not_in_the_table"), false), 1.0);
     }
 }

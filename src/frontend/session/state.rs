@@ -412,6 +412,39 @@ mod tests {
     }
 
     #[test]
+    fn the_pinned_sessions_gauge_and_the_counters_follow_the_session() {
+        let recorder = crate::testing::TestRecorder::default();
+        let pinned = || recorder.value("sluice_pinned_sessions{}", true);
+        metrics::with_local_recorder(&recorder, || {
+            let mut s = RoutingState::default();
+            run(&mut s, "CREATE TABLE #t (n INT)");
+            assert_eq!(pinned(), 1.0);
+            run(&mut s, "CREATE TABLE #u (n INT)");
+            assert_eq!(pinned(), 1.0, "one session, however many pins");
+            run(&mut s, "DROP TABLE #t; DROP TABLE #u");
+            assert_eq!(pinned(), 0.0);
+            run(&mut s, "CREATE TABLE #t (n INT)");
+            s.reset();
+            assert_eq!(pinned(), 0.0, "a client reset ends the pins");
+            run(&mut s, "CREATE TABLE #t (n INT)");
+            drop(s);
+            assert_eq!(pinned(), 0.0, "a session that ends is no longer pinned");
+
+            let mut s = RoutingState::default();
+            run(&mut s, "BEGIN TRANSACTION");
+            s.observe_transaction(true);
+            run(&mut s, "COMMIT");
+            s.observe_transaction(false);
+            s.observe_transaction(true);
+        });
+        let pins = recorder.value("sluice_pins_total{reason=temp_table}", false);
+        assert_eq!(pins, 4.0);
+        // The BEGIN seen in the SQL and the server's word are one
+        // transaction; the server's later one is another.
+        assert_eq!(recorder.value("sluice_transactions_total{}", false), 2.0);
+    }
+
+    #[test]
     fn transactions_from_sql_and_from_the_server() {
         let mut s = RoutingState::default();
         let now = Instant::now();
