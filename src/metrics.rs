@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use metrics::{Counter, Gauge, Unit};
+use metrics::{Counter, Gauge, Histogram, Unit};
 
 pub const REQUESTS: &str = "sluice_requests_total";
 pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";
@@ -51,7 +51,7 @@ pub fn describe() {
     describe_histogram!(
         REQUEST_DURATION,
         Unit::Seconds,
-        "Time from routing a request to the end of its response, by the target it was routed to"
+        "Time from routing a request to the end of its response, by the target and backend it was routed to"
     );
     describe_counter!(
         READ_RETRIES,
@@ -181,9 +181,48 @@ impl ClientState {
         }
     }
 
+    /// The gauge of this state. Literal labels: the key is static.
+    pub fn gauge(self) -> Gauge {
+        match self {
+            ClientState::Idle => metrics::gauge!(CLIENTS, "state" => "idle"),
+            ClientState::Active => metrics::gauge!(CLIENTS, "state" => "active"),
+            ClientState::Waiting => metrics::gauge!(CLIENTS, "state" => "waiting"),
+        }
+    }
+
     /// A guard counting one client in this state.
     pub fn enter(self) -> GaugeGuard {
-        GaugeGuard::new(metrics::gauge!(CLIENTS, "state" => self.label()))
+        GaugeGuard::new(self.gauge())
+    }
+}
+
+/// A session's handles on [`CLIENTS`], registered once per client, so the
+/// request loop moves them without a lookup.
+pub struct ClientGauges {
+    idle: Gauge,
+    active: Gauge,
+}
+
+impl ClientGauges {
+    pub fn new() -> ClientGauges {
+        ClientGauges {
+            idle: ClientState::Idle.gauge(),
+            active: ClientState::Active.gauge(),
+        }
+    }
+
+    pub fn idle(&self) -> GaugeGuard {
+        GaugeGuard::new(self.idle.clone())
+    }
+
+    pub fn active(&self) -> GaugeGuard {
+        GaugeGuard::new(self.active.clone())
+    }
+}
+
+impl Default for ClientGauges {
+    fn default() -> Self {
+        ClientGauges::new()
     }
 }
 
@@ -295,21 +334,32 @@ const REASONS: [&str; 20] = [
 ];
 
 /// [`REQUESTS`] of one backend, one counter per routing reason,
-/// registered on first use.
-pub struct RequestCounters {
+/// registered on first use, and its [`REQUEST_DURATION`].
+pub struct RequestMetrics {
     backend: Arc<str>,
     target: &'static str,
     by_reason: [OnceLock<Counter>; REASONS.len()],
+    duration: Histogram,
 }
 
-impl RequestCounters {
+impl RequestMetrics {
     /// `target`: "primary" or "replica".
-    pub fn new(backend: Arc<str>, target: &'static str) -> RequestCounters {
-        RequestCounters {
+    pub fn new(backend: Arc<str>, target: &'static str) -> RequestMetrics {
+        RequestMetrics {
+            duration: metrics::histogram!(
+                REQUEST_DURATION,
+                "target" => target,
+                "backend" => backend.clone()
+            ),
             backend,
             target,
             by_reason: std::array::from_fn(|_| OnceLock::new()),
         }
+    }
+
+    /// A request that took `seconds`, from routing to its response's end.
+    pub fn record_duration(&self, seconds: f64) {
+        self.duration.record(seconds);
     }
 
     pub fn record(&self, reason: &'static str) {
@@ -377,7 +427,7 @@ mod tests {
     fn request_counters_are_per_backend_target_and_reason() {
         let recorder = crate::testing::TestRecorder::default();
         metrics::with_local_recorder(&recorder, || {
-            let counters = RequestCounters::new(Arc::from("replica-1"), "replica");
+            let counters = RequestMetrics::new(Arc::from("replica-1"), "replica");
             counters.record("read");
             counters.record("read");
             counters.record("hint");

@@ -11,7 +11,7 @@ use super::conn::ServerInfo;
 use super::connect::{BackendError, BackendLogin, BackendTarget};
 use super::pool::{BackendPools, PooledBackend};
 use crate::config::Config;
-use crate::metrics::RequestCounters;
+use crate::metrics::RequestMetrics;
 use crate::monitor::{BackendHealth, BackendState};
 use crate::router::ReplicaView;
 use crate::tls::TlsSetupError;
@@ -20,11 +20,11 @@ use crate::tls::TlsSetupError;
 pub struct Primary {
     pools: BackendPools,
     health: Arc<BackendHealth>,
-    requests: RequestCounters,
+    requests: RequestMetrics,
 }
 
 impl Primary {
-    pub fn requests(&self) -> &RequestCounters {
+    pub fn requests(&self) -> &RequestMetrics {
         &self.requests
     }
 
@@ -94,11 +94,11 @@ pub struct Replica {
     health: Arc<BackendHealth>,
     weight: u32,
     in_flight: AtomicU32,
-    requests: RequestCounters,
+    requests: RequestMetrics,
 }
 
 impl Replica {
-    pub fn requests(&self) -> &RequestCounters {
+    pub fn requests(&self) -> &RequestMetrics {
         &self.requests
     }
 
@@ -169,7 +169,7 @@ impl Cluster {
         };
         let pools_of_primary = pools(&config.primary)?;
         let primary = Primary {
-            requests: RequestCounters::new(pools_of_primary.target().name.clone(), "primary"),
+            requests: RequestMetrics::new(pools_of_primary.target().name.clone(), "primary"),
             pools: pools_of_primary,
             health: Arc::new(BackendHealth::new()),
         };
@@ -177,7 +177,7 @@ impl Cluster {
         for replica in &config.replicas {
             let pools = pools(replica)?;
             replicas.push(Arc::new(Replica {
-                requests: RequestCounters::new(pools.target().name.clone(), "replica"),
+                requests: RequestMetrics::new(pools.target().name.clone(), "replica"),
                 pools,
                 health: Arc::new(BackendHealth::new()),
                 weight: replica.weight,

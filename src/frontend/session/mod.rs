@@ -22,7 +22,7 @@ use crate::backend::{
 };
 use crate::classify::SessionEffect;
 use crate::config::{Limits, PoolMode};
-use crate::metrics::{ClientState, ErrorKind};
+use crate::metrics::{ClientGauges, ErrorKind};
 use crate::router::{Decision, PinReason, Reason, Router, Target};
 use crate::tds::packet::{PacketType, Status};
 use crate::transport::{ClientConn, Packet, ReadError, Request};
@@ -111,6 +111,7 @@ pub struct Session {
     /// The session's settings before the request in flight changed them:
     /// what the serving connection must carry before the request runs.
     settings_before: Option<Settings>,
+    clients: ClientGauges,
 }
 
 impl Drop for Session {
@@ -178,6 +179,7 @@ impl Session {
             emulated: EmulatedTransaction::default(),
             prepared: PreparedStatements::default(),
             settings_before: None,
+            clients: ClientGauges::new(),
         }
     }
 
@@ -208,7 +210,7 @@ impl Session {
 
     async fn serve(&mut self) -> Result<(), SessionError> {
         loop {
-            let idle = ClientState::Idle.enter();
+            let idle = self.clients.idle();
             let packet = match self.client.next_request().await {
                 Ok(p) => p,
                 Err(ReadError::Closed) => return Ok(()),
@@ -216,7 +218,7 @@ impl Session {
                 Err(e) => return Err(e.into()),
             };
             drop(idle);
-            let _active = ClientState::Active.enter();
+            let _active = self.clients.active();
             match packet.ty() {
                 ty if ty.is_request() => self.handle_request(packet).await?,
                 PacketType::ATTENTION => self.handle_idle_attention().await?,
@@ -328,15 +330,18 @@ impl Session {
 
     /// Counts a routed request against the backend it goes to.
     fn count_request(&self, decision: &Decision) {
-        let counters = match decision.target {
-            Target::Primary => Some(self.ctx.cluster.primary().requests()),
-            Target::Replica(index) => self.ctx.cluster.replica(index).map(|r| r.requests()),
-        };
-        if let Some(counters) = counters {
-            counters.record(decision.reason.label());
+        if let Some(metrics) = self.request_metrics(decision.target) {
+            metrics.record(decision.reason.label());
         }
         if matches!(decision.reason, Reason::ReadYourWrites { .. }) {
             metrics::counter!(crate::metrics::READ_YOUR_WRITES_HOLDS).increment(1);
+        }
+    }
+
+    fn request_metrics(&self, target: Target) -> Option<&crate::metrics::RequestMetrics> {
+        match target {
+            Target::Primary => Some(self.ctx.cluster.primary().requests()),
+            Target::Replica(index) => self.ctx.cluster.replica(index).map(|r| r.requests()),
         }
     }
 
@@ -381,14 +386,10 @@ impl Session {
         prepare: Option<Prepare>,
     ) -> Result<Option<Served>, SessionError> {
         let started = Instant::now();
-        let routed = if target.is_replica() {
-            "replica"
-        } else {
-            "primary"
-        };
         let result = self.execute_on(target, outgoing, prepare).await;
-        metrics::histogram!(crate::metrics::REQUEST_DURATION, "target" => routed)
-            .record(started.elapsed().as_secs_f64());
+        if let Some(metrics) = self.request_metrics(target) {
+            metrics.record_duration(started.elapsed().as_secs_f64());
+        }
         result
     }
 
@@ -785,6 +786,7 @@ impl Session {
                 // Finish the half-sent message with an error the driver
                 // reports, and keep the session: the next request gets a
                 // new backend connection.
+                ErrorKind::BackendLostMidResponse.record();
                 let error =
                     ClientError::backend_failed(format!("{error} while sending this result"));
                 self.send_error(&error)
