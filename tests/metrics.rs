@@ -214,6 +214,8 @@ async fn a_known_workload_leaves_the_counts_it_implies() {
         "{report}"
     );
     assert_eq!(s.value("sluice_read_retries_total", &[]), 0.0);
+    assert_eq!(s.sum("sluice_errors_total", &[]), 0.0, "{report}");
+    assert_eq!(s.sum("sluice_backend_state_changes_total", &[]), 0.0);
     assert!(s.value("sluice_client_bytes_received_total", &[]) > 0.0);
     assert!(s.value("sluice_client_bytes_sent_total", &[]) > 0.0);
     assert_eq!(
@@ -248,20 +250,34 @@ async fn a_known_workload_leaves_the_counts_it_implies() {
         checkouts,
         "{report}"
     );
-    for name in [
-        "sluice_request_duration_seconds_count",
-        "sluice_health_check_duration_seconds_count",
-    ] {
-        assert!(s.names().contains(name), "{name} missing: {report}");
-    }
+    let durations = s.sum("sluice_request_duration_seconds_count", &[]);
+    assert_eq!(durations, 13.0, "{report}");
 
-    // The sessions end: their gauges come back down.
+    // The sessions end: their gauges come back down, and every backend
+    // connection is back in its pool.
     drop(a);
     drop(b);
     let settled = eventually(Duration::from_secs(5), || {
         let s = Scrape::take(&handle);
         async move {
-            s.value("sluice_pinned_sessions", &[]) == 0.0
+            let pooled = [primary, replica].iter().all(|backend| {
+                let open = s.value(
+                    "sluice_pool_connections",
+                    &[("backend", backend), ("state", "open")],
+                );
+                let idle = s.value(
+                    "sluice_pool_connections",
+                    &[("backend", backend), ("state", "idle")],
+                );
+                open >= 1.0 && open == idle
+            });
+            // The monitor's first checks ran (they time themselves).
+            let checked = s
+                .names()
+                .contains("sluice_health_check_duration_seconds_count");
+            pooled
+                && checked
+                && s.value("sluice_pinned_sessions", &[]) == 0.0
                 && s.value("sluice_clients", &[("state", "idle")]) == 0.0
         }
     })
