@@ -409,6 +409,43 @@ mod tests {
     }
 
     #[test]
+    fn every_routing_reason_label_has_a_counter_slot() {
+        use crate::router::{PinReason, Reason, ReplicaGrounds};
+        let read = crate::classify::Classifier::new(0, &[]).classify("SELECT 1");
+        let grounds = || {
+            [
+                ReplicaGrounds::Hint,
+                ReplicaGrounds::Rule(Arc::from("r")),
+                ReplicaGrounds::Read(read.clone()),
+            ]
+        };
+        let mut reasons = vec![
+            Reason::PrimaryOnly("bulk load"),
+            Reason::OpenTransaction,
+            Reason::ImplicitTransactions,
+            Reason::StrictIsolation,
+            Reason::Pinned(PinReason::TempTable),
+            Reason::HintPrimary,
+            Reason::RulePrimary(Arc::from("r")),
+            Reason::NotClassified,
+            Reason::ReadYourWrites {
+                since_write: std::time::Duration::ZERO,
+                replica_lag: None,
+            },
+            Reason::PreparedOnReplica,
+            Reason::HandleNotFollowable,
+            Reason::ExecutesqlInTransaction,
+        ];
+        reasons.extend(grounds().map(Reason::NotARead));
+        reasons.extend(grounds().map(Reason::NoReplicaAvailable));
+        reasons.extend(grounds().map(Reason::Replica));
+        for reason in reasons {
+            let label = reason.label();
+            assert!(REASONS.contains(&label), "{label} missing from REASONS");
+        }
+    }
+
+    #[test]
     fn a_gauge_guard_gives_back_what_it_took() {
         let recorder = crate::testing::TestRecorder::default();
         let idle = "sluice_clients{state=idle}";
