@@ -4,6 +4,7 @@
 #   - runtime libraries of the Microsoft ODBC Driver 18 bundled in mssql-python
 #     (libltdl7 is the one a stock image lacks; libkrb5-3, libgssapi-krb5-2, libstdc++6, libssl3)
 #   - pytds + pyOpenSSL + mssql-python   (venv at <repo>/.venv, pins in tests/interop/requirements.txt)
+#   - prometheus-client                  (same venv: its text parser checks tests/metrics.rs's scrape)
 #   - tedious                            (npm ci in tests/interop, pinned by package-lock.json)
 # Idempotent and quiet: a second run does no network access and prints nothing.
 # Use the venv's python for the Python clients: .venv/bin/python tests/interop/pytds_client.py ...
@@ -68,6 +69,7 @@ command -v tsql >/dev/null
 "$VENV/bin/python" - <<'PY'
 import ctypes, glob, os
 import OpenSSL.SSL, pytds, mssql_python, mssql_python_odbc
+import prometheus_client.parser
 # mssql-python only dlopens ODBC Driver 18 at connect time; load it now so a missing
 # shared library (e.g. libltdl.so.7) fails here, with the library's name.
 libdir = glob.glob(os.path.join(os.path.dirname(mssql_python_odbc.__file__), "libs/linux/debian_ubuntu/x86_64/lib"))[0]

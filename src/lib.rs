@@ -7,6 +7,7 @@ pub mod backend;
 pub mod classify;
 pub mod config;
 pub mod frontend;
+pub mod metrics;
 pub mod monitor;
 pub mod rlimit;
 pub mod router;

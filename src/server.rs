@@ -49,6 +49,7 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Arc<Proxy>, StartError> {
+        crate::metrics::describe();
         let tls_config = match config.listen.tls.mode {
             ListenTlsMode::Off => None,
             _ => {

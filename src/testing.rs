@@ -53,3 +53,77 @@ impl XorShift {
         v
     }
 }
+
+/// A `metrics` recorder for unit tests (install it with
+/// `metrics::with_local_recorder`): counters and gauges by name and
+/// labels, read back with [`TestRecorder::value`].
+#[derive(Default)]
+pub(crate) struct TestRecorder {
+    cells: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    >,
+}
+
+impl TestRecorder {
+    fn cell(&self, key: &metrics::Key) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let mut cells = self.cells.lock().expect("test recorder lock");
+        cells.entry(name).or_default().clone()
+    }
+
+    /// A counter's count, or a gauge's value, as `name{k=v,...}` (labels
+    /// sorted); 0 when never recorded.
+    pub(crate) fn value(&self, key: &str, gauge: bool) -> f64 {
+        let cells = self.cells.lock().expect("test recorder lock");
+        let raw = cells
+            .get(key)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::SeqCst));
+        if gauge {
+            f64::from_bits(raw)
+        } else {
+            raw as f64
+        }
+    }
+}
+
+impl metrics::Recorder for TestRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.cell(key))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.cell(key))
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}

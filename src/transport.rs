@@ -244,6 +244,9 @@ pub struct ClientConn {
     /// A client that sends no request for this long gets the message and
     /// is disconnected (`listen.idle_client_timeout_ms`).
     idle: Option<IdleLimit>,
+    /// `sluice_client_bytes_received_total` and `..._sent_total`.
+    bytes_received: metrics::Counter,
+    bytes_sent: metrics::Counter,
 }
 
 /// How long a client may stay idle between requests, and the message
@@ -268,6 +271,8 @@ impl ClientConn {
             packet_size,
             write_timeout,
             idle: None,
+            bytes_received: metrics::counter!(crate::metrics::CLIENT_BYTES_RECEIVED),
+            bytes_sent: metrics::counter!(crate::metrics::CLIENT_BYTES_SENT),
         }
     }
 
@@ -284,7 +289,9 @@ impl ClientConn {
 
     /// The client's next packet; cancel-safe (see [`PacketReader`]).
     pub async fn read_packet(&mut self) -> Result<Packet, ReadError> {
-        self.reader.read_packet().await
+        let packet = self.reader.read_packet().await?;
+        self.bytes_received.increment(packet.len() as u64);
+        Ok(packet)
     }
 
     /// The first packet of the client's next request, read between
@@ -295,7 +302,7 @@ impl ClientConn {
         let Some(after) = self.idle.as_ref().map(|idle| idle.after) else {
             return self.read_packet().await;
         };
-        if let Ok(read) = tokio::time::timeout(after, self.reader.read_packet()).await {
+        if let Ok(read) = tokio::time::timeout(after, self.read_packet()).await {
             return read;
         }
         let farewell = self
@@ -318,6 +325,7 @@ impl ClientConn {
     /// packet size.
     pub async fn forward(&mut self, packet: &mut Packet) -> io::Result<()> {
         packet.set_spid(self.spid);
+        self.bytes_sent.increment(packet.len() as u64);
         let (writer, size) = (&mut self.writer, self.packet_size);
         bounded(self.write_timeout, async {
             write_packet_resized(writer, packet, size).await?;
@@ -330,6 +338,9 @@ impl ClientConn {
     pub async fn send_message(&mut self, payload: &[u8]) -> io::Result<()> {
         let (writer, spid, size) = (&mut self.writer, self.spid, self.packet_size);
         let ty = PacketType::TABULAR_RESULT;
+        let per_packet = size.saturating_sub(HEADER_LEN).max(1);
+        let headers = payload.len().div_ceil(per_packet).max(1) * HEADER_LEN;
+        self.bytes_sent.increment((payload.len() + headers) as u64);
         bounded(
             self.write_timeout,
             write_message(writer, ty, spid, payload, size),

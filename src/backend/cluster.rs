@@ -11,6 +11,7 @@ use super::conn::ServerInfo;
 use super::connect::{BackendError, BackendLogin, BackendTarget};
 use super::pool::{BackendPools, PooledBackend};
 use crate::config::Config;
+use crate::metrics::RequestMetrics;
 use crate::monitor::{BackendHealth, BackendState};
 use crate::router::ReplicaView;
 use crate::tls::TlsSetupError;
@@ -19,9 +20,14 @@ use crate::tls::TlsSetupError;
 pub struct Primary {
     pools: BackendPools,
     health: Arc<BackendHealth>,
+    requests: RequestMetrics,
 }
 
 impl Primary {
+    pub fn requests(&self) -> &RequestMetrics {
+        &self.requests
+    }
+
     pub fn name(&self) -> &Arc<str> {
         &self.pools.target().name
     }
@@ -88,9 +94,14 @@ pub struct Replica {
     health: Arc<BackendHealth>,
     weight: u32,
     in_flight: AtomicU32,
+    requests: RequestMetrics,
 }
 
 impl Replica {
+    pub fn requests(&self) -> &RequestMetrics {
+        &self.requests
+    }
+
     pub fn name(&self) -> &Arc<str> {
         &self.pools.target().name
     }
@@ -156,14 +167,18 @@ impl Cluster {
             target.keepalive = config.limits.tcp_keepalive();
             Ok(BackendPools::new(target, config.pool.clone()))
         };
+        let pools_of_primary = pools(&config.primary)?;
         let primary = Primary {
-            pools: pools(&config.primary)?,
+            requests: RequestMetrics::new(pools_of_primary.target().name.clone(), "primary"),
+            pools: pools_of_primary,
             health: Arc::new(BackendHealth::new()),
         };
         let mut replicas = Vec::with_capacity(config.replicas.len());
         for replica in &config.replicas {
+            let pools = pools(replica)?;
             replicas.push(Arc::new(Replica {
-                pools: pools(replica)?,
+                requests: RequestMetrics::new(pools.target().name.clone(), "replica"),
+                pools,
                 health: Arc::new(BackendHealth::new()),
                 weight: replica.weight,
                 in_flight: AtomicU32::new(0),

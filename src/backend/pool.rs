@@ -16,10 +16,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::oneshot;
 
 use super::conn::{BackendConn, ServerInfo};
 use super::connect::{connect, BackendError, BackendLogin, BackendTarget};
+use crate::metrics::ClientState;
 
 /// Distinct (database, backend login) pools per backend. A client can name
 /// any database, so the count is capped to keep memory bounded.
@@ -170,13 +172,85 @@ struct Idle {
     since: Instant,
 }
 
-#[derive(Default)]
 struct PoolState {
     /// Most recently returned last.
     idle: Vec<Idle>,
     /// Connections open or being opened; at most `max_size`.
     open: u32,
     waiters: VecDeque<oneshot::Sender<Handoff>>,
+    gauges: PoolGauges,
+}
+
+/// This pool's share of its backend's `sluice_pool_connections` gauges
+/// (a backend has a pool per database and login): what it last added,
+/// brought up to date whenever the state's lock is let go, and taken back
+/// when the pool goes.
+struct PoolGauges {
+    open: Gauge,
+    idle: Gauge,
+    published_open: u32,
+    published_idle: usize,
+}
+
+impl PoolGauges {
+    fn new(backend: &Arc<str>) -> PoolGauges {
+        let gauge = |state: &'static str| metrics::gauge!(crate::metrics::POOL_CONNECTIONS, "backend" => backend.clone(), "state" => state);
+        PoolGauges {
+            open: gauge("open"),
+            idle: gauge("idle"),
+            published_open: 0,
+            published_idle: 0,
+        }
+    }
+
+    fn publish(&mut self, open: u32, idle: usize) {
+        if open != self.published_open {
+            self.open
+                .increment(f64::from(open) - f64::from(self.published_open));
+            self.published_open = open;
+        }
+        if idle != self.published_idle {
+            self.idle
+                .increment(idle as f64 - self.published_idle as f64);
+            self.published_idle = idle;
+        }
+    }
+}
+
+impl Drop for PoolGauges {
+    fn drop(&mut self) {
+        self.publish(0, 0);
+    }
+}
+
+/// The locked state of a pool; letting it go publishes the connection
+/// gauges, so no change of `open` or `idle` can miss them.
+struct LockedState<'a>(MutexGuard<'a, PoolState>);
+
+impl std::ops::Deref for LockedState<'_> {
+    type Target = PoolState;
+    fn deref(&self) -> &PoolState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LockedState<'_> {
+    fn deref_mut(&mut self) -> &mut PoolState {
+        &mut self.0
+    }
+}
+
+impl Drop for LockedState<'_> {
+    fn drop(&mut self) {
+        let state = &mut *self.0;
+        state.gauges.publish(state.open, state.idle.len());
+    }
+}
+
+/// What a pool records per checkout, registered once.
+struct CheckoutMetrics {
+    wait: Histogram,
+    timeouts: Counter,
 }
 
 /// The connections of one backend to one database.
@@ -190,6 +264,7 @@ struct DatabasePool {
     max_lifetime: Option<Duration>,
     prepared_per_connection: usize,
     state: Mutex<PoolState>,
+    checkout_metrics: CheckoutMetrics,
     /// The login values of the last successful login; cleared when a login
     /// is refused (the database may have gone).
     info: Mutex<Option<Arc<ServerInfo>>>,
@@ -202,7 +277,7 @@ impl DatabasePool {
         settings: &crate::config::Pool,
     ) -> Arc<DatabasePool> {
         let pool = Arc::new(DatabasePool {
-            target,
+            target: target.clone(),
             database: database.to_string(),
             max_size: settings.max_size,
             min_idle: settings.min_idle,
@@ -210,7 +285,16 @@ impl DatabasePool {
             idle_timeout: settings.idle_timeout(),
             max_lifetime: settings.max_lifetime(),
             prepared_per_connection: settings.prepared_statements_per_connection,
-            state: Mutex::new(PoolState::default()),
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+                waiters: VecDeque::new(),
+                gauges: PoolGauges::new(&target.name),
+            }),
+            checkout_metrics: CheckoutMetrics {
+                wait: metrics::histogram!(crate::metrics::POOL_CHECKOUT_WAIT, "backend" => target.name.clone()),
+                timeouts: metrics::counter!(crate::metrics::POOL_CHECKOUT_TIMEOUTS, "backend" => target.name.clone()),
+            },
             info: Mutex::new(None),
         });
         // Outside a runtime (unit tests of other parts) there is no upkeep.
@@ -220,8 +304,8 @@ impl DatabasePool {
         pool
     }
 
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> LockedState<'_> {
+        LockedState(self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn known_info(&self) -> Option<Arc<ServerInfo>> {
@@ -230,6 +314,21 @@ impl DatabasePool {
 
     async fn checkout(self: &Arc<Self>, fingerprint: u64) -> Result<PooledBackend, BackendError> {
         let started = Instant::now();
+        let checkout = self.checkout_from(started, fingerprint).await;
+        let metrics = &self.checkout_metrics;
+        match &checkout {
+            Ok(_) => metrics.wait.record(started.elapsed().as_secs_f64()),
+            Err(BackendError::PoolExhausted { .. }) => metrics.timeouts.increment(1),
+            Err(_) => {}
+        }
+        checkout
+    }
+
+    async fn checkout_from(
+        self: &Arc<Self>,
+        started: Instant,
+        fingerprint: u64,
+    ) -> Result<PooledBackend, BackendError> {
         let waiting = {
             let mut state = self.lock();
             if let Some(conn) = self.take_idle(&mut state, fingerprint) {
@@ -246,12 +345,15 @@ impl DatabasePool {
         };
         let handoff = match waiting {
             None => Handoff::Slot(Slot(Some(self.clone()))),
-            Some(rx) => match tokio::time::timeout(self.checkout_timeout, rx).await {
-                Ok(Ok(handoff)) => handoff,
-                // The pool never drops a waiter unanswered; a timeout drops
-                // the receiver, and anything sent to it comes back.
-                Ok(Err(_)) | Err(_) => return Err(self.exhausted(started)),
-            },
+            Some(rx) => {
+                let _waiting = ClientState::Waiting.enter();
+                match tokio::time::timeout(self.checkout_timeout, rx).await {
+                    Ok(Ok(handoff)) => handoff,
+                    // The pool never drops a waiter unanswered; a timeout
+                    // drops the receiver, and anything sent to it comes back.
+                    Ok(Err(_)) | Err(_) => return Err(self.exhausted(started)),
+                }
+            }
         };
         match handoff {
             Handoff::Conn(conn) => Ok(*conn),

@@ -70,6 +70,21 @@ pub enum Class {
 }
 
 impl Class {
+    /// Its `sluice_classifications_total` counter; literal labels, so the
+    /// key is static.
+    fn counter(self) -> metrics::Counter {
+        use crate::metrics::CLASSIFICATIONS;
+        match self {
+            Class::Read => metrics::counter!(CLASSIFICATIONS, "class" => "read"),
+            Class::Write => metrics::counter!(CLASSIFICATIONS, "class" => "write"),
+            Class::TransactionControl => {
+                metrics::counter!(CLASSIFICATIONS, "class" => "transaction_control")
+            }
+            Class::SessionState => metrics::counter!(CLASSIFICATIONS, "class" => "session_state"),
+            Class::Unknown => metrics::counter!(CLASSIFICATIONS, "class" => "unknown"),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Read => "read",
@@ -194,11 +209,19 @@ impl Classifier {
     /// Classifies a batch. Never panics; a cache hit is a hash lookup and an
     /// `Arc` clone.
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        let classification = self.classify_uncounted(sql);
+        classification.class.counter().increment(1);
+        classification
+    }
+
+    fn classify_uncounted(&self, sql: &str) -> Arc<Classification> {
         let cacheable = sql.len() <= MAX_CACHED_STATEMENT_LEN;
         if cacheable {
             if let Some(hit) = self.cache.get(sql) {
+                metrics::counter!(crate::metrics::CLASSIFIER_CACHE, "result" => "hit").increment(1);
                 return hit;
             }
+            metrics::counter!(crate::metrics::CLASSIFIER_CACHE, "result" => "miss").increment(1);
         }
         let (verdict, parsed) = self.analyze(sql, 0);
         let prefix = if parsed { "" } else { "parse failed; lexer: " };

@@ -24,6 +24,7 @@ pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 
 use crate::backend::{BackendError, BackendLogin, ServerInfo};
 use crate::config::PoolMode;
+use crate::metrics::LoginResult;
 use crate::server::Proxy;
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
@@ -40,10 +41,22 @@ pub enum LoginError {
     Handshake(#[from] HandshakeError),
     #[error("login timed out")]
     Timeout,
-    #[error("{0}")]
-    Refused(String),
+    #[error("{reason}")]
+    Refused { result: LoginResult, reason: String },
     #[error("writing the login reply: {0}")]
     Write(#[from] std::io::Error),
+}
+
+impl LoginError {
+    /// What the login counts as in `sluice_logins_total`.
+    fn result(&self) -> LoginResult {
+        match self {
+            LoginError::Handshake(_) => LoginResult::Handshake,
+            LoginError::Timeout => LoginResult::Timeout,
+            LoginError::Refused { result, .. } => *result,
+            LoginError::Write(_) => LoginResult::ClientGone,
+        }
+    }
 }
 
 /// Serves one accepted TCP connection to its end. `slot` is its place
@@ -63,6 +76,7 @@ pub async fn handle_client(
     let turn = tokio::time::timeout_at(deadline, proxy.admission.handshake_turn()).await;
     let Ok(turn) = turn else {
         tracing::info!(%peer, "login timed out waiting for a handshake turn (listen.max_pending_logins)");
+        LoginResult::Timeout.record();
         return;
     };
     let login = establish(&proxy, tcp, peer, slot.is_some());
@@ -70,13 +84,16 @@ pub async fn handle_client(
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "login failed");
+            e.result().record();
             return;
         }
         Err(_) => {
             tracing::info!(%peer, "login timed out");
+            LoginResult::Timeout.record();
             return;
         }
     };
+    LoginResult::Ok.record();
     drop(turn);
     if let Err(e) = session.run().await {
         tracing::info!(%peer, error = %e, "session ended");
@@ -103,12 +120,13 @@ async fn establish(
     let admitted = if has_slot {
         check_login(proxy, peer, &login).await
     } else {
-        Err(ClientError::too_many_clients(proxy.admission.max_clients()))
+        let error = ClientError::too_many_clients(proxy.admission.max_clients());
+        Err((LoginResult::MaxClients, error))
     };
-    if let Err(refusal) = admitted {
+    if let Err((result, refusal)) = admitted {
         let reason = refusal.message.clone();
         send_login_error(proxy, &mut writer, &refusal).await;
-        return Err(LoginError::Refused(reason));
+        return Err(LoginError::Refused { result, reason });
     }
     let database = if login.database.is_empty() {
         proxy.config.primary.database.clone()
@@ -121,7 +139,11 @@ async fn establish(
         Err(e) => {
             let error = backend_login_error(&e);
             send_login_error(proxy, &mut writer, &error).await;
-            return Err(LoginError::Refused(e.to_string()));
+            let result = LoginResult::BackendUnavailable;
+            return Err(LoginError::Refused {
+                result,
+                reason: e.to_string(),
+            });
         }
     };
     let packet_size = client_packet_size(&login);
@@ -265,19 +287,25 @@ fn backend_login_of(proxy: &Proxy, login: &Login7) -> Option<Arc<BackendLogin>> 
 /// Authentication: only SQL Server logins listed in `[[users]]`. An
 /// address locked out after failed logins gets the same 18456 at once,
 /// without a password check.
-async fn check_login(proxy: &Proxy, peer: SocketAddr, login: &Login7) -> Result<(), ClientError> {
+async fn check_login(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    login: &Login7,
+) -> Result<(), (LoginResult, ClientError)> {
     if !login.sspi.is_empty() || login.username.is_empty() {
-        return Err(ClientError {
+        let error = ClientError {
             message: "Login failed: Sluice accepts SQL Server authentication only.".into(),
             ..ClientError::login_failed("")
-        });
+        };
+        return Err((LoginResult::Unsupported, error));
     }
     let throttle = &proxy.admission.throttle;
     if let Err(locked) = throttle.check(peer.ip()) {
         // Debug only: a flood would write a line per attempt; the lockout
         // itself is logged once, as a warning, where it starts.
         tracing::debug!(%peer, user = %login.username, remaining_ms = locked.0.as_millis() as u64, "login refused: the address is locked out after failed logins");
-        return Err(ClientError::login_failed(&login.username));
+        let error = ClientError::login_failed(&login.username);
+        return Err((LoginResult::LockedOut, error));
     }
     let still_admitted = || throttle.check(peer.ip()).is_ok();
     let verdict = proxy
@@ -288,9 +316,10 @@ async fn check_login(proxy: &Proxy, peer: SocketAddr, login: &Login7) -> Result<
         Verdict::Accepted => Ok(()),
         Verdict::Rejected => {
             throttle.record_failure(peer.ip());
-            Err(ClientError::login_failed(&login.username))
+            let error = ClientError::login_failed(&login.username);
+            Err((LoginResult::BadPassword, error))
         }
-        Verdict::Busy => Err(ClientError::server_busy()),
+        Verdict::Busy => Err((LoginResult::Busy, ClientError::server_busy())),
     }
 }
 

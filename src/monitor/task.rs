@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use metrics::{Gauge, Histogram};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -53,6 +54,46 @@ pub(crate) struct BackendTask {
     conn: Option<BackendConn>,
     /// Why the lag could not be measured, last time; logged when it changes.
     lag_problem: Option<String>,
+    metrics: MonitorMetrics,
+}
+
+/// What the monitor of one backend records, registered once.
+struct MonitorMetrics {
+    backend: Arc<str>,
+    /// `sluice_backend_state`, one series per state, 1 for the current one.
+    states: [(BackendState, Gauge); 3],
+    lag: Gauge,
+    check: Histogram,
+}
+
+impl MonitorMetrics {
+    fn new(backend: &str, state: BackendState) -> MonitorMetrics {
+        let backend: Arc<str> = Arc::from(backend);
+        let states = [BackendState::Up, BackendState::Lagging, BackendState::Down].map(|s| {
+            let gauge = metrics::gauge!(crate::metrics::BACKEND_STATE, "backend" => backend.clone(), "state" => s.as_str());
+            (s, gauge)
+        });
+        let metrics = MonitorMetrics {
+            lag: metrics::gauge!(crate::metrics::REPLICA_LAG, "backend" => backend.clone()),
+            check: metrics::histogram!(crate::metrics::HEALTH_CHECK_DURATION, "backend" => backend.clone()),
+            backend,
+            states,
+        };
+        metrics.show_state(state);
+        metrics
+    }
+
+    fn show_state(&self, current: BackendState) {
+        for (state, gauge) in &self.states {
+            gauge.set(if *state == current { 1.0 } else { 0.0 });
+        }
+    }
+
+    fn changed(&self, to: BackendState) {
+        self.show_state(to);
+        metrics::counter!(crate::metrics::BACKEND_STATE_CHANGES, "backend" => self.backend.clone(), "to" => to.as_str())
+            .increment(1);
+    }
 }
 
 impl BackendTask {
@@ -62,10 +103,12 @@ impl BackendTask {
         policy: HealthPolicy,
         probe: LagProbe,
     ) -> Self {
+        let machine = StateMachine::new(policy);
         BackendTask {
+            metrics: MonitorMetrics::new(&target.name, machine.state()),
             target,
             health,
-            machine: StateMachine::new(policy),
+            machine,
             probe,
             conn: None,
             lag_problem: None,
@@ -95,7 +138,9 @@ impl BackendTask {
                 let reason = "a request on the data path lost its connection".to_string();
                 self.apply(Instant::now(), CheckResult::Failed { reason });
             }
+            let started = Instant::now();
             let result = self.check().await;
+            self.metrics.check.record(started.elapsed().as_secs_f64());
             self.apply(Instant::now(), result);
             self.health.note_check();
         }
@@ -242,8 +287,12 @@ impl BackendTask {
             CheckResult::Failed { .. } => None,
         };
         self.health.set_lag(lag);
+        self.metrics
+            .lag
+            .set(lag.map_or(f64::NAN, |lag| lag.as_secs_f64()));
         if let Some(transition) = self.machine.observe(now, result) {
             self.health.set_state(transition.to);
+            self.metrics.changed(transition.to);
             log_transition(&self.target.name, &transition, self.lag_problem.as_deref());
         }
     }

@@ -22,7 +22,8 @@ use crate::backend::{
 };
 use crate::classify::SessionEffect;
 use crate::config::{Limits, PoolMode};
-use crate::router::{Decision, PinReason, Router, Target};
+use crate::metrics::{ClientGauges, ErrorKind};
+use crate::router::{Decision, PinReason, Reason, Router, Target};
 use crate::tds::packet::{PacketType, Status};
 use crate::transport::{ClientConn, Packet, ReadError, Request};
 use prepared::{Outgoing, PreparedStatements};
@@ -110,6 +111,7 @@ pub struct Session {
     /// The session's settings before the request in flight changed them:
     /// what the serving connection must carry before the request runs.
     settings_before: Option<Settings>,
+    clients: ClientGauges,
 }
 
 impl Drop for Session {
@@ -177,6 +179,7 @@ impl Session {
             emulated: EmulatedTransaction::default(),
             prepared: PreparedStatements::default(),
             settings_before: None,
+            clients: ClientGauges::new(),
         }
     }
 
@@ -190,6 +193,9 @@ impl Session {
     /// Serves requests until the client disconnects.
     pub async fn run(mut self) -> Result<(), SessionError> {
         let result = self.serve().await;
+        if let Err(e) = &result {
+            e.kind().record();
+        }
         match &result {
             Err(SessionError::StateLost(detail)) => {
                 let error = ClientError::state_lost(detail);
@@ -204,12 +210,15 @@ impl Session {
 
     async fn serve(&mut self) -> Result<(), SessionError> {
         loop {
+            let idle = self.clients.idle();
             let packet = match self.client.next_request().await {
                 Ok(p) => p,
                 Err(ReadError::Closed) => return Ok(()),
                 Err(ReadError::Malformed(e)) => return self.refuse(ClientError::protocol(e)).await,
                 Err(e) => return Err(e.into()),
             };
+            drop(idle);
+            let _active = self.clients.active();
             match packet.ty() {
                 ty if ty.is_request() => self.handle_request(packet).await?,
                 PacketType::ATTENTION => self.handle_idle_attention().await?,
@@ -305,6 +314,7 @@ impl Session {
         let now = Instant::now();
         let replicas = self.ctx.cluster.replica_views();
         let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
+        self.count_request(&decision);
         match (&decision.classification, request) {
             (Some(c), _) => {
                 if c.effects.iter().any(SessionEffect::changes_settings) {
@@ -316,6 +326,23 @@ impl Session {
             (None, _) => {}
         }
         decision
+    }
+
+    /// Counts a routed request against the backend it goes to.
+    fn count_request(&self, decision: &Decision) {
+        if let Some(metrics) = self.request_metrics(decision.target) {
+            metrics.record(decision.reason.label());
+        }
+        if matches!(decision.reason, Reason::ReadYourWrites { .. }) {
+            metrics::counter!(crate::metrics::READ_YOUR_WRITES_HOLDS).increment(1);
+        }
+    }
+
+    fn request_metrics(&self, target: Target) -> Option<&crate::metrics::RequestMetrics> {
+        match target {
+            Target::Primary => Some(self.ctx.cluster.primary().requests()),
+            Target::Replica(index) => self.ctx.cluster.replica(index).map(|r| r.requests()),
+        }
     }
 
     /// A client's own reset bit starts a new logical session
@@ -358,6 +385,21 @@ impl Session {
         outgoing: Outgoing,
         prepare: Option<Prepare>,
     ) -> Result<Option<Served>, SessionError> {
+        let started = Instant::now();
+        let result = self.execute_on(target, outgoing, prepare).await;
+        if let Some(metrics) = self.request_metrics(target) {
+            metrics.record_duration(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// [`Session::execute`], untimed.
+    async fn execute_on(
+        &mut self,
+        target: Target,
+        outgoing: Outgoing,
+        prepare: Option<Prepare>,
+    ) -> Result<Option<Served>, SessionError> {
         let mut target = target;
         let mut outgoing = outgoing;
         loop {
@@ -371,6 +413,7 @@ impl Session {
             match spare {
                 Some(copy) => {
                     tracing::warn!(error = %failure.error.message, ?target, "replica failed before replying; retrying on the primary");
+                    metrics::counter!(crate::metrics::READ_RETRIES).increment(1);
                     target = Target::Primary;
                     outgoing = copy;
                 }
@@ -395,6 +438,10 @@ impl Session {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, ?target, "no backend connection for a request");
+                match e {
+                    BackendError::PoolExhausted { .. } => ErrorKind::PoolExhausted.record(),
+                    _ => ErrorKind::BackendUnavailable.record(),
+                }
                 let error = ClientError::backend_unavailable(&e);
                 return self.unavailable(target, error, complete);
             }
@@ -438,6 +485,7 @@ impl Session {
         request_consumed: bool,
     ) -> Result<Attempt, SessionError> {
         held.conn.mark_broken();
+        ErrorKind::BackendFailed.record();
         let error = format!("backend {} failed: {error}", held.conn.name());
         self.note_backend_failure(target);
         drop(held);
@@ -738,6 +786,7 @@ impl Session {
                 // Finish the half-sent message with an error the driver
                 // reports, and keep the session: the next request gets a
                 // new backend connection.
+                ErrorKind::BackendLostMidResponse.record();
                 let error =
                     ClientError::backend_failed(format!("{error} while sending this result"));
                 self.send_error(&error)
@@ -793,6 +842,20 @@ pub(super) fn reply_has_error(reply: &[u8]) -> bool {
     let mut events = Vec::new();
     let walked = TokenWalker::new().feed(reply, &mut events);
     walked.is_err() || events.iter().any(|e| matches!(e, TokenEvent::Error(_)))
+}
+
+impl SessionError {
+    /// The bounded kind an ended session counts under.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SessionError::Client(ReadError::Malformed(_)) | SessionError::Protocol(_) => {
+                ErrorKind::Protocol
+            }
+            SessionError::Client(_) | SessionError::ClientGone(_) => ErrorKind::ClientGone,
+            SessionError::BackendLost(_) => ErrorKind::BackendLostMidResponse,
+            SessionError::StateLost(_) => ErrorKind::StateLost,
+        }
+    }
 }
 
 fn check_continuation(ty: PacketType, packet: &Packet) -> Result<(), SessionError> {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::pins::PinSet;
 use crate::backend::{Settings, TooManySettings, DATABASE_SETTING, ISOLATION_SETTING};
 use crate::classify::{beyond_nested_scope, Class, Classification, Pin, SessionEffect};
+use crate::metrics::GaugeGuard;
 use crate::router::{PinReason, SessionView};
 #[cfg(test)]
 use crate::tds::token::env_change::EnvChange;
@@ -67,6 +68,8 @@ pub struct RoutingState {
     settings: Settings,
     /// The database the client logged in to: being there needs no `USE`.
     login_database: String,
+    /// Counts this session in `sluice_pinned_sessions` while it has pins.
+    pinned: Option<GaugeGuard>,
     /// What the client's LOGIN7 asked for beyond Sluice's own login (its
     /// language): where a client reset returns to.
     login_settings: Settings,
@@ -203,6 +206,26 @@ impl RoutingState {
                 tracing::debug!(pin = %pin, "pin ended");
             }
             self.pins = after;
+            self.track_pinned();
+        }
+    }
+
+    /// Keeps the pinned-sessions gauge in step with the pins.
+    fn track_pinned(&mut self) {
+        match (self.pins.is_empty(), self.pinned.is_some()) {
+            (false, false) => {
+                let gauge = metrics::gauge!(crate::metrics::PINNED_SESSIONS);
+                self.pinned = Some(GaugeGuard::new(gauge));
+            }
+            (true, true) => self.pinned = None,
+            _ => {}
+        }
+    }
+
+    /// Counts a transaction when the session enters one.
+    fn track_transaction(&self, was_open: bool) {
+        if !was_open && self.in_transaction() {
+            metrics::counter!(crate::metrics::TRANSACTIONS).increment(1);
         }
     }
 
@@ -212,6 +235,8 @@ impl RoutingState {
         if let Some(after) = &mut self.pending {
             after.start(pin);
         }
+        metrics::counter!(crate::metrics::PINS, "reason" => pin.reason.label()).increment(1);
+        self.track_pinned();
         self.held_pins = true;
         let bit = 1u32 << (pin.reason as u32);
         if self.logged & bit == 0 {
@@ -261,7 +286,11 @@ impl RoutingState {
 
     fn apply_effect(&mut self, effect: &SessionEffect) {
         match effect {
-            SessionEffect::BeginTransaction => self.inferred_depth += 1,
+            SessionEffect::BeginTransaction => {
+                let was_open = self.in_transaction();
+                self.inferred_depth += 1;
+                self.track_transaction(was_open);
+            }
             SessionEffect::CommitTransaction => {
                 self.inferred_depth = self.inferred_depth.saturating_sub(1)
             }
@@ -300,10 +329,12 @@ impl RoutingState {
 
     /// Transaction state from the server's own word (ENVCHANGE 8/9/10/17).
     pub fn observe_transaction(&mut self, open: bool) {
+        let was_open = self.in_transaction();
         self.server_transaction = open;
         if !open {
             self.inferred_depth = 0;
         }
+        self.track_transaction(was_open);
     }
 
     /// Transaction state and database from the server's own tokens.
@@ -378,6 +409,39 @@ mod tests {
         let c = Classifier::new(0, &[]).classify(sql);
         s.apply(&c, scope, Instant::now());
         s.settle(ran_cleanly);
+    }
+
+    #[test]
+    fn the_pinned_sessions_gauge_and_the_counters_follow_the_session() {
+        let recorder = crate::testing::TestRecorder::default();
+        let pinned = || recorder.value("sluice_pinned_sessions{}", true);
+        metrics::with_local_recorder(&recorder, || {
+            let mut s = RoutingState::default();
+            run(&mut s, "CREATE TABLE #t (n INT)");
+            assert_eq!(pinned(), 1.0);
+            run(&mut s, "CREATE TABLE #u (n INT)");
+            assert_eq!(pinned(), 1.0, "one session, however many pins");
+            run(&mut s, "DROP TABLE #t; DROP TABLE #u");
+            assert_eq!(pinned(), 0.0);
+            run(&mut s, "CREATE TABLE #t (n INT)");
+            s.reset();
+            assert_eq!(pinned(), 0.0, "a client reset ends the pins");
+            run(&mut s, "CREATE TABLE #t (n INT)");
+            drop(s);
+            assert_eq!(pinned(), 0.0, "a session that ends is no longer pinned");
+
+            let mut s = RoutingState::default();
+            run(&mut s, "BEGIN TRANSACTION");
+            s.observe_transaction(true);
+            run(&mut s, "COMMIT");
+            s.observe_transaction(false);
+            s.observe_transaction(true);
+        });
+        let pins = recorder.value("sluice_pins_total{reason=temp_table}", false);
+        assert_eq!(pins, 4.0);
+        // The BEGIN seen in the SQL and the server's word are one
+        // transaction; the server's later one is another.
+        assert_eq!(recorder.value("sluice_transactions_total{}", false), 2.0);
     }
 
     #[test]
