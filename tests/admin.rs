@@ -240,14 +240,6 @@ async fn sluice_status_prints_tables() {
     assert!(stderr.contains("cannot reach the admin API"), "{stderr}");
 }
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
-}
-
 /// The `sluice` binary with a generated config; killed when dropped.
 struct SluiceProcess {
     child: Child,
@@ -350,32 +342,43 @@ impl Drop for SluiceProcess {
     }
 }
 
+/// A primary with `dbo.t`, the `sluice` process in front of it, and a
+/// client ("working") inside a transaction that inserted one row.
+async fn process_with_open_transaction(
+    name: &str,
+    shutdown_timeout_ms: u64,
+) -> (Backend, SluiceProcess, TestClient) {
+    let primary = Backend::start().await;
+    primary.exec("CREATE TABLE dbo.t (v INT)");
+    let listen = format!("shutdown_timeout_ms = {shutdown_timeout_ms}\n");
+    let sluice = SluiceProcess::start(primary.addr, name, &listen).await;
+    let mut working = connect_as_app(sluice.listen, "working").await;
+    run(&mut working, "BEGIN TRAN; INSERT INTO dbo.t VALUES (1)").await;
+    (primary, sluice, working)
+}
+
+/// Waits for `/readyz` to answer 503.
+async fn wait_not_ready(admin: SocketAddr) -> bool {
+    eventually(LIMIT, || async move {
+        get(admin, "/readyz", None).await.status == 503
+    })
+    .await
+}
+
 /// SIGTERM with one client inside a transaction and one idle: `/readyz`
 /// fails, the listener closes, the idle client is closed at once, the
 /// transaction's COMMIT still runs, then that client is closed too and
 /// Sluice exits 0.
 #[tokio::test]
 async fn sigterm_drains_then_exits_cleanly() {
-    let primary = Backend::start().await;
-    primary.exec("CREATE TABLE dbo.t (v INT)");
-    let mut sluice =
-        SluiceProcess::start(primary.addr, "drain", "shutdown_timeout_ms = 20000\n").await;
-    let mut working = connect_as_app(sluice.listen, "working").await;
+    let (_primary, mut sluice, mut working) = process_with_open_transaction("drain", 20_000).await;
     let mut idle = connect_as_app(sluice.listen, "idle").await;
     assert_eq!(scalar_i32(&mut idle, "SELECT 1").await, Some(1));
-    run(&mut working, "BEGIN TRAN; INSERT INTO dbo.t VALUES (1)").await;
     let clients = sluice.clients().await;
     assert_eq!(clients.len(), 2);
 
     sluice.signal(libc::SIGTERM);
-    let admin = sluice.admin;
-    assert!(
-        eventually(LIMIT, || async move {
-            get(admin, "/readyz", None).await.status == 503
-        })
-        .await,
-        "/readyz turns false"
-    );
+    assert!(wait_not_ready(sluice.admin).await, "/readyz turns false");
     let listen = sluice.listen;
     assert!(
         eventually(LIMIT, || async move {
@@ -420,12 +423,7 @@ async fn sigterm_drains_then_exits_cleanly() {
 /// client gets Sluice's error and is closed; a second signal is not needed.
 #[tokio::test]
 async fn a_transaction_past_the_shutdown_timeout_is_cut_off() {
-    let primary = Backend::start().await;
-    primary.exec("CREATE TABLE dbo.t (v INT)");
-    let mut sluice =
-        SluiceProcess::start(primary.addr, "timeout", "shutdown_timeout_ms = 300\n").await;
-    let mut working = connect_as_app(sluice.listen, "working").await;
-    run(&mut working, "BEGIN TRAN; INSERT INTO dbo.t VALUES (1)").await;
+    let (_primary, mut sluice, mut working) = process_with_open_transaction("timeout", 300).await;
     sluice.signal(libc::SIGTERM);
     assert_eq!(sluice.exit_code().await, Some(0), "{}", sluice.log());
     let error = working
@@ -446,20 +444,9 @@ async fn a_transaction_past_the_shutdown_timeout_is_cut_off() {
 /// the open transaction.
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
-    let primary = Backend::start().await;
-    primary.exec("CREATE TABLE dbo.t (v INT)");
-    let mut sluice =
-        SluiceProcess::start(primary.addr, "twice", "shutdown_timeout_ms = 60000\n").await;
-    let mut working = connect_as_app(sluice.listen, "working").await;
-    run(&mut working, "BEGIN TRAN; INSERT INTO dbo.t VALUES (1)").await;
+    let (_primary, mut sluice, _working) = process_with_open_transaction("twice", 60_000).await;
     sluice.signal(libc::SIGTERM);
-    let admin = sluice.admin;
-    assert!(
-        eventually(LIMIT, || async move {
-            get(admin, "/readyz", None).await.status == 503
-        })
-        .await
-    );
+    assert!(wait_not_ready(sluice.admin).await, "/readyz turns false");
     sluice.signal(libc::SIGINT);
     assert_eq!(sluice.exit_code().await, Some(130), "{}", sluice.log());
 }
