@@ -178,6 +178,18 @@ async fn the_admin_token_is_enforced() {
     )
     .await;
     assert_eq!(basic.status, 401);
+    let address = admin.to_string();
+    let refused = sluice_status(&["--admin", &address]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--token-env"), "{stderr}");
+    let with_token = [
+        "--admin",
+        &address,
+        "--token-env",
+        "SLUICE_TEST_ADMIN_TOKEN",
+    ];
+    assert!(sluice_status(&with_token).await.status.success());
     assert_eq!(get(admin, "/healthz", None).await.status, 200);
     assert_eq!(get(admin, "/readyz", None).await.status, 200);
 }
@@ -211,15 +223,7 @@ async fn malformed_requests_get_client_errors() {
 async fn sluice_status_prints_tables() {
     let (_primary, _proxy, sluice, admin) = sluice_with_admin("").await;
     let _client = connect(sluice).await;
-    let address = admin.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["status", "--admin", &address])
-            .output()
-            .expect("run sluice status")
-    })
-    .await
-    .unwrap();
+    let out = sluice_status(&["--admin", &admin.to_string()]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -232,18 +236,25 @@ async fn sluice_status_prints_tables() {
     assert!(stdout.contains("CLIENTS  ACTIVE  IDLE"), "{stdout}");
     assert!(stdout.contains("config <test>"), "{stdout}");
 
-    let unreachable = free_port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    let out = sluice_status(&["--admin", &unreachable]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the admin API"), "{stderr}");
+}
+
+/// Runs `sluice status` with `args`.
+async fn sluice_status(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["status", "--admin", &format!("127.0.0.1:{unreachable}")])
+            .arg("status")
+            .args(&args)
             .output()
             .expect("run sluice status")
     })
     .await
-    .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot reach the admin API"), "{stderr}");
+    .expect("sluice status ran")
 }
 
 /// The `sluice` binary with a generated config; killed when dropped.
