@@ -134,13 +134,9 @@ fn run(path: &std::path::Path) -> ExitCode {
 /// Serves until SIGTERM or SIGINT, then drains (see README, "Operate"); a
 /// second signal exits at once.
 async fn serve(config: Config) -> ExitCode {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut terminate, mut interrupt) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
+    let mut signals = match StopSignals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
             eprintln!("cannot watch for signals: {e}");
             return ExitCode::FAILURE;
         }
@@ -171,8 +167,7 @@ async fn serve(config: Config) -> ExitCode {
     let serving = proxy.clone().serve(listener);
     tokio::pin!(serving);
     let signal = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+        signal = signals.next() => signal,
         _ = &mut serving => return ExitCode::FAILURE,
     };
     tracing::info!(
@@ -190,8 +185,46 @@ async fn serve(config: Config) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        _ = terminate.recv() => exit_now("SIGTERM"),
-        _ = interrupt.recv() => exit_now("SIGINT"),
+        signal = signals.next() => exit_now(signal),
+    }
+}
+
+/// The signals that stop Sluice: SIGTERM and SIGINT (Ctrl-C elsewhere).
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    #[cfg(unix)]
+    fn new() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {})
+    }
+
+    /// The name of the next signal received.
+    #[cfg(unix)]
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 

@@ -3,8 +3,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -257,213 +257,224 @@ async fn sluice_status(args: &[&str]) -> std::process::Output {
     .expect("sluice status ran")
 }
 
-/// The `sluice` binary with a generated config; killed when dropped.
-struct SluiceProcess {
-    child: Child,
-    listen: SocketAddr,
-    admin: SocketAddr,
-    log: std::path::PathBuf,
-}
+/// The drain, on the `sluice` process itself (signals are Unix's).
+#[cfg(unix)]
+mod drain {
+    use super::*;
+    use std::process::{Child, Stdio};
+    use std::time::Instant;
 
-impl SluiceProcess {
-    async fn start(primary: SocketAddr, name: &str, listen_extra: &str) -> SluiceProcess {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let text = config_text(primary, &[]).replace(
-            "address = \"127.0.0.1:0\"\n",
-            &format!("address = \"{listen}\"\n{listen_extra}"),
-        ) + &format!("[admin]\naddress = \"{admin}\"\n");
-        let dir = std::env::temp_dir().join(format!("sluice-admin-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let config = dir.join("proxy.toml");
-        std::fs::write(&config, text).expect("write proxy.toml");
-        let log = dir.join("sluice.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("start sluice");
-        let mut process = SluiceProcess {
-            child,
-            listen,
-            admin,
-            log,
-        };
-        process.wait_ready().await;
-        process
+    /// The `sluice` binary with a generated config; killed when dropped.
+    struct SluiceProcess {
+        child: Child,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        log: std::path::PathBuf,
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+    impl SluiceProcess {
+        async fn start(primary: SocketAddr, name: &str, listen_extra: &str) -> SluiceProcess {
+            let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let text = config_text(primary, &[]).replace(
+                "address = \"127.0.0.1:0\"\n",
+                &format!("address = \"{listen}\"\n{listen_extra}"),
+            ) + &format!("[admin]\naddress = \"{admin}\"\n");
+            let dir =
+                std::env::temp_dir().join(format!("sluice-admin-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let config = dir.join("proxy.toml");
+            std::fs::write(&config, text).expect("write proxy.toml");
+            let log = dir.join("sluice.log");
+            let out = std::fs::File::create(&log).expect("log file");
+            let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log file"))
+                .stderr(out)
+                .spawn()
+                .expect("start sluice");
+            let mut process = SluiceProcess {
+                child,
+                listen,
+                admin,
+                log,
+            };
+            process.wait_ready().await;
+            process
+        }
 
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("sluice status") {
-                panic!("sluice exited ({status}):\n{}", self.log());
+        fn log(&self) -> String {
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        }
+
+        async fn wait_ready(&mut self) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = self.child.try_wait().expect("sluice status") {
+                    panic!("sluice exited ({status}):\n{}", self.log());
+                }
+                let ready = tokio::net::TcpStream::connect(self.admin).await.is_ok()
+                    && tokio::net::TcpStream::connect(self.listen).await.is_ok();
+                if ready {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "sluice not ready:\n{}",
+                    self.log()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let ready = tokio::net::TcpStream::connect(self.admin).await.is_ok()
-                && tokio::net::TcpStream::connect(self.listen).await.is_ok();
-            if ready {
-                return;
+        }
+
+        fn signal(&self, signal: libc::c_int) {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+            assert_eq!(sent, 0, "kill({signal})");
+        }
+
+        async fn clients(&self) -> Vec<Value> {
+            get(self.admin, "/clients", None).await.json()["clients"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+
+        /// Waits for the process to exit and returns its exit code.
+        async fn exit_code(&mut self) -> Option<i32> {
+            let deadline = Instant::now() + LIMIT;
+            loop {
+                if let Some(status) = self.child.try_wait().expect("sluice status") {
+                    return status.code();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "sluice did not exit:\n{}",
+                    self.log()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert!(
-                Instant::now() < deadline,
-                "sluice not ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(sent, 0, "kill({signal})");
+    impl Drop for SluiceProcess {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 
-    async fn clients(&self) -> Vec<Value> {
-        get(self.admin, "/clients", None).await.json()["clients"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+    /// A primary with `dbo.t`, the `sluice` process in front of it, and a
+    /// client ("working") inside a transaction that inserted one row.
+    async fn process_with_open_transaction(
+        name: &str,
+        shutdown_timeout_ms: u64,
+    ) -> (Backend, SluiceProcess, TestClient) {
+        let primary = Backend::start().await;
+        primary.exec("CREATE TABLE dbo.t (v INT)");
+        let listen = format!("shutdown_timeout_ms = {shutdown_timeout_ms}\n");
+        let sluice = SluiceProcess::start(primary.addr, name, &listen).await;
+        let mut working = connect_as_app(sluice.listen, "working").await;
+        run(&mut working, "BEGIN TRAN; INSERT INTO dbo.t VALUES (1)").await;
+        (primary, sluice, working)
     }
 
-    /// Waits for the process to exit and returns its exit code.
-    async fn exit_code(&mut self) -> Option<i32> {
+    /// Waits for `/readyz` to answer 503.
+    async fn wait_not_ready(admin: SocketAddr) -> bool {
+        eventually(LIMIT, || async move {
+            get(admin, "/readyz", None).await.status == 503
+        })
+        .await
+    }
+
+    /// SIGTERM with one client inside a transaction and one idle: `/readyz`
+    /// fails, the listener closes, the idle client is closed at once, the
+    /// transaction's COMMIT still runs, then that client is closed too and
+    /// Sluice exits 0.
+    #[tokio::test]
+    async fn sigterm_drains_then_exits_cleanly() {
+        let (_primary, mut sluice, mut working) =
+            process_with_open_transaction("drain", 20_000).await;
+        let mut idle = connect_as_app(sluice.listen, "idle").await;
+        assert_eq!(scalar_i32(&mut idle, "SELECT 1").await, Some(1));
+        let clients = sluice.clients().await;
+        assert_eq!(clients.len(), 2);
+
+        sluice.signal(libc::SIGTERM);
+        assert!(wait_not_ready(sluice.admin).await, "/readyz turns false");
+        let listen = sluice.listen;
+        assert!(
+            eventually(LIMIT, || async move {
+                tokio::net::TcpStream::connect(listen).await.is_err()
+            })
+            .await,
+            "the listener closes"
+        );
         let deadline = Instant::now() + LIMIT;
         loop {
-            if let Some(status) = self.child.try_wait().expect("sluice status") {
-                return status.code();
+            let clients = sluice.clients().await;
+            let applications: Vec<_> = clients.iter().map(|c| c["application"].clone()).collect();
+            if applications == ["working"] {
+                assert_eq!(clients[0]["in_transaction"], true);
+                break;
             }
             assert!(
                 Instant::now() < deadline,
-                "sluice did not exit:\n{}",
-                self.log()
+                "the idle client is still there: {clients:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for SluiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A primary with `dbo.t`, the `sluice` process in front of it, and a
-/// client ("working") inside a transaction that inserted one row.
-async fn process_with_open_transaction(
-    name: &str,
-    shutdown_timeout_ms: u64,
-) -> (Backend, SluiceProcess, TestClient) {
-    let primary = Backend::start().await;
-    primary.exec("CREATE TABLE dbo.t (v INT)");
-    let listen = format!("shutdown_timeout_ms = {shutdown_timeout_ms}\n");
-    let sluice = SluiceProcess::start(primary.addr, name, &listen).await;
-    let mut working = connect_as_app(sluice.listen, "working").await;
-    run(&mut working, "BEGIN TRAN; INSERT INTO dbo.t VALUES (1)").await;
-    (primary, sluice, working)
-}
-
-/// Waits for `/readyz` to answer 503.
-async fn wait_not_ready(admin: SocketAddr) -> bool {
-    eventually(LIMIT, || async move {
-        get(admin, "/readyz", None).await.status == 503
-    })
-    .await
-}
-
-/// SIGTERM with one client inside a transaction and one idle: `/readyz`
-/// fails, the listener closes, the idle client is closed at once, the
-/// transaction's COMMIT still runs, then that client is closed too and
-/// Sluice exits 0.
-#[tokio::test]
-async fn sigterm_drains_then_exits_cleanly() {
-    let (_primary, mut sluice, mut working) = process_with_open_transaction("drain", 20_000).await;
-    let mut idle = connect_as_app(sluice.listen, "idle").await;
-    assert_eq!(scalar_i32(&mut idle, "SELECT 1").await, Some(1));
-    let clients = sluice.clients().await;
-    assert_eq!(clients.len(), 2);
-
-    sluice.signal(libc::SIGTERM);
-    assert!(wait_not_ready(sluice.admin).await, "/readyz turns false");
-    let listen = sluice.listen;
-    assert!(
-        eventually(LIMIT, || async move {
-            tokio::net::TcpStream::connect(listen).await.is_err()
-        })
-        .await,
-        "the listener closes"
-    );
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let clients = sluice.clients().await;
-        let applications: Vec<_> = clients.iter().map(|c| c["application"].clone()).collect();
-        if applications == ["working"] {
-            assert_eq!(clients[0]["in_transaction"], true);
-            break;
-        }
         assert!(
-            Instant::now() < deadline,
-            "the idle client is still there: {clients:?}"
+            idle.simple_query("SELECT 1").await.is_err(),
+            "the idle client was disconnected"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        assert_eq!(
+            scalar_i32(&mut working, "SELECT COUNT(*) FROM dbo.t").await,
+            Some(1)
+        );
+        run(&mut working, "COMMIT").await;
+        assert_eq!(sluice.exit_code().await, Some(0), "{}", sluice.log());
+        assert!(
+            working.simple_query("SELECT 1").await.is_err(),
+            "the client was closed after its transaction"
+        );
+        assert!(sluice.log().contains("drained"), "{}", sluice.log());
     }
-    assert!(
-        idle.simple_query("SELECT 1").await.is_err(),
-        "the idle client was disconnected"
-    );
 
-    assert_eq!(
-        scalar_i32(&mut working, "SELECT COUNT(*) FROM dbo.t").await,
-        Some(1)
-    );
-    run(&mut working, "COMMIT").await;
-    assert_eq!(sluice.exit_code().await, Some(0), "{}", sluice.log());
-    assert!(
-        working.simple_query("SELECT 1").await.is_err(),
-        "the client was closed after its transaction"
-    );
-    assert!(sluice.log().contains("drained"), "{}", sluice.log());
-}
+    /// A transaction still open when `shutdown_timeout_ms` runs out: its
+    /// client gets Sluice's error and is closed; a second signal is not needed.
+    #[tokio::test]
+    async fn a_transaction_past_the_shutdown_timeout_is_cut_off() {
+        let (_primary, mut sluice, mut working) =
+            process_with_open_transaction("timeout", 300).await;
+        sluice.signal(libc::SIGTERM);
+        assert_eq!(sluice.exit_code().await, Some(0), "{}", sluice.log());
+        let error = working
+            .simple_query("COMMIT")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("Sluice is shutting down"), "{error}");
+        assert!(
+            sluice.log().contains("closing the remaining sessions"),
+            "{}",
+            sluice.log()
+        );
+    }
 
-/// A transaction still open when `shutdown_timeout_ms` runs out: its
-/// client gets Sluice's error and is closed; a second signal is not needed.
-#[tokio::test]
-async fn a_transaction_past_the_shutdown_timeout_is_cut_off() {
-    let (_primary, mut sluice, mut working) = process_with_open_transaction("timeout", 300).await;
-    sluice.signal(libc::SIGTERM);
-    assert_eq!(sluice.exit_code().await, Some(0), "{}", sluice.log());
-    let error = working
-        .simple_query("COMMIT")
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(error.contains("Sluice is shutting down"), "{error}");
-    assert!(
-        sluice.log().contains("closing the remaining sessions"),
-        "{}",
-        sluice.log()
-    );
-}
-
-/// A second signal during the drain exits at once, without waiting for
-/// the open transaction.
-#[tokio::test]
-async fn a_second_signal_exits_at_once() {
-    let (_primary, mut sluice, _working) = process_with_open_transaction("twice", 60_000).await;
-    sluice.signal(libc::SIGTERM);
-    assert!(wait_not_ready(sluice.admin).await, "/readyz turns false");
-    sluice.signal(libc::SIGINT);
-    assert_eq!(sluice.exit_code().await, Some(130), "{}", sluice.log());
+    /// A second signal during the drain exits at once, without waiting for
+    /// the open transaction.
+    #[tokio::test]
+    async fn a_second_signal_exits_at_once() {
+        let (_primary, mut sluice, _working) = process_with_open_transaction("twice", 60_000).await;
+        sluice.signal(libc::SIGTERM);
+        assert!(wait_not_ready(sluice.admin).await, "/readyz turns false");
+        sluice.signal(libc::SIGINT);
+        assert_eq!(sluice.exit_code().await, Some(130), "{}", sluice.log());
+    }
 }
