@@ -135,6 +135,11 @@ async fn status_and_clients_show_backends_and_sessions() {
         held_between_requests
     );
 
+    run(&mut client, "CREATE TABLE #work (n INT)").await;
+    let clients = get(admin, "/clients", None).await.json();
+    assert_eq!(clients["clients"][0]["pin"], "temp_table");
+    assert_eq!(clients["clients"][0]["connections_held"], 1);
+
     let metrics = get(admin, "/metrics", None).await;
     assert_eq!(metrics.status, 200);
     assert!(metrics
