@@ -113,7 +113,7 @@ async fn run(settings: &Settings, limits: sluice::rlimit::OpenFiles) {
     let replica = Backend::start_on(primary.engine.clone()).await;
     scale::seed(&primary);
     let mut sluice = SluiceProcess::start(&scale::config_text(
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", common::free_port()),
         primary.addr,
         replica.addr,
         settings.pool,
@@ -320,14 +320,6 @@ fn mib(kib: u64) -> String {
 
 fn direct_config(addr: SocketAddr) -> tiberius::Config {
     common::tiberius_config(addr, "sa", "unused-by-iridium")
-}
-
-/// A port nothing listens on now, for Sluice's `listen.address`.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
 }
 
 /// The `sluice` binary running with a generated config; killed when

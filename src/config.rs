@@ -104,6 +104,80 @@ pub struct Config {
     pub routing: Routing,
     #[serde(default)]
     pub health: Health,
+    /// The admin HTTP API; absent: none.
+    pub admin: Option<Admin>,
+    /// Where this configuration came from (not a key of the file).
+    #[serde(skip)]
+    pub origin: ConfigOrigin,
+}
+
+/// The file a configuration was read from, a hash of its bytes and when it
+/// was loaded, for `/status`: which configuration is running.
+#[derive(Debug, Clone)]
+pub struct ConfigOrigin {
+    pub path: PathBuf,
+    /// BLAKE2s-256 of the file's bytes, in hex.
+    pub hash: String,
+    pub loaded_at: std::time::SystemTime,
+}
+
+impl Default for ConfigOrigin {
+    fn default() -> Self {
+        ConfigOrigin::of(Path::new(""), b"")
+    }
+}
+
+impl ConfigOrigin {
+    fn of(path: &Path, bytes: &[u8]) -> ConfigOrigin {
+        use blake2::{Blake2s256, Digest};
+        let digest = Blake2s256::digest(bytes);
+        ConfigOrigin {
+            path: path.to_path_buf(),
+            hash: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            loaded_at: std::time::SystemTime::now(),
+        }
+    }
+}
+
+/// `[admin]`: the HTTP API for metrics, status and health probes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+    /// Environment variable holding the bearer token every endpoint but
+    /// `/healthz` and `/readyz` requires; absent: no token.
+    pub token_env: Option<String>,
+}
+
+fn default_admin_address() -> String {
+    "127.0.0.1:9930".into()
+}
+
+impl Admin {
+    fn validate(&self) -> Result<(), ConfigError> {
+        parse_socket_addr("admin.address", &self.address)?;
+        if self.token_env.is_some() {
+            self.token().map(drop)?;
+        }
+        Ok(())
+    }
+
+    /// The bearer token, read from `token_env` (`None` without one).
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(var) = &self.token_env else {
+            return Ok(None);
+        };
+        match std::env::var(var) {
+            Ok(token) if !token.is_empty() => Ok(Some(token)),
+            _ => Err(invalid(
+                "admin.token_env",
+                var,
+                &format!("environment variable {var} is not set or empty"),
+                "export the token in that variable before starting sluice, or remove token_env",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +264,14 @@ pub struct Listen {
     /// disconnected (0: never).
     #[serde(default)]
     pub idle_client_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long requests in flight and open transactions
+    /// get to finish before their clients are disconnected.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
 }
 
 /// How long a client keeps a backend connection.
@@ -558,7 +640,10 @@ impl Config {
             message: e.to_string(),
         })?;
         config.validate()?;
-        Ok(config)
+        Ok(Config {
+            origin: ConfigOrigin::of(path, text.as_bytes()),
+            ..config
+        })
     }
 
     /// Checks what serde cannot: addresses, files, secrets, ranges.
@@ -603,6 +688,9 @@ impl Config {
         self.limits.validate()?;
         self.routing.validate()?;
         self.health.validate()?;
+        if let Some(admin) = &self.admin {
+            admin.validate()?;
+        }
         for (i, replica) in self.replicas.iter().enumerate() {
             replica.validate_lag_limits(&format!("replicas[{i}]"), &self.health)?;
         }
@@ -674,7 +762,17 @@ impl Listen {
             self.idle_client_timeout_ms,
             0..=MAX_DURATION_MS,
             "use e.g. 3600000 (an hour), or 0 to turn it off",
+        )?;
+        check_range(
+            "listen.shutdown_timeout_ms",
+            self.shutdown_timeout_ms,
+            0..=MAX_DURATION_MS,
+            "use e.g. 30000",
         )
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 
     pub fn login_timeout(&self) -> Duration {
@@ -1530,5 +1628,41 @@ password = "pw"
             "password = \"pw\"\ntls = \"required\"\ntrust_server_certificate = true",
         );
         assert!(Config::parse(&text, Path::new("t.toml")).is_ok());
+    }
+
+    #[test]
+    fn admin_is_off_unless_its_table_is_there() {
+        let c = Config::parse(&base(), Path::new("t.toml")).unwrap();
+        assert!(c.admin.is_none());
+        assert_eq!(c.listen.shutdown_timeout(), Duration::from_secs(30));
+        assert_eq!(c.origin.path, Path::new("t.toml"));
+        assert_eq!(c.origin.hash.len(), 64);
+        let c = Config::parse(&(base() + "[admin]\n"), Path::new("t.toml")).unwrap();
+        let admin = c.admin.expect("admin table");
+        assert_eq!(admin.address, "127.0.0.1:9930");
+        assert_eq!(admin.token().unwrap(), None);
+    }
+
+    #[test]
+    fn admin_keys_are_checked() {
+        let err = error_for("[admin]\naddress = \"localhost\"\n");
+        assert!(
+            err.starts_with("admin.address = localhost: not an IP address"),
+            "{err}"
+        );
+        let err = error_for("[admin]\ntoken_env = \"SLUICE_TEST_UNSET_ADMIN_TOKEN\"\n");
+        assert!(
+            err.starts_with(
+                "admin.token_env = SLUICE_TEST_UNSET_ADMIN_TOKEN: environment variable"
+            ) && err.contains("; fix: "),
+            "{err}"
+        );
+        let err = error_for("[admin]\nport = 1\n");
+        assert!(err.contains("unknown field `port`"), "{err}");
+        let err = listen_error("shutdown_timeout_ms = 86400001");
+        assert!(
+            err.contains("outside the allowed range 0..=86400000"),
+            "{err}"
+        );
     }
 }

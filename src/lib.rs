@@ -3,6 +3,7 @@
 //! The folder layout follows the data path: [`frontend`] accepts clients,
 //! [`backend`] holds pooled server connections, [`tds`] is the sans-IO wire
 //! codec both sides share, [`transport`] and [`tls`] move packets.
+pub mod admin;
 pub mod backend;
 pub mod classify;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod monitor;
 pub mod rlimit;
 pub mod router;
 pub mod server;
+pub mod shutdown;
 pub mod tds;
 #[cfg(test)]
 mod testing;

@@ -9,6 +9,7 @@ use sluice::config::Config;
 use sluice::server::Proxy;
 
 mod explain;
+mod status;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,16 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         sql: String,
     },
+    /// Print a running Sluice's backends, pools and clients, from its
+    /// admin API (`[admin]` in proxy.toml).
+    Status {
+        /// Address of the admin API.
+        #[arg(long, default_value = "127.0.0.1:9930")]
+        admin: String,
+        /// Environment variable holding the admin token (admin.token_env).
+        #[arg(long)]
+        token_env: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +62,7 @@ fn main() -> ExitCode {
         Some(Command::Check) => check(cli.config.as_ref().unwrap_or(&default_path)),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Explain { json, sql }) => explain::run(cli.config.as_deref(), json, &sql),
+        Some(Command::Status { admin, token_env }) => status::run(&admin, token_env.as_deref()),
         None => run(cli.config.as_ref().unwrap_or(&default_path)),
     }
 }
@@ -112,28 +124,116 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let proxy = match Proxy::new(config) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let listener = match proxy.bind().await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(address = %proxy.config.listen.address, "sluice listening");
-        tokio::select! {
-            _ = proxy.serve(listener) => {}
-            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+    let code = runtime.block_on(serve(config));
+    // Sessions cut off by the drain may still have tasks (an argon2
+    // check, say): do not wait for them.
+    runtime.shutdown_background();
+    code
+}
+
+/// Serves until SIGTERM or SIGINT, then drains (see README, "Operate"); a
+/// second signal exits at once.
+async fn serve(config: Config) -> ExitCode {
+    let mut signals = match StopSignals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("cannot watch for signals: {e}");
+            return ExitCode::FAILURE;
         }
-        ExitCode::SUCCESS
-    })
+    };
+    let proxy = match Proxy::new(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match proxy.bind().await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match proxy.start_admin().await {
+        Ok(Some(address)) => tracing::info!(%address, "admin API listening"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    tracing::info!(address = %proxy.config.listen.address, "sluice listening");
+    let serving = proxy.clone().serve(listener);
+    tokio::pin!(serving);
+    let signal = tokio::select! {
+        signal = signals.next() => signal,
+        _ = &mut serving => return ExitCode::FAILURE,
+    };
+    tracing::info!(
+        signal,
+        timeout_ms = proxy.config.listen.shutdown_timeout_ms,
+        "draining; a second signal exits at once"
+    );
+    proxy.drain();
+    tokio::select! {
+        drained = &mut serving => {
+            if drained.clean {
+                tracing::info!("drained; exiting");
+            } else {
+                tracing::warn!(remaining = drained.remaining, "drain timed out; exiting");
+            }
+            ExitCode::SUCCESS
+        }
+        signal = signals.next() => exit_now(signal),
+    }
+}
+
+/// The signals that stop Sluice: SIGTERM and SIGINT (Ctrl-C elsewhere).
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    #[cfg(unix)]
+    fn new() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {})
+    }
+
+    /// The name of the next signal received.
+    #[cfg(unix)]
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+fn exit_now(signal: &str) -> ExitCode {
+    tracing::warn!(
+        signal,
+        "second signal: exiting without waiting for sessions"
+    );
+    std::process::exit(130)
 }
 
 /// Each client and backend connection is a file descriptor: take all the

@@ -16,6 +16,41 @@
 use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets, in seconds: request and checkout times from half a
+/// millisecond to ten seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The Prometheus recorder's handle. The `metrics` facade has one recorder
+/// per process, so it is installed on first use and shared: a second proxy
+/// in the same process (tests) renders the same metrics. If another
+/// recorder was installed first, a detached one serves, rendering nothing
+/// that was recorded. Help texts are registered once it is installed.
+pub fn prometheus_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets(&BUCKETS) {
+                Ok(with_buckets) => with_buckets,
+                Err(_) => PrometheusBuilder::new(),
+            };
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    handle
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "another metrics recorder is installed; /metrics will be empty");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
 
 pub const REQUESTS: &str = "sluice_requests_total";
 pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";

@@ -10,9 +10,12 @@ use tokio::net::TcpListener;
 use crate::backend::Cluster;
 use crate::classify::Classifier;
 use crate::config::{Config, LagSourceKind, ListenTlsMode};
-use crate::frontend::{handle_client, Admission, ListenerTls, UserDirectory, VerificationGate};
+use crate::frontend::{
+    handle_client, Admission, ClientRegistry, ListenerTls, UserDirectory, VerificationGate,
+};
 use crate::monitor::{self, CheckTarget, HealthPolicy, LagSource, MonitorHandle};
 use crate::router::Router;
+use crate::shutdown::{Phase, Shutdown};
 use crate::tls::TlsSetupError;
 
 /// Version Sluice reports in its PRELOGIN reply (SQL Server 2022, 16.0).
@@ -43,6 +46,11 @@ pub struct Proxy {
     pub cluster: Arc<Cluster>,
     pub router: Arc<Router>,
     session_context: Arc<crate::frontend::SessionContext>,
+    /// Logged-in clients, for the admin API.
+    pub clients: Arc<ClientRegistry>,
+    /// Running, draining or closing (SIGTERM/SIGINT).
+    pub shutdown: Arc<Shutdown>,
+    pub started: std::time::Instant,
     /// Next SPID to show a client; SQL Server's user sessions start at 51.
     spids: AtomicU16,
 }
@@ -64,6 +72,7 @@ impl Proxy {
             }
         };
         let cluster = Arc::new(Cluster::new(&config)?);
+        let shutdown = Arc::new(Shutdown::default());
         let router = Arc::new(router_for(&config)?);
         let session_context = Arc::new(crate::frontend::SessionContext {
             cluster: cluster.clone(),
@@ -76,11 +85,16 @@ impl Proxy {
                 .target()
                 .emulate_transaction_requests,
             pool_mode: config.pool.mode,
+            shutdown: shutdown.clone(),
+            shutdown_timeout: config.listen.shutdown_timeout(),
         });
         Ok(Arc::new(Proxy {
             router,
             cluster,
             session_context,
+            clients: Arc::new(ClientRegistry::default()),
+            shutdown,
+            started: std::time::Instant::now(),
             spids: AtomicU16::new(FIRST_SPID),
             users: UserDirectory::new(
                 &config.users,
@@ -111,12 +125,54 @@ impl Proxy {
             .map_err(|source| StartError::Bind { address, source })
     }
 
-    /// Accepts clients until the task is dropped; the health monitor runs
-    /// as long as this does.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    /// Starts the admin API when `[admin]` is configured; returns the
+    /// address it listens on.
+    pub async fn start_admin(self: &Arc<Self>) -> Result<Option<SocketAddr>, StartError> {
+        let Some(admin) = &self.config.admin else {
+            return Ok(None);
+        };
+        let token = admin.token()?;
+        let address = admin.address.clone();
+        let bind_error = |source| StartError::Bind {
+            address: address.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&address).await.map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?;
+        let api = Arc::new(crate::admin::AdminApi::new(self.clone(), token));
+        tokio::spawn(api.serve(listener));
+        Ok(Some(bound))
+    }
+
+    /// Accepts clients until a drain starts, then waits for the sessions to
+    /// end (see [`Proxy::drain`]); the health monitor runs as long as this
+    /// does.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Drained {
         let _monitor = self.start_monitor();
+        self.accept_until_drain(listener).await;
+        self.finish_drain().await
+    }
+
+    /// Starts a graceful drain: `/readyz` fails, the listener closes,
+    /// sessions idle outside a transaction close at once.
+    pub fn drain(&self) {
+        self.shutdown.advance(Phase::Draining);
+    }
+
+    async fn accept_until_drain(self: &Arc<Self>, listener: TcpListener) {
+        let shutdown = self.shutdown.clone();
+        let draining = shutdown.reached(Phase::Draining);
+        tokio::pin!(draining);
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                biased;
+                _ = &mut draining => {
+                    tracing::info!(clients = self.admission.connected(), "draining: no new clients");
+                    return;
+                }
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
                 Ok((tcp, peer)) => {
                     // Counted here, in accept order; a connection over
                     // `max_clients` is refused by its own task, so the
@@ -132,7 +188,50 @@ impl Proxy {
             }
         }
     }
+
+    /// Sessions get `listen.shutdown_timeout_ms` to end on their own; then
+    /// those waiting between requests get an error and close, and the rest
+    /// get a short grace before the caller exits under them.
+    async fn finish_drain(&self) -> Drained {
+        let limit = self.config.listen.shutdown_timeout();
+        let clean = tokio::time::timeout(limit, self.sessions_ended())
+            .await
+            .is_ok();
+        if !clean {
+            tracing::warn!(
+                clients = self.admission.connected(),
+                "listen.shutdown_timeout_ms passed: closing the remaining sessions"
+            );
+            self.shutdown.advance(Phase::Closing);
+            tokio::time::timeout(CLOSING_GRACE, self.sessions_ended())
+                .await
+                .ok();
+        }
+        Drained {
+            clean,
+            remaining: self.admission.connected(),
+        }
+    }
+
+    async fn sessions_ended(&self) {
+        while self.admission.connected() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Every session ended within `listen.shutdown_timeout_ms`.
+    pub clean: bool,
+    /// Connections still open when the drain gave up on them.
+    pub remaining: usize,
+}
+
+/// After the drain's time is up, how long sessions get to send their error
+/// and close.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
 
 /// The router `config` describes: classifier, rules, read-your-writes.
 pub fn router_for(config: &Config) -> Result<Router, StartError> {
@@ -228,5 +327,11 @@ pub async fn spawn(
         address: "listener".into(),
         source,
     })?;
-    Ok((addr, tokio::spawn(proxy.serve(listener))))
+    let serve = proxy.serve(listener);
+    Ok((
+        addr,
+        tokio::spawn(async move {
+            serve.await;
+        }),
+    ))
 }

@@ -329,6 +329,22 @@ fn main() {
         corpus.put("walker_chunks", name, &input);
     }
 
+    // Admin API request heads: what a probe, `sluice status` and a browser send.
+    for (name, head) in [
+        ("probe", &b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:9930\r\n\r\n"[..]),
+        (
+            "status_with_token",
+            b"GET /status HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer abc\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "browser",
+            b"GET /metrics?x=1 HTTP/1.0\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n",
+        ),
+        ("post", b"POST /status HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+    ] {
+        corpus.put("admin_http_head", name, head);
+    }
+
     // Classifier: every labelled statement of the corpus, one file each.
     let sql_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
     let mut files: Vec<PathBuf> = fs::read_dir(&sql_dir)

@@ -4,6 +4,7 @@ mod admission;
 mod auth;
 mod handshake;
 mod phc;
+mod registry;
 mod reply;
 mod session;
 mod throttle;
@@ -19,6 +20,9 @@ pub use admission::{Admission, ClientSlot, VerificationGate};
 pub use auth::{UserDirectory, Verdict};
 pub use handshake::{Encryption, ListenerTls};
 pub use phc::hash_password;
+pub use registry::{
+    ClientRecord, ClientRegistry, ClientSnapshot, ClientState, NewClient, Registration,
+};
 pub use reply::ClientError;
 pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 
@@ -195,7 +199,15 @@ async fn establish(
         application: login.app_name.clone(),
         backend_login,
     };
-    let session = Session::new(proxy.session_context(), client, identity, database);
+    let registration = proxy.clients.register(NewClient {
+        spid,
+        user: login.username.clone(),
+        application: login.app_name.clone(),
+        peer,
+        database: database.clone(),
+    });
+    let session = Session::new(proxy.session_context(), client, identity, database)
+        .with_registration(registration);
     Ok(match login_language(&login, &info) {
         Some(language) => session.with_login_language(language),
         None => session,

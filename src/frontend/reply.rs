@@ -93,6 +93,20 @@ impl ClientError {
         }
     }
 
+    /// A session still open when `listen.shutdown_timeout_ms` ran out.
+    pub fn shutting_down(limit: std::time::Duration) -> Self {
+        ClientError {
+            number: PROXY_ERROR,
+            class: 20,
+            state: 4,
+            message: format!(
+                "Sluice is shutting down: the session did not end within {} ms \
+                 (listen.shutdown_timeout_ms)",
+                limit.as_millis()
+            ),
+        }
+    }
+
     /// A backend Sluice could not use: 40613, naming the backend by its
     /// configured name only. The full detail (address, login, OS error) is
     /// logged here, where the client's error is made.

@@ -139,6 +139,14 @@ pub async fn start_proxy(config: Config) -> (std::sync::Arc<sluice::server::Prox
     (proxy, addr)
 }
 
+/// A port nothing listens on now, for a Sluice process's addresses.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port")
+        .port()
+}
+
 /// Polls `check` every 10 ms until it holds or `limit` passes.
 pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
 where

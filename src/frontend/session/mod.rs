@@ -6,6 +6,7 @@
 //! [`BackendConn`]: crate::backend::BackendConn
 
 mod emulation;
+mod lifecycle;
 mod pins;
 mod prepared;
 mod request;
@@ -59,6 +60,10 @@ pub struct SessionContext {
     pub emulate_transaction_requests: bool,
     /// Whether a backend connection is held for a request or a session.
     pub pool_mode: PoolMode,
+    /// The proxy's drain phase (see `lifecycle`).
+    pub shutdown: Arc<crate::shutdown::Shutdown>,
+    /// `listen.shutdown_timeout_ms`, for the message of a session cut off.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// Who the client is, for routing rules and its backend login.
@@ -112,6 +117,8 @@ pub struct Session {
     /// what the serving connection must carry before the request runs.
     settings_before: Option<Settings>,
     clients: ClientGauges,
+    /// This session in the admin API's client list.
+    registration: Option<super::Registration>,
 }
 
 impl Drop for Session {
@@ -180,6 +187,7 @@ impl Session {
             prepared: PreparedStatements::default(),
             settings_before: None,
             clients: ClientGauges::new(),
+            registration: None,
         }
     }
 
@@ -211,7 +219,7 @@ impl Session {
     async fn serve(&mut self) -> Result<(), SessionError> {
         loop {
             let idle = self.clients.idle();
-            let packet = match self.client.next_request().await {
+            let packet = match self.next_request().await {
                 Ok(p) => p,
                 Err(ReadError::Closed) => return Ok(()),
                 Err(ReadError::Malformed(e)) => return self.refuse(ClientError::protocol(e)).await,
@@ -220,7 +228,11 @@ impl Session {
             drop(idle);
             let _active = self.clients.active();
             match packet.ty() {
-                ty if ty.is_request() => self.handle_request(packet).await?,
+                ty if ty.is_request() => {
+                    self.report_busy();
+                    self.handle_request(packet).await?;
+                    self.report_idle();
+                }
                 PacketType::ATTENTION => self.handle_idle_attention().await?,
                 ty => {
                     let detail = format!("unexpected packet type 0x{:02X} after login", ty.0);

@@ -137,7 +137,6 @@ impl RoutingState {
     }
 
     /// The reason of the oldest active pin.
-    #[cfg(test)]
     pub fn pin(&self) -> Option<PinReason> {
         self.pins.first()
     }

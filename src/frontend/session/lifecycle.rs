@@ -1,0 +1,74 @@
+//! The session's side of operating Sluice live: waiting for the next
+//! request while the proxy may be draining, and what the admin API shows
+//! of the session (updated at request boundaries only).
+
+use std::time::Instant;
+
+use super::Session;
+use crate::frontend::reply::ClientError;
+use crate::frontend::Registration;
+use crate::shutdown::Phase;
+use crate::transport::{Packet, ReadError};
+
+impl Session {
+    /// Shows this session in the admin API's `/clients`.
+    pub fn with_registration(mut self, registration: Registration) -> Self {
+        self.registration = Some(registration);
+        self
+    }
+
+    /// The first packet of the client's next request. While the proxy
+    /// drains, a session with no open transaction ends here at once; one
+    /// inside a transaction waits for it to end, until the drain's time is
+    /// up: then the client gets a severity-20 error. Either way the client's
+    /// side is shut down and the read ends as `Closed`.
+    pub(super) async fn next_request(&mut self) -> Result<Packet, ReadError> {
+        let shutdown = self.ctx.shutdown.clone();
+        let holds_work = self.routing.in_transaction() || self.emulated.is_open();
+        let ends_at = if holds_work {
+            Phase::Closing
+        } else {
+            Phase::Draining
+        };
+        tokio::select! {
+            biased;
+            read = self.client.next_request() => read,
+            phase = shutdown.reached(ends_at) => {
+                if phase == Phase::Closing && holds_work {
+                    let error = ClientError::shutting_down(self.ctx.shutdown_timeout);
+                    self.send_error(&error).await.ok();
+                }
+                tracing::debug!(spid = self.client.spid(), ?phase, "session closed by the drain");
+                self.client.shutdown().await;
+                Err(ReadError::Closed)
+            }
+        }
+    }
+
+    /// A request started: the client is not idle.
+    pub(super) fn report_busy(&self) {
+        if let Some(registration) = &self.registration {
+            registration.update(|state| state.busy = true);
+        }
+    }
+
+    /// A request ended: what the session holds now.
+    pub(super) fn report_idle(&self) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        let in_transaction = self.routing.in_transaction() || self.emulated.is_open();
+        let pin = self.routing.pin().map(|reason| reason.label());
+        let held = u8::from(self.primary.is_some()) + u8::from(self.replica.is_some());
+        registration.update(|state| {
+            state.busy = false;
+            state.last_request_end = Instant::now();
+            state.in_transaction = in_transaction;
+            state.pin = pin;
+            state.connections_held = held;
+            if state.database != self.database {
+                state.database.clone_from(&self.database);
+            }
+        });
+    }
+}
