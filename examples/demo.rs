@@ -2,7 +2,9 @@
 //! listeners (a primary and a replica over one shared in-memory engine, so
 //! replication looks instant), ready for any SQL Server client.
 //!
-//! Options: `--port N` for Sluice's port (default 14330).
+//! Options: `--port N` for Sluice's port (default 14330); the admin API
+//! listens on the next port. Each request's target and routing reason is
+//! logged as it is routed.
 
 use iridium_core::{Database, SessionManager, StatementExecutor};
 use iridium_server::{ServerConfig, TdsServer};
@@ -16,7 +18,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tiberius=error".into()),
+                // Each request's target and routing reason, as it is routed.
+                .unwrap_or_else(|_| "info,tiberius=error,sluice::frontend::session=debug".into()),
         )
         .init();
     let port = port_argument()?;
@@ -27,7 +30,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = demo_config(port, primary, replica)?;
     let proxy = sluice::server::Proxy::new(config)?;
     let listener = proxy.bind().await?;
+    let admin = proxy.start_admin().await?;
     println!("Sluice demo: listening on 127.0.0.1:{port}");
+    if let Some(admin) = admin {
+        println!("  admin API on http://{admin} (/status, /clients, /metrics)");
+    }
     println!("  primary (iridium) on {primary}, replica (iridium) on {replica}");
     println!("  user {DEMO_USER:?}, password {DEMO_PASSWORD:?}, table dbo.demo_items");
     println!();
@@ -101,7 +108,10 @@ address = "{replica}"
 user = "sa"
 password = "demo"
 transaction_requests = "emulate"
-"#
+[admin]
+address = "127.0.0.1:{admin_port}"
+"#,
+        admin_port = port.wrapping_add(1)
     );
     Ok(Config::parse(&text, std::path::Path::new("<demo>"))?)
 }
