@@ -8,9 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fake::{self, Fake, FakeOptions};
-use common::raw::{batch, call, RawClient};
+use common::raw::{batch, call, RawClient, Reply};
 use common::rpc;
 use common::*;
+use sluice::tds::packet::Status;
 
 const PRIMARY: i32 = 1;
 
@@ -196,6 +197,36 @@ async fn the_login_language_follows_the_client() {
         primary.connections().iter().map(|c| c.resets).sum::<u32>() >= 2,
         "{log:?}"
     );
+}
+
+/// A pooled driver reuses its connection with RESETCONNECTION on its next
+/// request: the reset must run before the settings Sluice applies for the
+/// session (the login's language), or it undoes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_own_reset_runs_before_its_settings() {
+    let (primary, sluice) = sluice_with_pool("max_size = 1\n").await;
+    let mut login = sluice::tds::login7::Login7::new_client(USER, PASSWORD, "");
+    login.language = "Deutsch".into();
+    let mut german = RawClient::login_with(sluice, login).await;
+    batch(&mut german, "SELECT 11")
+        .await
+        .assert_no_error("first");
+    for reset in [Status::RESET_CONNECTION, Status::RESET_CONNECTION_SKIP_TRAN] {
+        german.send_batch_with_status("SELECT 12", reset).await;
+        Reply::read(&mut german)
+            .await
+            .assert_no_error("after a reset");
+        let log: Vec<String> = primary.statements().into_iter().map(|(_, s)| s).collect();
+        let select = log.iter().rposition(|s| s == "SELECT 12").expect("ran");
+        let language = log[..select]
+            .iter()
+            .rposition(|s| s.contains("SET LANGUAGE [Deutsch]"));
+        let reset_at = log[..select].iter().rposition(|s| s == fake::RESET_IN_LOG);
+        assert!(
+            reset_at.is_some() && language > reset_at,
+            "{reset:?}: the language must be set after the reset: {log:?}"
+        );
+    }
 }
 
 /// Prepared statements in transaction mode: a statement is prepared on

@@ -59,6 +59,12 @@ pub struct BackendConn {
     id: ConnId,
     /// Served a client before: the next request carries RESETCONNECTION.
     reset_pending: bool,
+    /// A client's reset bits, moved onto the request Sluice sends before
+    /// the client's (its settings batch), so the reset does not undo it.
+    carried_reset: Option<Status>,
+    /// The client's reset ran with Sluice's request: its own request goes
+    /// without the bits.
+    reset_carried: bool,
     /// A request was sent and its response has not been read to its end.
     in_request: bool,
     /// The server reported an open transaction (ENVCHANGE 8 without 9/10/17).
@@ -146,6 +152,8 @@ impl BackendConn {
             name,
             id: ConnId::next(),
             reset_pending: false,
+            carried_reset: None,
+            reset_carried: false,
             in_request: false,
             in_transaction: false,
             broken: false,
@@ -243,6 +251,18 @@ impl BackendConn {
     }
 
     /// The next request starts a new server session (RESETCONNECTION).
+    /// The next request of Sluice's own (a settings batch) carries the
+    /// reset bits of the client request that follows it, and that request
+    /// goes without them: the reset runs first, then the settings, then
+    /// the client's request, which finds its settings in place.
+    pub fn carry_client_reset(&mut self, client: Status) {
+        let bits = Status::RESET_CONNECTION.with(Status::RESET_CONNECTION_SKIP_TRAN);
+        let carried = client.intersection(bits);
+        if !carried.is_empty() {
+            self.carried_reset = Some(carried);
+        }
+    }
+
     /// The client's own request will carry a reset bit: its tracked state
     /// is from now on what a reset leaves.
     pub fn expect_client_reset(&mut self) {
@@ -267,6 +287,20 @@ impl BackendConn {
     /// RESETCONNECTION when the connection served someone before. The one
     /// place that sets the bit.
     fn first_status(&mut self, client: Status) -> Status {
+        let reset_bits = Status::RESET_CONNECTION.with(Status::RESET_CONNECTION_SKIP_TRAN);
+        let client = match self.carried_reset.take() {
+            // Sluice's own request goes first and carries the client's reset.
+            Some(bits) => {
+                self.reset_carried = true;
+                client.with(bits)
+            }
+            // The client's request: its reset already ran.
+            None if self.reset_carried && client.resets_connection() => {
+                self.reset_carried = false;
+                client.without(reset_bits)
+            }
+            None => client,
+        };
         let status = if self.reset_pending && !client.resets_connection() {
             client.with(Status::RESET_CONNECTION)
         } else {

@@ -60,6 +60,8 @@ pub const UNDEFINED_TOKEN: u8 = 0x5E;
 
 /// SQL Server's "Could not find prepared statement with handle %d." [8179].
 pub const UNKNOWN_HANDLE: u32 = 8179;
+/// What the statement log shows where a request reset its connection.
+pub const RESET_IN_LOG: &str = "exec sp_reset_connection";
 /// SQL Server's "Cannot open database ... requested by the login." [4060].
 pub const CANNOT_OPEN_DATABASE: u32 = 4060;
 
@@ -394,8 +396,10 @@ impl Connection {
             if rolled_back {
                 self.trancount = 0;
             }
-            // Either reset frees the connection's prepared handles.
+            // Either reset frees the connection's prepared handles. The log
+            // shows it where SQL Server's profiler would.
             self.handles.clear();
+            self.shared.log_statement(self.id, RESET_IN_LOG);
             self.shared.update(self.id, |r| {
                 r.resets += 1;
                 r.handles.clear();

@@ -4,6 +4,7 @@
 use super::{reply_has_error, ClientError, Session, SessionError};
 use crate::frontend::transaction_emulation;
 use crate::router::Target;
+use crate::tds::packet::Status;
 use crate::tds::request::{all_headers_bytes, TransactionManagerRequest};
 use crate::transport::Request;
 
@@ -35,7 +36,7 @@ impl Session {
         };
         let headers = all_headers_bytes(&payload).unwrap_or_default().to_vec();
         drop(payload);
-        let mut held = match self.take_synced(Target::Primary).await {
+        let mut held = match self.take_synced(Target::Primary, Status::NORMAL).await {
             Ok(held) => held,
             Err(e) => {
                 if self.routing.has_unmovable_state() || self.emulated.is_open() {

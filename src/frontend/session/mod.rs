@@ -446,7 +446,7 @@ impl Session {
         prepare: Option<Prepare>,
     ) -> Result<Attempt, SessionError> {
         let complete = outgoing.is_complete();
-        let mut held = match self.take_synced(target).await {
+        let mut held = match self.take_synced(target, outgoing.first_status()).await {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, ?target, "no backend connection for a request");
@@ -516,9 +516,13 @@ impl Session {
 
     /// The connection for `target` (the held one, else one checked out),
     /// brought to the session's settings, its evicted statements unprepared.
-    async fn take_synced(&mut self, target: Target) -> Result<Held, BackendError> {
+    async fn take_synced(
+        &mut self,
+        target: Target,
+        client_status: Status,
+    ) -> Result<Held, BackendError> {
         let mut held = self.take(target).await?;
-        if let Err(e) = self.sync_settings(&mut held).await {
+        if let Err(e) = self.sync_settings(&mut held, client_status).await {
             held.conn.mark_broken();
             return Err(e);
         }
@@ -538,11 +542,24 @@ impl Session {
 
     /// Applies what differs between the connection's settings and the
     /// session's, in one round trip (none when they match).
-    async fn sync_settings(&mut self, held: &mut Held) -> Result<(), BackendError> {
+    async fn sync_settings(
+        &mut self,
+        held: &mut Held,
+        client_status: Status,
+    ) -> Result<(), BackendError> {
+        // A request that resets its connection (a pooled driver reusing
+        // it) finds the connection as a reset leaves it; the reset must
+        // run before the settings, not after.
+        let client_resets = client_status.resets_connection();
+        if client_resets {
+            held.conn.expect_client_reset();
+        }
         let Some(plan) = plan_settings(held.conn.settings(), self.settings_due()) else {
             return Ok(());
         };
-        if plan.reset {
+        if client_resets && !plan.batch.is_empty() {
+            held.conn.carry_client_reset(client_status);
+        } else if plan.reset {
             if held.conn.in_transaction() {
                 let detail = "its settings cannot be reset inside a transaction".to_string();
                 let backend = held.conn.name().clone();

@@ -40,8 +40,17 @@ pub(super) enum Outgoing {
 
 impl Outgoing {
     pub(super) fn is_complete(&self) -> bool {
+        self.request().is_complete()
+    }
+
+    /// The status of the client's first packet (its reset bits).
+    pub(super) fn first_status(&self) -> crate::tds::packet::Status {
+        self.request().first_status()
+    }
+
+    fn request(&self) -> &Request {
         match self {
-            Outgoing::AsIs(r) | Outgoing::Execute { request: r, .. } => r.is_complete(),
+            Outgoing::AsIs(r) | Outgoing::Execute { request: r, .. } => r,
         }
     }
 }
