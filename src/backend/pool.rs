@@ -373,10 +373,7 @@ impl DatabasePool {
     /// An idle connection, preferring one with matching settings; stale
     /// ones met on the way are closed.
     fn take_idle(&self, state: &mut PoolState, fingerprint: u64) -> Option<BackendConn> {
-        let now = Instant::now();
-        let before = state.idle.len();
-        state.idle.retain(|idle| !self.is_stale(idle, now));
-        state.open -= (before - state.idle.len()) as u32;
+        self.close_stale(state, Instant::now());
         let scan_from = state.idle.len().saturating_sub(SETTINGS_SCAN);
         let matching = state.idle[scan_from..]
             .iter()
@@ -384,6 +381,13 @@ impl DatabasePool {
             .map(|i| i + scan_from);
         let index = matching.or_else(|| state.idle.len().checked_sub(1))?;
         Some(state.idle.remove(index).conn)
+    }
+
+    /// Closes the idle connections past `idle_timeout_ms` or their lifetime.
+    fn close_stale(&self, state: &mut PoolState, now: Instant) {
+        let before = state.idle.len();
+        state.idle.retain(|idle| !self.is_stale(idle, now));
+        state.open -= (before - state.idle.len()) as u32;
     }
 
     fn is_stale(&self, idle: &Idle, now: Instant) -> bool {
@@ -487,13 +491,7 @@ impl DatabasePool {
     /// Closes idle connections past their time and opens connections up to
     /// `min_idle`.
     async fn tidy(self: &Arc<Self>) {
-        let now = Instant::now();
-        {
-            let mut state = self.lock();
-            let before = state.idle.len();
-            state.idle.retain(|idle| !self.is_stale(idle, now));
-            state.open -= (before - state.idle.len()) as u32;
-        }
+        self.close_stale(&mut self.lock(), Instant::now());
         loop {
             let slot = {
                 let mut state = self.lock();
