@@ -163,16 +163,23 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    tracing::info!(address = %proxy.config.listen.address, "sluice listening");
+    tracing::info!(address = %proxy.config().listen.address, "sluice listening");
     let serving = proxy.clone().serve(listener);
     tokio::pin!(serving);
-    let signal = tokio::select! {
-        signal = signals.next() => signal,
-        _ = &mut serving => return ExitCode::FAILURE,
+    let signal = loop {
+        let signal = tokio::select! {
+            signal = signals.next() => signal,
+            _ = &mut serving => return ExitCode::FAILURE,
+        };
+        if signal != RELOAD_SIGNAL {
+            break signal;
+        }
+        // Logged by `reload` either way; a refused file changes nothing.
+        proxy.reload().await.ok();
     };
     tracing::info!(
         signal,
-        timeout_ms = proxy.config.listen.shutdown_timeout_ms,
+        timeout_ms = proxy.config().listen.shutdown_timeout_ms,
         "draining; a second signal exits at once"
     );
     proxy.drain();
@@ -185,16 +192,22 @@ async fn serve(config: Config) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        signal = signals.next() => exit_now(signal),
+        signal = signals.next_stop() => exit_now(signal),
     }
 }
 
-/// The signals that stop Sluice: SIGTERM and SIGINT (Ctrl-C elsewhere).
+/// The signal that reloads proxy.toml.
+const RELOAD_SIGNAL: &str = "SIGHUP";
+
+/// The signals Sluice acts on: SIGTERM and SIGINT (Ctrl-C elsewhere) stop
+/// it, SIGHUP reloads the configuration.
 struct StopSignals {
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
@@ -204,6 +217,7 @@ impl StopSignals {
         Ok(StopSignals {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -218,6 +232,18 @@ impl StopSignals {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
+            _ = self.hangup.recv() => RELOAD_SIGNAL,
+        }
+    }
+
+    /// The next signal that stops Sluice (a reload is no use while
+    /// draining).
+    async fn next_stop(&mut self) -> &'static str {
+        loop {
+            let signal = self.next().await;
+            if signal != RELOAD_SIGNAL {
+                return signal;
+            }
         }
     }
 

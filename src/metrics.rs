@@ -63,6 +63,7 @@ pub const PINNED_SESSIONS: &str = "sluice_pinned_sessions";
 pub const TRANSACTIONS: &str = "sluice_transactions_total";
 pub const CLIENTS: &str = "sluice_clients";
 pub const LOGINS: &str = "sluice_logins_total";
+pub const CONFIG_RELOADS: &str = "sluice_config_reloads_total";
 pub const POOL_CONNECTIONS: &str = "sluice_pool_connections";
 pub const POOL_CHECKOUT_WAIT: &str = "sluice_pool_checkout_wait_seconds";
 pub const POOL_CHECKOUT_TIMEOUTS: &str = "sluice_pool_checkout_timeouts_total";
@@ -129,6 +130,11 @@ pub fn describe() {
         "Logged-in clients by state: idle, active (a request in flight); waiting counts requests waiting for a pooled connection"
     );
     describe_counter!(LOGINS, Unit::Count, "Client logins, by result");
+    describe_counter!(
+        CONFIG_RELOADS,
+        Unit::Count,
+        "Configuration reloads (SIGHUP, POST /reload), by result: ok, error (the file was refused)"
+    );
     describe_gauge!(
         POOL_CONNECTIONS,
         Unit::Count,
@@ -415,6 +421,12 @@ impl RequestMetrics {
             "reason" => reason
         )
     }
+}
+
+/// Counts a configuration reload in [`CONFIG_RELOADS`].
+pub fn record_reload(ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(CONFIG_RELOADS, "result" => result).increment(1);
 }
 
 #[cfg(test)]

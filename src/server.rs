@@ -2,9 +2,10 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::backend::Cluster;
@@ -36,16 +37,15 @@ pub enum StartError {
 
 /// State shared by every client session.
 pub struct Proxy {
-    pub config: Arc<Config>,
-    pub users: UserDirectory,
-    /// Bounds on clients, handshakes and failed logins (`[listen]`).
+    /// What the configuration file makes: swapped whole by a reload.
+    live: ArcSwap<Generation>,
+    /// The session context of the current generation: each session loads
+    /// it before each request, so a reload reaches sessions already
+    /// logged in at their next request.
+    contexts: Arc<ArcSwap<crate::frontend::SessionContext>>,
+    /// Bounds on clients, handshakes and failed logins (`[listen]`),
+    /// resized in place by a reload.
     pub admission: Admission,
-    pub listener_tls: ListenerTls,
-    /// The backends, with their pools and health (written by the monitor,
-    /// read on every request).
-    pub cluster: Arc<Cluster>,
-    pub router: Arc<Router>,
-    session_context: Arc<crate::frontend::SessionContext>,
     /// Logged-in clients, for the admin API.
     pub clients: Arc<ClientRegistry>,
     /// Running, draining or closing (SIGTERM/SIGINT).
@@ -53,26 +53,40 @@ pub struct Proxy {
     pub started: std::time::Instant,
     /// Next SPID to show a client; SQL Server's user sessions start at 51.
     spids: AtomicU16,
+    /// The health checks of the current cluster, restarted by a reload.
+    monitor: Mutex<Option<MonitorHandle>>,
+    /// One reload at a time (SIGHUP and `POST /reload` may race).
+    reloading: tokio::sync::Mutex<()>,
 }
 
-impl Proxy {
-    pub fn new(config: Config) -> Result<Arc<Proxy>, StartError> {
-        crate::metrics::describe();
-        let tls_config = match config.listen.tls.mode {
-            ListenTlsMode::Off => None,
-            _ => {
-                let (cert, key) = (
-                    config.listen.tls.cert.clone(),
-                    config.listen.tls.key.clone(),
-                );
-                Some(crate::tls::server_configs(
-                    cert.as_deref().unwrap_or(std::path::Path::new("")),
-                    key.as_deref().unwrap_or(std::path::Path::new("")),
-                )?)
-            }
-        };
-        let cluster = Arc::new(Cluster::new(&config)?);
-        let shutdown = Arc::new(Shutdown::default());
+/// Everything one reading of proxy.toml makes. A client logs in against
+/// one generation; its session follows the newest from request to request.
+pub struct Generation {
+    pub config: Arc<Config>,
+    pub users: Arc<UserDirectory>,
+    pub listener_tls: ListenerTls,
+    /// The backends, with their pools and health (written by the monitor,
+    /// read on every request). Backends a reload leaves unchanged are the
+    /// same values in both generations.
+    pub cluster: Arc<Cluster>,
+    pub router: Arc<Router>,
+    pub session_context: Arc<crate::frontend::SessionContext>,
+}
+
+impl Generation {
+    /// The generation `config` makes, keeping what it can of `previous`
+    /// (its backends and their pools; its users' verified credentials when
+    /// the users did not change).
+    fn new(
+        config: Config,
+        previous: Option<&Generation>,
+        shutdown: &Arc<Shutdown>,
+    ) -> Result<Generation, StartError> {
+        let listener_tls = listener_tls_for(&config)?;
+        let cluster = Arc::new(Cluster::reloaded(
+            previous.map(|p| p.cluster.as_ref()),
+            &config,
+        )?);
         let router = Arc::new(router_for(&config)?);
         let session_context = Arc::new(crate::frontend::SessionContext {
             cluster: cluster.clone(),
@@ -88,38 +102,141 @@ impl Proxy {
             shutdown: shutdown.clone(),
             shutdown_timeout: config.listen.shutdown_timeout(),
         });
-        Ok(Arc::new(Proxy {
-            router,
+        let users = match previous {
+            Some(p) if same_users(&p.config, &config) => p.users.clone(),
+            _ => Arc::new(UserDirectory::new(
+                &config.users,
+                VerificationGate::per_core(config.listen.max_queued_verifications),
+            )),
+        };
+        Ok(Generation {
+            users,
+            listener_tls,
             cluster,
+            router,
             session_context,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Users and their verification queue unchanged: the directory, with the
+/// credentials it has verified, carries over.
+fn same_users(old: &Config, new: &Config) -> bool {
+    old.users == new.users
+        && old.listen.max_queued_verifications == new.listen.max_queued_verifications
+}
+
+fn listener_tls_for(config: &Config) -> Result<ListenerTls, StartError> {
+    let tls_config = match config.listen.tls.mode {
+        ListenTlsMode::Off => None,
+        _ => {
+            let path = |p: &Option<std::path::PathBuf>| p.clone().unwrap_or_default();
+            Some(crate::tls::server_configs(
+                &path(&config.listen.tls.cert),
+                &path(&config.listen.tls.key),
+            )?)
+        }
+    };
+    Ok(ListenerTls::new(
+        config.listen.tls.mode,
+        tls_config,
+        config.limits.max_login_bytes,
+        PRELOGIN_VERSION,
+        config.listen.server_name.clone(),
+    ))
+}
+
+impl Proxy {
+    pub fn new(config: Config) -> Result<Arc<Proxy>, StartError> {
+        crate::metrics::describe();
+        let shutdown = Arc::new(Shutdown::default());
+        let admission = Admission::new(&config.listen);
+        let live = Generation::new(config, None, &shutdown)?;
+        Ok(Arc::new(Proxy {
+            contexts: Arc::new(ArcSwap::new(live.session_context.clone())),
+            live: ArcSwap::from_pointee(live),
+            admission,
             clients: Arc::new(ClientRegistry::default()),
             shutdown,
             started: std::time::Instant::now(),
             spids: AtomicU16::new(FIRST_SPID),
-            users: UserDirectory::new(
-                &config.users,
-                VerificationGate::per_core(config.listen.max_queued_verifications),
-            ),
-            admission: Admission::new(&config.listen),
-            listener_tls: ListenerTls::new(
-                config.listen.tls.mode,
-                tls_config,
-                config.limits.max_login_bytes,
-                PRELOGIN_VERSION,
-                config.listen.server_name.clone(),
-            ),
-            config: Arc::new(config),
+            monitor: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
         }))
     }
 
-    /// What each client session gets of the proxy.
-    pub fn session_context(&self) -> Arc<crate::frontend::SessionContext> {
-        self.session_context.clone()
+    /// The current generation: configuration, users, TLS, backends, router.
+    pub fn current(&self) -> Arc<Generation> {
+        self.live.load_full()
+    }
+
+    /// The configuration now in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.load().config.clone()
+    }
+
+    /// The backends now in force.
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.live.load().cluster.clone()
+    }
+
+    /// Where sessions find the newest session context.
+    pub fn session_contexts(&self) -> Arc<ArcSwap<crate::frontend::SessionContext>> {
+        self.contexts.clone()
+    }
+
+    /// Re-reads the configuration file and, if it is valid, puts it in
+    /// force without dropping a client (SIGHUP, `POST /reload`). A file
+    /// that does not load changes nothing; the error is the one `sluice
+    /// check` prints.
+    pub async fn reload(&self) -> Result<Reloaded, StartError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let reloaded = self.swap_in_file();
+        match &reloaded {
+            Ok(done) => {
+                tracing::info!(hash = %done.hash, replicas = ?done.replicas, "configuration reloaded");
+                for key in &done.needs_restart {
+                    tracing::warn!(key, "changed in the file; takes effect after a restart");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the configuration in force is unchanged")
+            }
+        }
+        crate::metrics::record_reload(reloaded.is_ok());
+        reloaded
+    }
+
+    fn swap_in_file(&self) -> Result<Reloaded, StartError> {
+        let previous = self.current();
+        let config = Config::load(&previous.config.origin.path)?;
+        let needs_restart = needs_restart(&previous.config, &config);
+        let next = Generation::new(config, Some(&previous), &self.shutdown)?;
+        let reloaded = Reloaded {
+            hash: next.config.origin.hash.clone(),
+            needs_restart,
+            replicas: next
+                .cluster
+                .replicas()
+                .iter()
+                .map(|r| r.name().to_string())
+                .collect(),
+        };
+        self.admission.set_limits(&next.config.listen);
+        self.contexts.store(next.session_context.clone());
+        self.live.store(Arc::new(next));
+        // Restarted only once the new cluster is in force: a removed
+        // replica's checks stop with the old handle.
+        if self.lock_monitor().is_some() {
+            self.restart_monitor();
+        }
+        Ok(reloaded)
     }
 
     /// Binds the configured listen address.
     pub async fn bind(&self) -> Result<TcpListener, StartError> {
-        let address = self.config.listen.address.clone();
+        let address = self.config().listen.address.clone();
         TcpListener::bind(&address)
             .await
             .map_err(|source| StartError::Bind { address, source })
@@ -128,7 +245,8 @@ impl Proxy {
     /// Starts the admin API when `[admin]` is configured; returns the
     /// address it listens on.
     pub async fn start_admin(self: &Arc<Self>) -> Result<Option<SocketAddr>, StartError> {
-        let Some(admin) = &self.config.admin else {
+        let config = self.config();
+        let Some(admin) = &config.admin else {
             return Ok(None);
         };
         let token = admin.token()?;
@@ -148,9 +266,11 @@ impl Proxy {
     /// end (see [`Proxy::drain`]); the health monitor runs as long as this
     /// does.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Drained {
-        let _monitor = self.start_monitor();
+        self.restart_monitor();
         self.accept_until_drain(listener).await;
-        self.finish_drain().await
+        let drained = self.finish_drain().await;
+        self.lock_monitor().take();
+        drained
     }
 
     /// Starts a graceful drain: `/readyz` fails, the listener closes,
@@ -193,7 +313,7 @@ impl Proxy {
     /// those waiting between requests get an error and close, and the rest
     /// get a short grace before the caller exits under them.
     async fn finish_drain(&self) -> Drained {
-        let limit = self.config.listen.shutdown_timeout();
+        let limit = self.config().listen.shutdown_timeout();
         let clean = tokio::time::timeout(limit, self.sessions_ended())
             .await
             .is_ok();
@@ -218,6 +338,34 @@ impl Proxy {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// What a reload put in force.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    /// Hash of the file now in force (as `/status` shows it).
+    pub hash: String,
+    /// Keys the file changed that only a restart applies.
+    pub needs_restart: Vec<&'static str>,
+    /// The replicas now in force, by name.
+    pub replicas: Vec<String>,
+}
+
+/// The keys whose change a reload cannot apply: the sockets already bound.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let admin = |c: &Config| {
+        c.admin
+            .as_ref()
+            .map(|a| (a.address.clone(), a.token_env.clone()))
+    };
+    let mut keys = Vec::new();
+    if old.listen.address != new.listen.address {
+        keys.push("listen.address");
+    }
+    if admin(old) != admin(new) {
+        keys.push("admin");
+    }
+    keys
 }
 
 /// How a drain ended.
@@ -262,9 +410,23 @@ impl Proxy {
         spid
     }
 
-    /// One monitor task per backend (see `monitor`).
-    fn start_monitor(&self) -> MonitorHandle {
-        let h = &self.config.health;
+    /// (Re)starts the health checks for the current cluster: one task per
+    /// backend (see `monitor`). Health already known carries over, as it
+    /// lives with each backend.
+    fn restart_monitor(&self) {
+        let live = self.current();
+        let monitor = monitor_for(&live.config, &live.cluster);
+        *self.lock_monitor() = Some(monitor);
+    }
+
+    fn lock_monitor(&self) -> std::sync::MutexGuard<'_, Option<MonitorHandle>> {
+        self.monitor.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn monitor_for(config: &Config, cluster: &Cluster) -> MonitorHandle {
+    {
+        let h = &config.health;
         let policy = |max_lag: Option<Duration>| HealthPolicy {
             interval: h.interval(),
             timeout: h.timeout(),
@@ -274,16 +436,15 @@ impl Proxy {
             lag_margin: Duration::from_millis(h.lag_margin_ms),
         };
         let primary = (
-            CheckTarget::from_backend(&self.config.primary),
-            self.cluster.primary().health().clone(),
+            CheckTarget::from_backend(&config.primary),
+            cluster.primary().health().clone(),
             policy(None),
         );
         // The cluster's replicas were made from `config.replicas`, in order.
-        let replicas = self
-            .config
+        let replicas = config
             .replicas
             .iter()
-            .zip(self.cluster.replicas())
+            .zip(cluster.replicas())
             .map(|(cfg, replica)| {
                 let health = replica.health();
                 let source = lag_source(cfg, &h.heartbeat_table);

@@ -275,6 +275,7 @@ mod drain {
         listen: SocketAddr,
         admin: SocketAddr,
         log: std::path::PathBuf,
+        config: std::path::PathBuf,
     }
 
     impl SluiceProcess {
@@ -306,6 +307,7 @@ mod drain {
                 listen,
                 admin,
                 log,
+                config,
             };
             process.wait_ready().await;
             process
@@ -481,5 +483,45 @@ mod drain {
         assert!(wait_not_ready(sluice.admin).await, "/readyz turns false");
         sluice.signal(libc::SIGINT);
         assert_eq!(sluice.exit_code().await, Some(130), "{}", sluice.log());
+    }
+
+    /// SIGHUP reloads proxy.toml: `/status` shows the new file's hash. A
+    /// broken file is refused (logged, counted) and Sluice keeps serving
+    /// with the configuration it had.
+    #[tokio::test]
+    async fn sighup_reloads_and_a_broken_file_changes_nothing() {
+        let primary = Backend::start().await;
+        let sluice = SluiceProcess::start(primary.addr, "sighup", "").await;
+        let hash = |status: Value| status["config"]["hash"].as_str().unwrap_or("").to_string();
+        let before = hash(get(sluice.admin, "/status", None).await.json());
+        let text = std::fs::read_to_string(&sluice.config).expect("proxy.toml");
+
+        std::fs::write(
+            &sluice.config,
+            format!("{text}[routing]\nread_your_writes_ms = 0\n"),
+        )
+        .expect("write");
+        sluice.signal(libc::SIGHUP);
+        let admin = sluice.admin;
+        let changed = eventually(LIMIT, || {
+            let before = before.clone();
+            async move { hash(get(admin, "/status", None).await.json()) != before }
+        })
+        .await;
+        assert!(changed, "the reload did not happen:\n{}", sluice.log());
+        let after = hash(get(sluice.admin, "/status", None).await.json());
+
+        std::fs::write(
+            &sluice.config,
+            format!("{text}[routing]\nno_such_key = 1\n"),
+        )
+        .expect("write");
+        sluice.signal(libc::SIGHUP);
+        let refused = eventually(LIMIT, || async { sluice.log().contains("reload refused") }).await;
+        assert!(refused, "{}", sluice.log());
+        assert!(sluice.log().contains("no_such_key"), "{}", sluice.log());
+        assert_eq!(hash(get(sluice.admin, "/status", None).await.json()), after);
+        let mut client = connect(sluice.listen).await;
+        assert_eq!(scalar_i32(&mut client, "SELECT 1").await, Some(1));
     }
 }

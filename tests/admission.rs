@@ -75,7 +75,7 @@ async fn a_client_over_max_clients_gets_17809_and_the_others_keep_working() {
     );
     // A refused client never held a place, and never cost a password check.
     assert_eq!(proxy.admission.connected(), 2);
-    assert_eq!(proxy.users.argon2_runs(), 1);
+    assert_eq!(proxy.current().users.argon2_runs(), 1);
 
     assert_eq!(scalar_i32(&mut first, "SELECT 1").await, Some(1));
     assert_eq!(scalar_i32(&mut second, "SELECT 2").await, Some(2));
@@ -118,13 +118,17 @@ async fn logins_wait_for_a_handshake_turn_instead_of_being_refused() {
 async fn a_verified_user_logs_in_again_without_argon2() {
     let (_primary, proxy, sluice) = proxy_with("").await;
     let mut client = connect(sluice).await;
-    assert_eq!(proxy.users.argon2_runs(), 1);
+    assert_eq!(proxy.current().users.argon2_runs(), 1);
     for _ in 0..5 {
         drop(client);
         client = connect(sluice).await;
         assert_eq!(scalar_i32(&mut client, "SELECT 1").await, Some(1));
     }
-    assert_eq!(proxy.users.argon2_runs(), 1, "a cached login ran argon2");
+    assert_eq!(
+        proxy.current().users.argon2_runs(),
+        1,
+        "a cached login ran argon2"
+    );
 }
 
 #[tokio::test]
@@ -141,11 +145,15 @@ async fn a_wrong_password_is_never_accepted_after_the_right_one_was_cached() {
         ("nobody", PASSWORD),
     ];
     for (user, password) in wrong {
-        let runs = proxy.users.argon2_runs();
+        let runs = proxy.current().users.argon2_runs();
         let token = refusal(connect_with(tiberius_config(sluice, user, password)).await).await;
         assert_eq!(token.code(), 18456, "{user}/{password}");
         // The refusal was a real check: a wrong password costs what it did.
-        assert_eq!(proxy.users.argon2_runs(), runs + 1, "{user}/{password}");
+        assert_eq!(
+            proxy.current().users.argon2_runs(),
+            runs + 1,
+            "{user}/{password}"
+        );
     }
     let mut again = connect(sluice).await;
     assert_eq!(scalar_i32(&mut again, "SELECT 1").await, Some(1));
@@ -164,7 +172,7 @@ async fn an_address_with_many_failures_is_locked_out_while_others_log_in() {
         let login = connect_from(attacker, sluice, USER, "guess").await;
         assert_eq!(refusal(login).await.code(), 18456);
     }
-    assert_eq!(proxy.users.argon2_runs(), 3);
+    assert_eq!(proxy.current().users.argon2_runs(), 3);
     // Locked out: refused at once, with no password check, even with the
     // right password, and with the same error as a wrong one.
     let started = Instant::now();
@@ -173,7 +181,7 @@ async fn an_address_with_many_failures_is_locked_out_while_others_log_in() {
         (token.code(), token.message()),
         (18456, format!("Login failed for user '{USER}'.").as_str())
     );
-    assert_eq!(proxy.users.argon2_runs(), 3);
+    assert_eq!(proxy.current().users.argon2_runs(), 3);
     assert!(started.elapsed() < WAIT);
     // Other addresses are not affected.
     let mut other = connect_from(host(3), sluice, "other", "other-password")
@@ -270,7 +278,7 @@ async fn measure_login_rate_of_a_verified_user() {
         let rate = logins.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
         println!(
             "verified-user logins via {driver}: {rate:.0}/s with {CONCURRENT_LOGINS} concurrent clients; argon2 runs so far: {}",
-            proxy.users.argon2_runs()
+            proxy.current().users.argon2_runs()
         );
     }
 }
@@ -320,7 +328,7 @@ async fn measure_wrong_password_flood_against_other_logins() {
         };
         // Let the flood reach its steady state (the lockout, if on) first.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (runs_before, flood_started) = (proxy.users.argon2_runs(), Instant::now());
+        let (runs_before, flood_started) = (proxy.current().users.argon2_runs(), Instant::now());
         let (attempts_before, busy_before) = (
             attempts.load(Ordering::Relaxed),
             busy.load(Ordering::Relaxed),
@@ -334,7 +342,7 @@ async fn measure_wrong_password_flood_against_other_logins() {
         let per_second = |total: u64, before: u64| (total - before) as f64 / flood_secs;
         let flood_rate = per_second(attempts.load(Ordering::Relaxed), attempts_before);
         let busy_rate = per_second(busy.load(Ordering::Relaxed), busy_before);
-        let argon2_rate = per_second(proxy.users.argon2_runs(), runs_before);
+        let argon2_rate = per_second(proxy.current().users.argon2_runs(), runs_before);
         stop.store(true, Ordering::Relaxed);
         flood.await.unwrap();
         println!(
@@ -389,7 +397,7 @@ async fn measure_memory_of_a_burst_of_argon2_logins() {
     println!(
         "{LOGINS} simultaneous argon2 logins: {} argon2 runs in {took:?}, RSS {before} MiB before, \
          peak {} MiB (+{} MiB)",
-        proxy.users.argon2_runs() - 1,
+        proxy.current().users.argon2_runs() - 1,
         peak.load(Ordering::Relaxed),
         peak.load(Ordering::Relaxed) - before
     );

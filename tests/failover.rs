@@ -359,7 +359,7 @@ async fn heartbeat_lag_is_measured_through_the_primary() {
     let proxy = sluice::server::Proxy::new(parse_config(&text)).expect("proxy");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     tokio::spawn(proxy.clone().serve(listener));
-    let health = proxy.cluster.replicas()[0].health().clone();
+    let health = proxy.cluster().replicas()[0].health().clone();
     let measured = eventually(Duration::from_secs(5), || {
         let health = health.clone();
         async move {

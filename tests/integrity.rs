@@ -454,7 +454,7 @@ async fn a_connection_dropped_mid_request_by_a_panic_is_not_reused() {
     let text = config_text(backend.addr, &[]).replace("max_size = 8", "max_size = 1");
     let config = parse_config(&text);
     let target = BackendTarget::from_config(&config.primary, &config.pool).expect("target");
-    let pools = Arc::new(BackendPools::new(target, config.pool.clone()));
+    let pools = Arc::new(BackendPools::new(target, &config.pool));
     let batch = |sql: &str| {
         let mut payload = Vec::new();
         sluice::tds::request::encode_all_headers(&mut payload, 0, 1);

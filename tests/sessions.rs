@@ -157,7 +157,7 @@ async fn a_client_reset_is_not_a_replica_failure() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sluice = listener.local_addr().unwrap();
     tokio::spawn(proxy.clone().serve(listener));
-    let health = proxy.cluster.replicas()[0].health().clone();
+    let health = proxy.cluster().replicas()[0].health().clone();
     for i in 0..3 {
         let mut client = RawClient::login(sluice, USER, PASSWORD).await;
         client

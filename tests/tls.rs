@@ -196,7 +196,7 @@ async fn health_checks_trust_the_same_ca_bundle_as_the_data_path() {
         let outer = listener.local_addr().expect("address");
         let serving = tokio::spawn(proxy.clone().serve(listener));
 
-        let health = proxy.cluster.primary().health().clone();
+        let health = proxy.cluster().primary().health().clone();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while health.checks_completed() < 3 {
             assert!(

@@ -39,6 +39,7 @@ enum Endpoint {
     Metrics,
     Status,
     Clients,
+    Reload,
 }
 
 impl Endpoint {
@@ -49,8 +50,17 @@ impl Endpoint {
             "/metrics" => Endpoint::Metrics,
             "/status" => Endpoint::Status,
             "/clients" => Endpoint::Clients,
+            "/reload" => Endpoint::Reload,
             _ => return None,
         })
+    }
+
+    /// Reads are GET; the one endpoint that changes something is POST.
+    fn method(self) -> &'static str {
+        match self {
+            Endpoint::Reload => "POST",
+            _ => "GET",
+        }
     }
 
     /// Probes answer anyone who can reach the address.
@@ -101,7 +111,7 @@ impl AdminApi {
 
     async fn serve_connection(&self, mut tcp: TcpStream, peer: SocketAddr) {
         let response = match read_request(&mut tcp, READ_TIMEOUT).await {
-            Ok(request) => self.respond(&request),
+            Ok(request) => self.respond(&request).await,
             Err(HeadError::Closed) => return,
             Err(e @ HeadError::Malformed(_)) => HttpResponse::text(400, format!("{e}\n")),
             Err(e @ HeadError::TooLarge) => HttpResponse::text(431, format!("{e}\n")),
@@ -115,15 +125,17 @@ impl AdminApi {
     }
 
     /// Route, method, token, then the endpoint.
-    pub fn respond(&self, request: &HttpRequest) -> HttpResponse {
+    pub async fn respond(&self, request: &HttpRequest) -> HttpResponse {
         let Some(endpoint) = Endpoint::of(&request.path) else {
             return HttpResponse::text(
                 404,
-                "not found: try /status, /clients, /metrics, /healthz or /readyz\n",
+                "not found: try /status, /clients, /metrics, /healthz, /readyz or POST /reload\n",
             );
         };
-        if request.method != "GET" {
-            return HttpResponse::text(405, "only GET is allowed here\n").with_header("Allow: GET");
+        let method = endpoint.method();
+        if request.method != method {
+            return HttpResponse::text(405, format!("only {method} is allowed here\n"))
+                .with_header(format!("Allow: {method}"));
         }
         if endpoint.needs_token() && !self.authorized(request.authorization.as_deref()) {
             return HttpResponse::text(401, "a bearer token is required (admin.token_env)\n")
@@ -142,6 +154,11 @@ impl AdminApi {
             }
             Endpoint::Status => HttpResponse::json(&status::status(&self.proxy)),
             Endpoint::Clients => HttpResponse::json(&status::clients(&self.proxy)),
+            Endpoint::Reload => match self.proxy.reload().await {
+                Ok(reloaded) => HttpResponse::json(&serde_json::json!(reloaded)),
+                // The message `sluice check` prints for the same file.
+                Err(e) => HttpResponse::text(400, format!("{e}\n")),
+            },
         }
     }
 

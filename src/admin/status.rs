@@ -11,7 +11,7 @@ use crate::server::Proxy;
 
 /// Backends, clients, configuration, uptime, version, draining.
 pub fn status(proxy: &Proxy) -> Value {
-    let cluster = &proxy.cluster;
+    let cluster = proxy.cluster();
     let primary = cluster.primary();
     let mut backends = vec![backend(
         primary.name(),
@@ -30,7 +30,8 @@ pub fn status(proxy: &Proxy) -> Value {
     let clients = proxy.clients.snapshot();
     let active = clients.iter().filter(|c| c.state.busy).count();
     let in_transaction = clients.iter().filter(|c| c.state.in_transaction).count();
-    let origin = &proxy.config.origin;
+    let config = proxy.config();
+    let origin = &config.origin;
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": proxy.started.elapsed().as_secs(),

@@ -21,9 +21,22 @@ pub struct Primary {
     pools: BackendPools,
     health: Arc<BackendHealth>,
     requests: RequestMetrics,
+    /// What its connections are made from; a reload keeps the backend
+    /// while this stays the same.
+    connection: Connection,
 }
 
 impl Primary {
+    fn new(backend: &crate::config::Backend, config: &Config) -> Result<Primary, TlsSetupError> {
+        let pools = pools_of(backend, config)?;
+        Ok(Primary {
+            requests: RequestMetrics::new(pools.target().name.clone(), "primary"),
+            pools,
+            health: Arc::new(BackendHealth::new()),
+            connection: Connection::of(backend, config),
+        })
+    }
+
     pub fn requests(&self) -> &RequestMetrics {
         &self.requests
     }
@@ -92,12 +105,26 @@ impl Primary {
 pub struct Replica {
     pools: BackendPools,
     health: Arc<BackendHealth>,
-    weight: u32,
+    /// Changed in place by a reload.
+    weight: AtomicU32,
     in_flight: AtomicU32,
     requests: RequestMetrics,
+    connection: Connection,
 }
 
 impl Replica {
+    fn new(backend: &crate::config::Backend, config: &Config) -> Result<Replica, TlsSetupError> {
+        let pools = pools_of(backend, config)?;
+        Ok(Replica {
+            requests: RequestMetrics::new(pools.target().name.clone(), "replica"),
+            pools,
+            health: Arc::new(BackendHealth::new()),
+            weight: AtomicU32::new(backend.weight),
+            in_flight: AtomicU32::new(0),
+            connection: Connection::of(backend, config),
+        })
+    }
+
     pub fn requests(&self) -> &RequestMetrics {
         &self.requests
     }
@@ -138,7 +165,7 @@ impl Replica {
     fn view(&self) -> ReplicaView {
         ReplicaView {
             available: self.is_available(),
-            weight: self.weight,
+            weight: self.weight.load(Ordering::Relaxed),
             outstanding: self.in_flight.load(Ordering::Relaxed),
             lag: self.lag(),
         }
@@ -156,38 +183,50 @@ impl Drop for InFlight {
 
 /// The primary and the replicas.
 pub struct Cluster {
-    primary: Primary,
+    primary: Arc<Primary>,
     replicas: Vec<Arc<Replica>>,
 }
 
 impl Cluster {
     pub fn new(config: &Config) -> Result<Cluster, TlsSetupError> {
-        let pools = |backend| -> Result<BackendPools, TlsSetupError> {
-            let mut target = BackendTarget::from_config(backend, &config.pool)?;
-            target.keepalive = config.limits.tcp_keepalive();
-            Ok(BackendPools::new(target, config.pool.clone()))
-        };
-        let pools_of_primary = pools(&config.primary)?;
-        let primary = Primary {
-            requests: RequestMetrics::new(pools_of_primary.target().name.clone(), "primary"),
-            pools: pools_of_primary,
-            health: Arc::new(BackendHealth::new()),
+        Cluster::reloaded(None, config)
+    }
+
+    /// The cluster `config` describes, keeping from `previous` every
+    /// backend whose connections `config` leaves as they were (same
+    /// address, login, TLS, ...): its pools, borrowed connections and
+    /// health carry over, with the new weight and pool limits applied in
+    /// place. A backend that changed or went is made anew; the old one
+    /// drains as its borrowed connections come back.
+    pub fn reloaded(previous: Option<&Cluster>, config: &Config) -> Result<Cluster, TlsSetupError> {
+        let primary = match previous {
+            Some(old) if old.primary.connection == Connection::of(&config.primary, config) => {
+                old.primary.pools.set_limits(&config.pool);
+                old.primary.clone()
+            }
+            _ => Arc::new(Primary::new(&config.primary, config)?),
         };
         let mut replicas = Vec::with_capacity(config.replicas.len());
-        for replica in &config.replicas {
-            let pools = pools(replica)?;
-            replicas.push(Arc::new(Replica {
-                requests: RequestMetrics::new(pools.target().name.clone(), "replica"),
-                pools,
-                health: Arc::new(BackendHealth::new()),
-                weight: replica.weight,
-                in_flight: AtomicU32::new(0),
-            }));
+        for backend in &config.replicas {
+            let connection = Connection::of(backend, config);
+            let kept = previous
+                .into_iter()
+                .flat_map(|old| old.replicas.iter())
+                .find(|old| old.connection == connection);
+            let replica = match kept {
+                Some(old) => {
+                    old.pools.set_limits(&config.pool);
+                    old.weight.store(backend.weight, Ordering::Relaxed);
+                    old.clone()
+                }
+                None => Arc::new(Replica::new(backend, config)?),
+            };
+            replicas.push(replica);
         }
         Ok(Cluster { primary, replicas })
     }
 
-    pub fn primary(&self) -> &Primary {
+    pub fn primary(&self) -> &Arc<Primary> {
         &self.primary
     }
 
@@ -203,5 +242,42 @@ impl Cluster {
     /// What the router needs of each replica, in cluster order.
     pub fn replica_views(&self) -> Vec<ReplicaView> {
         self.replicas.iter().map(|r| r.view()).collect()
+    }
+}
+
+fn pools_of(
+    backend: &crate::config::Backend,
+    config: &Config,
+) -> Result<BackendPools, TlsSetupError> {
+    let mut target = BackendTarget::from_config(backend, &config.pool)?;
+    target.keepalive = config.limits.tcp_keepalive();
+    Ok(BackendPools::new(target, &config.pool))
+}
+
+/// Everything a backend's connections are made from: its entry with the
+/// keys a reload applies in place (weight, lag settings) left out, and the
+/// `[pool]` and `[limits]` keys that go into each connection's login.
+#[derive(Debug, Clone, PartialEq)]
+struct Connection {
+    backend: crate::config::Backend,
+    connect_timeout_ms: u64,
+    packet_size: u32,
+    tcp_keepalive: Option<Duration>,
+}
+
+impl Connection {
+    fn of(backend: &crate::config::Backend, config: &Config) -> Connection {
+        Connection {
+            backend: crate::config::Backend {
+                weight: 0,
+                max_lag_ms: 0,
+                lag_source: Default::default(),
+                lag_query: None,
+                ..backend.clone()
+            },
+            connect_timeout_ms: config.pool.connect_timeout_ms,
+            packet_size: config.pool.packet_size,
+            tcp_keepalive: config.limits.tcp_keepalive(),
+        }
     }
 }

@@ -34,16 +34,30 @@ const SETTINGS_SCAN: usize = 16;
 /// SQL Server's default collations compare names).
 pub struct BackendPools {
     target: Arc<BackendTarget>,
-    settings: crate::config::Pool,
+    /// For pools made from now on; a reload changes it (see [`Self::set_limits`]).
+    limits: Mutex<PoolLimits>,
     pools: Mutex<HashMap<String, Arc<DatabasePool>>>,
 }
 
 impl BackendPools {
-    pub fn new(target: BackendTarget, settings: crate::config::Pool) -> Self {
+    pub fn new(target: BackendTarget, settings: &crate::config::Pool) -> Self {
         BackendPools {
             target: Arc::new(target),
-            settings,
+            limits: Mutex::new(PoolLimits::of(settings)),
             pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A reload's new `[pool]` sizes and times, for every database pool at
+    /// once. A pool that grows hands its new places to its waiters; one
+    /// that shrinks closes idle connections over the limit and lets busy
+    /// ones come back first.
+    pub fn set_limits(&self, settings: &crate::config::Pool) {
+        let limits = PoolLimits::of(settings);
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+        let pools: Vec<_> = self.registry().values().cloned().collect();
+        for pool in pools {
+            pool.set_limits(limits);
         }
     }
 
@@ -141,7 +155,8 @@ impl BackendPools {
             Some(login) => Arc::new(self.target.with_login(login)),
             None => self.target.clone(),
         };
-        let pool = DatabasePool::start(target, database, &self.settings);
+        let limits = *self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        let pool = DatabasePool::start(target, database, limits);
         pools.insert(key, pool.clone());
         Ok(pool)
     }
@@ -172,7 +187,41 @@ struct Idle {
     since: Instant,
 }
 
+/// A pool's sizes and times (`[pool]`), changed in place by a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolLimits {
+    max_size: u32,
+    min_idle: u32,
+    checkout_timeout: Duration,
+    idle_timeout: Duration,
+    max_lifetime: Option<Duration>,
+    prepared_per_connection: usize,
+}
+
+impl PoolLimits {
+    fn of(settings: &crate::config::Pool) -> PoolLimits {
+        PoolLimits {
+            max_size: settings.max_size,
+            min_idle: settings.min_idle,
+            checkout_timeout: settings.checkout_timeout(),
+            idle_timeout: settings.idle_timeout(),
+            max_lifetime: settings.max_lifetime(),
+            prepared_per_connection: settings.prepared_statements_per_connection,
+        }
+    }
+
+    fn is_stale(&self, idle: &Idle, now: Instant) -> bool {
+        now.duration_since(idle.since) >= self.idle_timeout || self.is_expired(&idle.conn, now)
+    }
+
+    fn is_expired(&self, conn: &BackendConn, now: Instant) -> bool {
+        self.max_lifetime
+            .is_some_and(|max| now.duration_since(conn.created()) >= max)
+    }
+}
+
 struct PoolState {
+    limits: PoolLimits,
     /// Most recently returned last.
     idle: Vec<Idle>,
     /// Connections open or being opened; at most `max_size`.
@@ -257,12 +306,6 @@ struct CheckoutMetrics {
 struct DatabasePool {
     target: Arc<BackendTarget>,
     database: String,
-    max_size: u32,
-    min_idle: u32,
-    checkout_timeout: Duration,
-    idle_timeout: Duration,
-    max_lifetime: Option<Duration>,
-    prepared_per_connection: usize,
     state: Mutex<PoolState>,
     checkout_metrics: CheckoutMetrics,
     /// The login values of the last successful login; cleared when a login
@@ -271,21 +314,12 @@ struct DatabasePool {
 }
 
 impl DatabasePool {
-    fn start(
-        target: Arc<BackendTarget>,
-        database: &str,
-        settings: &crate::config::Pool,
-    ) -> Arc<DatabasePool> {
+    fn start(target: Arc<BackendTarget>, database: &str, limits: PoolLimits) -> Arc<DatabasePool> {
         let pool = Arc::new(DatabasePool {
             target: target.clone(),
             database: database.to_string(),
-            max_size: settings.max_size,
-            min_idle: settings.min_idle,
-            checkout_timeout: settings.checkout_timeout(),
-            idle_timeout: settings.idle_timeout(),
-            max_lifetime: settings.max_lifetime(),
-            prepared_per_connection: settings.prepared_statements_per_connection,
             state: Mutex::new(PoolState {
+                limits,
                 idle: Vec::new(),
                 open: 0,
                 waiters: VecDeque::new(),
@@ -306,6 +340,57 @@ impl DatabasePool {
 
     fn lock(&self) -> LockedState<'_> {
         LockedState(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn limits(&self) -> PoolLimits {
+        self.lock().limits
+    }
+
+    /// New limits from a reload: idle connections over a smaller
+    /// `max_size` close now; places a larger one adds go to waiters.
+    fn set_limits(self: &Arc<Self>, limits: PoolLimits) {
+        let added = {
+            let mut state = self.lock();
+            let added = limits.max_size.saturating_sub(state.limits.max_size);
+            state.limits = limits;
+            while state.open > limits.max_size && !state.idle.is_empty() {
+                state.idle.remove(0);
+                state.open -= 1;
+            }
+            added
+        };
+        for _ in 0..added {
+            if !self.offer_new_slot() {
+                break;
+            }
+        }
+    }
+
+    /// Gives the longest waiter the right to open a connection, if one
+    /// waits and there is room; whether one took it.
+    fn offer_new_slot(self: &Arc<Self>) -> bool {
+        loop {
+            let waiter = {
+                let mut state = self.lock();
+                if state.open >= state.limits.max_size {
+                    return false;
+                }
+                let Some(waiter) = state.waiters.pop_front() else {
+                    return false;
+                };
+                state.open += 1;
+                waiter
+            };
+            match waiter.send(Handoff::Slot(Slot(Some(self.clone())))) {
+                Ok(()) => return true,
+                // Gave up meanwhile: take the place back, try the next.
+                Err(Handoff::Slot(mut slot)) => {
+                    slot.0 = None;
+                    self.lock().open -= 1;
+                }
+                Err(Handoff::Conn(_)) => return false,
+            }
+        }
     }
 
     fn known_info(&self) -> Option<Arc<ServerInfo>> {
@@ -329,25 +414,26 @@ impl DatabasePool {
         started: Instant,
         fingerprint: u64,
     ) -> Result<PooledBackend, BackendError> {
-        let waiting = {
+        let (waiting, checkout_timeout) = {
             let mut state = self.lock();
             if let Some(conn) = self.take_idle(&mut state, fingerprint) {
                 return Ok(self.lend(conn));
             }
-            if state.open < self.max_size {
+            let waiting = if state.open < state.limits.max_size {
                 state.open += 1;
                 None
             } else {
                 let (tx, rx) = oneshot::channel();
                 state.waiters.push_back(tx);
                 Some(rx)
-            }
+            };
+            (waiting, state.limits.checkout_timeout)
         };
         let handoff = match waiting {
             None => Handoff::Slot(Slot(Some(self.clone()))),
             Some(rx) => {
                 let _waiting = ClientState::Waiting.enter();
-                match tokio::time::timeout(self.checkout_timeout, rx).await {
+                match tokio::time::timeout(checkout_timeout, rx).await {
                     Ok(Ok(handoff)) => handoff,
                     // The pool never drops a waiter unanswered; a timeout
                     // drops the receiver, and anything sent to it comes back.
@@ -365,7 +451,7 @@ impl DatabasePool {
         BackendError::PoolExhausted {
             backend: self.target.name.clone(),
             database: self.database.clone(),
-            max_size: self.max_size,
+            max_size: self.limits().max_size,
             waited_ms: started.elapsed().as_millis(),
         }
     }
@@ -386,17 +472,9 @@ impl DatabasePool {
     /// Closes the idle connections past `idle_timeout_ms` or their lifetime.
     fn close_stale(&self, state: &mut PoolState, now: Instant) {
         let before = state.idle.len();
-        state.idle.retain(|idle| !self.is_stale(idle, now));
+        let limits = state.limits;
+        state.idle.retain(|idle| !limits.is_stale(idle, now));
         state.open -= (before - state.idle.len()) as u32;
-    }
-
-    fn is_stale(&self, idle: &Idle, now: Instant) -> bool {
-        now.duration_since(idle.since) >= self.idle_timeout || self.is_expired(&idle.conn, now)
-    }
-
-    fn is_expired(&self, conn: &BackendConn, now: Instant) -> bool {
-        self.max_lifetime
-            .is_some_and(|max| now.duration_since(conn.created()) >= max)
     }
 
     async fn open_connection(
@@ -406,7 +484,7 @@ impl DatabasePool {
         match connect(&self.target, &self.database).await {
             Ok(mut conn) => {
                 slot.0 = None;
-                conn.set_prepared_capacity(self.prepared_per_connection);
+                conn.set_prepared_capacity(self.limits().prepared_per_connection);
                 if let Ok(mut info) = self.info.lock() {
                     *info = Some(conn.info().clone());
                 }
@@ -437,7 +515,8 @@ impl DatabasePool {
     /// A connection comes back: to the longest waiter, else to the idle
     /// list. A broken or expired one is closed and its slot passed on.
     fn give_back(self: &Arc<Self>, conn: BackendConn) {
-        if conn.is_broken() || self.is_expired(&conn, Instant::now()) {
+        let limits = self.limits();
+        if conn.is_broken() || limits.is_expired(&conn, Instant::now()) {
             drop(conn);
             self.free_slot();
             return;
@@ -446,7 +525,11 @@ impl DatabasePool {
         while let Some(back) = conn.take() {
             let mut idle = Some(back);
             let waiter = self.next_waiter(|state| {
-                if let Some(conn) = idle.take() {
+                let Some(conn) = idle.take() else { return };
+                // Over a `max_size` a reload made smaller: close it.
+                if state.open > state.limits.max_size {
+                    state.open -= 1;
+                } else {
                     let since = Instant::now();
                     state.idle.push(Idle { conn, since });
                 }
@@ -495,8 +578,8 @@ impl DatabasePool {
         loop {
             let slot = {
                 let mut state = self.lock();
-                let wanted = (state.idle.len() as u32) < self.min_idle;
-                if !wanted || state.open >= self.max_size || !state.waiters.is_empty() {
+                let wanted = (state.idle.len() as u32) < state.limits.min_idle;
+                if !wanted || state.open >= state.limits.max_size || !state.waiters.is_empty() {
                     return;
                 }
                 state.open += 1;
@@ -512,16 +595,14 @@ impl DatabasePool {
 
 /// Keeps a pool tidy while it exists.
 async fn upkeep(pool: Weak<DatabasePool>) {
-    let period = match pool.upgrade() {
-        Some(pool) => {
-            (pool.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10))
-        }
-        None => return,
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        // Read each time: a reload may have changed `idle_timeout_ms`.
+        let period = match pool.upgrade() {
+            Some(pool) => (pool.limits().idle_timeout / 4)
+                .clamp(Duration::from_millis(50), Duration::from_secs(10)),
+            None => return,
+        };
+        tokio::time::sleep(period).await;
         let Some(pool) = pool.upgrade() else { return };
         pool.tidy().await;
     }

@@ -14,10 +14,8 @@ use crate::config::Listen;
 
 /// The listener's bounds, shared by every client task.
 pub struct Admission {
-    max_clients: usize,
-    clients: Arc<Semaphore>,
-    max_pending_logins: usize,
-    handshakes: Arc<Semaphore>,
+    clients: Limit,
+    handshakes: Limit,
     /// Connections waiting for a handshake permit.
     waiting: Arc<AtomicUsize>,
     pub throttle: LoginThrottle,
@@ -26,64 +24,152 @@ pub struct Admission {
 /// A connected client's place under `listen.max_clients`, held from accept
 /// to the end of its session.
 pub struct ClientSlot {
-    _permit: OwnedSemaphorePermit,
+    _place: Place,
 }
 
 /// A handshake's place under `listen.max_pending_logins`, held from
 /// PRELOGIN to the login reply.
 pub struct HandshakeTurn {
-    _permit: OwnedSemaphorePermit,
+    _place: Place,
 }
 
 impl Admission {
     pub fn new(listen: &Listen) -> Self {
         Admission {
-            max_clients: listen.max_clients,
-            clients: Arc::new(Semaphore::new(listen.max_clients)),
-            max_pending_logins: listen.max_pending_logins,
-            handshakes: Arc::new(Semaphore::new(listen.max_pending_logins)),
+            clients: Limit::new(listen.max_clients),
+            handshakes: Limit::new(listen.max_pending_logins),
             waiting: Arc::new(AtomicUsize::new(0)),
             throttle: LoginThrottle::new(ThrottlePolicy::from_config(listen)),
         }
     }
 
+    /// A reload's new `[listen]` limits. Clients over a smaller
+    /// `max_clients` stay connected; no new one is let in until enough
+    /// have left.
+    pub fn set_limits(&self, listen: &Listen) {
+        self.clients.resize(listen.max_clients);
+        self.handshakes.resize(listen.max_pending_logins);
+        self.throttle
+            .set_policy(ThrottlePolicy::from_config(listen));
+    }
+
     pub fn max_clients(&self) -> usize {
-        self.max_clients
+        self.clients.size()
     }
 
     /// A place for a newly accepted connection, or `None` when
     /// `max_clients` are connected. Never waits: the accept loop calls it.
     pub fn client_slot(&self) -> Option<ClientSlot> {
-        let permit = self.clients.clone().try_acquire_owned().ok()?;
-        Some(ClientSlot { _permit: permit })
+        let place = self.clients.try_take()?;
+        Some(ClientSlot { _place: place })
     }
 
     /// Waits for a handshake permit; the caller bounds the wait (the login
     /// timeout), so a full server delays logins instead of refusing them.
     pub async fn handshake_turn(&self) -> HandshakeTurn {
         let _waiting = Waiting::enter(&self.waiting);
-        let permit = self
-            .handshakes
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the handshake semaphore is never closed");
-        HandshakeTurn { _permit: permit }
+        HandshakeTurn {
+            _place: self.handshakes.take().await,
+        }
     }
 
     /// Connected clients (each holding a [`ClientSlot`]).
     pub fn connected(&self) -> usize {
-        self.max_clients - self.clients.available_permits()
+        self.clients.taken()
     }
 
     /// Handshakes in flight (each holding a [`HandshakeTurn`]).
     pub fn handshakes(&self) -> usize {
-        self.max_pending_logins - self.handshakes.available_permits()
+        self.handshakes.taken()
     }
 
     /// Connections waiting for a handshake turn.
     pub fn waiting_for_handshake(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// A semaphore whose size a reload can change. Growing adds permits;
+/// shrinking forgets the free ones and takes back the rest as holders
+/// return them (a background task waits for them), so places already
+/// taken are never revoked. Places are counted apart from the semaphore,
+/// whose free permits say nothing while a shrink is owed.
+struct Limit {
+    semaphore: Arc<Semaphore>,
+    size: AtomicUsize,
+    taken: Arc<AtomicUsize>,
+}
+
+/// One place taken under a [`Limit`].
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    taken: Arc<AtomicUsize>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.taken.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Limit {
+    fn new(size: usize) -> Limit {
+        Limit {
+            semaphore: Arc::new(Semaphore::new(size)),
+            size: AtomicUsize::new(size),
+            taken: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    fn taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    fn place(&self, permit: OwnedSemaphorePermit) -> Place {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        Place {
+            _permit: permit,
+            taken: self.taken.clone(),
+        }
+    }
+
+    fn try_take(&self) -> Option<Place> {
+        let permit = self.semaphore.clone().try_acquire_owned().ok()?;
+        Some(self.place(permit))
+    }
+
+    async fn take(&self) -> Place {
+        let permit = self
+            .semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("an admission semaphore is never closed");
+        self.place(permit)
+    }
+
+    fn resize(&self, size: usize) {
+        let old = self.size.swap(size, Ordering::Relaxed);
+        if size >= old {
+            self.semaphore.add_permits(size - old);
+            return;
+        }
+        let owed = (old - size) - self.semaphore.forget_permits(old - size);
+        let Ok(owed) = u32::try_from(owed) else {
+            return;
+        };
+        if owed > 0 {
+            let semaphore = self.semaphore.clone();
+            tokio::spawn(async move {
+                if let Ok(permits) = semaphore.acquire_many_owned(owed).await {
+                    permits.forget();
+                }
+            });
+        }
     }
 }
 

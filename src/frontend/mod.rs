@@ -29,7 +29,7 @@ pub use session::{ClientIdentity, Session, SessionContext, SessionError};
 use crate::backend::{BackendError, BackendLogin, ServerInfo};
 use crate::config::PoolMode;
 use crate::metrics::LoginResult;
-use crate::server::Proxy;
+use crate::server::{Generation, Proxy};
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
 use crate::transport::{
@@ -73,17 +73,20 @@ pub async fn handle_client(
     slot: Option<ClientSlot>,
 ) {
     tcp.set_nodelay(true).ok();
-    set_keepalive(&tcp, proxy.config.limits.tcp_keepalive());
+    // The client logs in under the configuration in force now; its
+    // session follows later reloads from request to request.
+    let live = proxy.current();
+    set_keepalive(&tcp, live.config.limits.tcp_keepalive());
     // Waiting for a handshake turn counts against the login timeout: while
     // handshakes are full a connection is delayed, not refused.
-    let deadline = tokio::time::Instant::now() + proxy.config.listen.login_timeout();
+    let deadline = tokio::time::Instant::now() + live.config.listen.login_timeout();
     let turn = tokio::time::timeout_at(deadline, proxy.admission.handshake_turn()).await;
     let Ok(turn) = turn else {
         tracing::info!(%peer, "login timed out waiting for a handshake turn (listen.max_pending_logins)");
         LoginResult::Timeout.record();
         return;
     };
-    let login = establish(&proxy, tcp, peer, slot.is_some());
+    let login = establish(&proxy, &live, tcp, peer, slot.is_some());
     let session = match tokio::time::timeout_at(deadline, login).await {
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
@@ -113,36 +116,37 @@ pub async fn handle_client(
 /// reported with its number and text, as SQL Server's own 17809 is.
 async fn establish(
     proxy: &Arc<Proxy>,
+    live: &Generation,
     tcp: TcpStream,
     peer: SocketAddr,
     has_slot: bool,
 ) -> Result<Session, LoginError> {
-    let handshake = negotiate(tcp, &proxy.listener_tls).await?;
+    let handshake = negotiate(tcp, &live.listener_tls).await?;
     let login = handshake.login;
     let handshake_encryption = handshake.encryption;
     let (read, mut writer) = tokio::io::split(handshake.stream);
     let admitted = if has_slot {
-        check_login(proxy, peer, &login).await
+        check_login(proxy, live, peer, &login).await
     } else {
         let error = ClientError::too_many_clients(proxy.admission.max_clients());
         Err((LoginResult::MaxClients, error))
     };
     if let Err((result, refusal)) = admitted {
         let reason = refusal.message.clone();
-        send_login_error(proxy, &mut writer, &refusal).await;
+        send_login_error(live, &mut writer, &refusal).await;
         return Err(LoginError::Refused { result, reason });
     }
     let database = if login.database.is_empty() {
-        proxy.config.primary.database.clone()
+        live.config.primary.database.clone()
     } else {
         login.database.clone()
     };
-    let backend_login = backend_login_of(proxy, &login);
-    let info = match login_info(proxy, &database, backend_login.as_deref()).await {
+    let backend_login = backend_login_of(live, &login);
+    let info = match login_info(live, &database, backend_login.as_deref()).await {
         Ok(info) => info,
         Err(e) => {
             let error = backend_login_error(&e);
-            send_login_error(proxy, &mut writer, &error).await;
+            send_login_error(live, &mut writer, &error).await;
             let result = LoginResult::BackendUnavailable;
             return Err(LoginError::Refused {
                 result,
@@ -161,7 +165,7 @@ async fn establish(
         },
         language: login_language(&login, &info).unwrap_or(&info.language),
         packet_size,
-        server: &proxy.config.listen.server_name,
+        server: &live.config.listen.server_name,
     };
     let reply = login_reply(&params, &login);
     write_message(
@@ -175,7 +179,7 @@ async fn establish(
     let mut reader = PacketReader::new(read);
     reader.set_max_packet(packet_size.max(DEFAULT_PACKET_SIZE));
     tracing::debug!(user = %login.username, %database, spid, encryption = ?handshake_encryption, "client logged in");
-    let idle_limit = proxy
+    let idle_limit = live
         .config
         .listen
         .idle_client_timeout()
@@ -183,7 +187,7 @@ async fn establish(
             after,
             farewell: error_response(
                 &ClientError::idle_timeout(after),
-                &proxy.config.listen.server_name,
+                &live.config.listen.server_name,
             ),
         });
     let client = ClientConn::new(
@@ -191,7 +195,7 @@ async fn establish(
         writer,
         spid,
         packet_size,
-        proxy.config.limits.client_write_timeout(),
+        live.config.limits.client_write_timeout(),
     )
     .with_idle_limit(idle_limit);
     let identity = ClientIdentity {
@@ -206,7 +210,7 @@ async fn establish(
         peer,
         database: database.clone(),
     });
-    let session = Session::new(proxy.session_context(), client, identity, database)
+    let session = Session::new(proxy.session_contexts(), client, identity, database)
         .with_registration(registration);
     Ok(match login_language(&login, &info) {
         Some(language) => session.with_login_language(language),
@@ -230,16 +234,16 @@ fn login_language<'a>(login: &'a Login7, info: &ServerInfo) -> Option<&'a str> {
 /// connection is held for the client: its requests check one out. A busy
 /// pool is not taken for an unreachable primary.
 async fn login_info(
-    proxy: &Proxy,
+    live: &Generation,
     database: &str,
     as_login: Option<&BackendLogin>,
 ) -> Result<Arc<ServerInfo>, BackendError> {
-    let primary = proxy.cluster.primary();
+    let primary = live.cluster.primary();
     if let Some(info) = primary.pools().known_login_info(database, as_login)? {
         return Ok(info);
     }
     if primary.is_down() {
-        if let Some(info) = replica_login_info(proxy, database, as_login).await {
+        if let Some(info) = replica_login_info(live, database, as_login).await {
             tracing::warn!("primary down at login; login values come from a replica");
             return Ok(info);
         }
@@ -251,7 +255,7 @@ async fn login_info(
         }
         Err(e) => e,
     };
-    match replica_login_info(proxy, database, as_login).await {
+    match replica_login_info(live, database, as_login).await {
         Some(info) => {
             tracing::warn!(error = %primary_error, "primary unavailable at login; login values come from a replica");
             Ok(info)
@@ -261,11 +265,11 @@ async fn login_info(
 }
 
 async fn replica_login_info(
-    proxy: &Proxy,
+    live: &Generation,
     database: &str,
     as_login: Option<&BackendLogin>,
 ) -> Option<Arc<ServerInfo>> {
-    for replica in proxy.cluster.replicas() {
+    for replica in live.cluster.replicas() {
         if !replica.is_available() {
             continue;
         }
@@ -280,14 +284,14 @@ async fn replica_login_info(
 /// session mode its connections are the client's alone, so they carry the
 /// client's application and host name too (`APP_NAME()`, `HOST_NAME()`);
 /// in transaction mode clients with the same login share them.
-fn backend_login_of(proxy: &Proxy, login: &Login7) -> Option<Arc<BackendLogin>> {
-    let user = proxy
+fn backend_login_of(live: &Generation, login: &Login7) -> Option<Arc<BackendLogin>> {
+    let user = live
         .config
         .users
         .iter()
         .find(|u| u.name == login.username)?;
     let (backend_user, password) = user.backend_login()?;
-    let own_connections = proxy.config.pool.mode == PoolMode::Session;
+    let own_connections = live.config.pool.mode == PoolMode::Session;
     Some(Arc::new(BackendLogin {
         user: backend_user,
         password,
@@ -301,6 +305,7 @@ fn backend_login_of(proxy: &Proxy, login: &Login7) -> Option<Arc<BackendLogin>> 
 /// without a password check.
 async fn check_login(
     proxy: &Proxy,
+    live: &Generation,
     peer: SocketAddr,
     login: &Login7,
 ) -> Result<(), (LoginResult, ClientError)> {
@@ -320,7 +325,7 @@ async fn check_login(
         return Err((LoginResult::LockedOut, error));
     }
     let still_admitted = || throttle.check(peer.ip()).is_ok();
-    let verdict = proxy
+    let verdict = live
         .users
         .verify(&login.username, &login.password, still_admitted)
         .await;
@@ -358,8 +363,12 @@ fn backend_login_error(e: &BackendError) -> ClientError {
     }
 }
 
-async fn send_login_error(proxy: &Proxy, writer: &mut WriteHalf<BoxStream>, error: &ClientError) {
-    let payload = error_response(error, &proxy.config.listen.server_name);
+async fn send_login_error(
+    live: &Generation,
+    writer: &mut WriteHalf<BoxStream>,
+    error: &ClientError,
+) {
+    let payload = error_response(error, &live.config.listen.server_name);
     let sent = write_message(
         writer,
         PacketType::TABULAR_RESULT,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Addresses remembered at once. When full, expired entries go first,
@@ -57,7 +57,8 @@ impl Failures {
 }
 
 pub struct LoginThrottle {
-    policy: ThrottlePolicy,
+    /// Changed by a reload.
+    policy: RwLock<ThrottlePolicy>,
     capacity: usize,
     addresses: Mutex<HashMap<IpAddr, Failures>>,
 }
@@ -69,10 +70,20 @@ impl LoginThrottle {
 
     fn with_capacity(policy: ThrottlePolicy, capacity: usize) -> Self {
         LoginThrottle {
-            policy,
+            policy: RwLock::new(policy),
             capacity: capacity.max(1),
             addresses: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A reload's new lockout settings; addresses already locked out stay
+    /// so until their lockout ends.
+    pub fn set_policy(&self, policy: ThrottlePolicy) {
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = policy;
+    }
+
+    fn policy(&self) -> ThrottlePolicy {
+        *self.policy.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether a login from `address` may be checked at all.
@@ -86,7 +97,7 @@ impl LoginThrottle {
     }
 
     fn check_at(&self, address: IpAddr, now: Instant) -> Result<(), LockedOut> {
-        if self.policy.max_failures == 0 {
+        if self.policy().max_failures == 0 {
             return Ok(());
         }
         let addresses = self.lock();
@@ -100,7 +111,8 @@ impl LoginThrottle {
     }
 
     fn record_failure_at(&self, address: IpAddr, now: Instant) {
-        if self.policy.max_failures == 0 {
+        let policy = self.policy();
+        if policy.max_failures == 0 {
             return;
         }
         let key = throttle_key(address);
@@ -115,17 +127,17 @@ impl LoginThrottle {
         };
         let failures = addresses.entry(key).or_insert(fresh);
         let lockout_over = failures.locked_until.is_some_and(|until| now >= until);
-        if lockout_over || failures.is_expired(now, self.policy.window) {
+        if lockout_over || failures.is_expired(now, policy.window) {
             // A lockout that ended, or a window that closed: count afresh.
             *failures = fresh;
         }
         failures.count = failures.count.saturating_add(1);
-        if failures.count >= self.policy.max_failures && !failures.is_locked(now) {
-            failures.locked_until = Some(now + self.policy.lockout);
+        if failures.count >= policy.max_failures && !failures.is_locked(now) {
+            failures.locked_until = Some(now + policy.lockout);
             tracing::warn!(
                 %address,
                 failures = failures.count,
-                lockout_ms = self.policy.lockout.as_millis() as u64,
+                lockout_ms = policy.lockout.as_millis() as u64,
                 "too many failed logins; the address is locked out"
             );
         }
@@ -135,7 +147,8 @@ impl LoginThrottle {
     /// that is not locked out (the oldest lockout only when all are): a
     /// flood from many addresses must not wash a lockout away.
     fn make_room(&self, addresses: &mut HashMap<IpAddr, Failures>, now: Instant) {
-        addresses.retain(|_, f| !f.is_expired(now, self.policy.window));
+        let window = self.policy().window;
+        addresses.retain(|_, f| !f.is_expired(now, window));
         if addresses.len() < self.capacity {
             return;
         }

@@ -98,6 +98,8 @@ struct HeldReplica {
 
 pub struct Session {
     ctx: Arc<SessionContext>,
+    /// The newest context: a reload replaces it (see `follow_reload`).
+    contexts: Arc<arc_swap::ArcSwap<SessionContext>>,
     client: ClientConn,
     identity: ClientIdentity,
     /// Current database (login database, then ENVCHANGEs), for routing rules.
@@ -168,13 +170,14 @@ impl Attempt {
 
 impl Session {
     pub fn new(
-        ctx: Arc<SessionContext>,
+        contexts: Arc<arc_swap::ArcSwap<SessionContext>>,
         client: ClientConn,
         identity: ClientIdentity,
         database: String,
     ) -> Self {
         Session {
-            ctx,
+            ctx: contexts.load_full(),
+            contexts,
             client,
             identity,
             routing: RoutingState::new(&database),
@@ -255,6 +258,7 @@ impl Session {
     }
 
     async fn handle_request(&mut self, first: Packet) -> Result<(), SessionError> {
+        self.follow_reload();
         let request = self.buffer_request(first).await?;
         self.settings_before = None;
         self.client_reset(request.first_status());
@@ -285,6 +289,45 @@ impl Session {
                     .map(drop)
             }
         }
+    }
+
+    /// A reload swapped the session context: adopt the new one at this
+    /// request boundary. A held replica connection keeps its place if its
+    /// replica is still in the cluster (its index may have moved), else it
+    /// goes back to its pool, which drains with the removed replica. A
+    /// held primary connection of a primary the reload replaced goes back
+    /// too, unless the session's work lives only on it (a transaction, a
+    /// pin): then it stays until that ends.
+    fn follow_reload(&mut self) {
+        let current = self.contexts.load();
+        if Arc::ptr_eq(&current, &self.ctx) {
+            return;
+        }
+        let current = arc_swap::Guard::into_inner(current);
+        let (old, new) = (self.ctx.cluster.clone(), current.cluster.clone());
+        let new_index = |index: usize| {
+            let replica = old.replica(index)?;
+            new.replicas().iter().position(|r| Arc::ptr_eq(r, replica))
+        };
+        if let Some(HeldReplica { index, held }) = self.replica.take() {
+            match new_index(index) {
+                Some(index) => self.replica = Some(HeldReplica { index, held }),
+                None => self.release(Target::Replica(index), held),
+            }
+        }
+        if let Target::Replica(index) = self.last_target {
+            self.last_target = new_index(index).map_or(Target::Primary, Target::Replica);
+        }
+        if !Arc::ptr_eq(old.primary(), new.primary()) {
+            if let Some(held) = self.primary.take() {
+                if self.primary_is_movable(&held) {
+                    self.release(Target::Primary, held);
+                } else {
+                    self.primary = Some(held);
+                }
+            }
+        }
+        self.ctx = current;
     }
 
     fn view(&self) -> crate::router::SessionView<'_> {
@@ -633,14 +676,11 @@ impl Session {
     /// After a complete response: the session keeps the connection (session
     /// mode, or state only that connection has), else it goes back to the
     /// pool as it is, or reset when it held pinned state.
-    fn keep_or_release(&mut self, target: Target, mut held: Held) {
+    fn keep_or_release(&mut self, target: Target, held: Held) {
         self.last_target = target;
         let keep = match target {
             Target::Primary => {
-                self.ctx.pool_mode == PoolMode::Session
-                    || self.routing.has_unmovable_state()
-                    || self.emulated.is_open()
-                    || held.conn.in_transaction()
+                self.ctx.pool_mode == PoolMode::Session || !self.primary_is_movable(&held)
             }
             Target::Replica(_) => self.ctx.pool_mode == PoolMode::Session,
         };
@@ -651,6 +691,20 @@ impl Session {
             }
             return;
         }
+        self.release(target, held);
+    }
+
+    /// Whether the session's work may continue on another primary
+    /// connection: nothing lives only on this one.
+    fn primary_is_movable(&self, held: &Held) -> bool {
+        !(self.routing.has_unmovable_state()
+            || self.emulated.is_open()
+            || held.conn.in_transaction())
+    }
+
+    /// Gives a connection back to its pool: as it is, reset, or closed,
+    /// as what the session did on it requires.
+    fn release(&mut self, target: Target, mut held: Held) {
         if target == Target::Primary {
             match self.routing.take_connection_cleanup() {
                 ConnectionCleanup::Discard => held.conn.discard(),
