@@ -189,6 +189,17 @@ pub struct Routing {
     /// Procedures whose EXEC (or RPC call) is a read and may run on a replica.
     #[serde(default)]
     pub read_only_procedures: Vec<String>,
+    /// Procedures never treated as read-only, whatever their definition
+    /// says (they win over detection).
+    #[serde(default)]
+    pub write_procedures: Vec<String>,
+    /// Read each database's procedure definitions from the primary's
+    /// catalog and route calls of provably read-only ones to replicas.
+    #[serde(default)]
+    pub detect_read_only_procedures: bool,
+    /// How often the procedure catalog is read again.
+    #[serde(default = "default_procedure_refresh_ms")]
+    pub procedure_refresh_ms: u64,
     /// Distinct statement texts whose classification is cached.
     #[serde(default = "default_classifier_cache_entries")]
     pub classifier_cache_entries: usize,
@@ -201,6 +212,9 @@ impl Default for Routing {
         Routing {
             read_your_writes_ms: default_read_your_writes_ms(),
             read_only_procedures: Vec::new(),
+            write_procedures: Vec::new(),
+            detect_read_only_procedures: false,
+            procedure_refresh_ms: default_procedure_refresh_ms(),
             classifier_cache_entries: default_classifier_cache_entries(),
             rules: Vec::new(),
         }
@@ -616,6 +630,9 @@ fn default_request_buffer_bytes() -> usize {
 }
 fn default_drain_timeout_ms() -> u64 {
     5_000
+}
+fn default_procedure_refresh_ms() -> u64 {
+    60_000
 }
 fn default_client_write_timeout_ms() -> u64 {
     30_000
@@ -1039,6 +1056,12 @@ impl Routing {
             0..=MAX_CLASSIFIER_CACHE_ENTRIES,
             "use e.g. 4096, or 0 to turn the cache off",
         )?;
+        check_range(
+            "routing.procedure_refresh_ms",
+            self.procedure_refresh_ms,
+            1000..=MAX_DURATION_MS,
+            "use e.g. 60000 (a minute)",
+        )?;
         for (i, rule) in self.rules.iter().enumerate() {
             rule.checked_sql(i)?;
         }
@@ -1047,6 +1070,10 @@ impl Routing {
 
     pub fn read_your_writes(&self) -> Duration {
         Duration::from_millis(self.read_your_writes_ms)
+    }
+
+    pub fn procedure_refresh(&self) -> Duration {
+        Duration::from_millis(self.procedure_refresh_ms)
     }
 }
 

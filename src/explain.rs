@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use sluice::catalog::DatabaseProcedures;
 use sluice::classify::{Flags, Pin, SessionEffect};
 use sluice::config::Config;
 use sluice::router::{Decision, ReplicaView, Request, SessionView, Target};
@@ -27,7 +28,8 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (decision, replica_names) = match decide(config.as_ref(), &sql) {
+    let procedures = config.as_ref().and_then(detected_procedures);
+    let (decision, replica_names) = match decide(config.as_ref(), procedures.as_ref(), &sql) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");
@@ -39,7 +41,12 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
         Target::Primary => None,
     };
     if json {
-        match serde_json::to_string(&JsonDecision::new(&decision, replica.as_deref())) {
+        let mut out = JsonDecision::new(&decision, replica.as_deref());
+        out.procedures = procedure_verdicts(&decision, config.as_ref(), procedures.as_ref())
+            .into_iter()
+            .map(|(name, verdict)| JsonProcedure { name, verdict })
+            .collect();
+        match serde_json::to_string(&out) {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 eprintln!("explain: cannot write JSON: {e}");
@@ -48,8 +55,55 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
         }
     } else {
         print_text(&decision, replica.as_deref());
+        for (name, verdict) in procedure_verdicts(&decision, config.as_ref(), procedures.as_ref()) {
+            println!("procedure {name}: {verdict}");
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// With `routing.detect_read_only_procedures`, the verdicts of the
+/// primary's default database, read now; `None` (and a note on standard
+/// error) when it cannot be read.
+fn detected_procedures(config: &Config) -> Option<DatabaseProcedures> {
+    if !config.routing.detect_read_only_procedures {
+        return None;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let database = &config.primary.database;
+    match runtime.block_on(sluice::catalog::read_once(config, database)) {
+        Ok(procedures) => Some(procedures),
+        Err(e) => {
+            eprintln!("explain: cannot read the procedure catalog of {database} ({e}); procedures are not detected");
+            None
+        }
+    }
+}
+
+/// What the catalog says of each procedure the statement calls that is
+/// not in `routing.read_only_procedures`.
+fn procedure_verdicts(
+    d: &Decision,
+    config: Option<&Config>,
+    procedures: Option<&DatabaseProcedures>,
+) -> Vec<(String, String)> {
+    let (Some(c), Some(config), Some(procedures)) = (&d.classification, config, procedures) else {
+        return Vec::new();
+    };
+    let database = &config.primary.database;
+    c.unlisted_procedures
+        .iter()
+        .map(|name| {
+            let verdict = procedures.verdict(database, name).map_or_else(
+                || "not a procedure of this database (or not read yet): not read-only".to_string(),
+                |v| v.to_string(),
+            );
+            (name.clone(), verdict)
+        })
+        .collect()
 }
 
 fn read_sql(arg: &str) -> std::io::Result<String> {
@@ -65,6 +119,7 @@ fn read_sql(arg: &str) -> std::io::Result<String> {
 /// hypothetical replica when there is no configuration or none is configured).
 fn decide(
     config: Option<&Config>,
+    procedures: Option<&DatabaseProcedures>,
     sql: &str,
 ) -> Result<(Decision, Vec<String>), sluice::server::StartError> {
     let router = match config {
@@ -103,6 +158,7 @@ fn decide(
         database: config
             .map(|c| c.primary.database.as_str())
             .unwrap_or("master"),
+        procedures,
         ..SessionView::default()
     };
     Ok((
@@ -199,6 +255,15 @@ struct JsonDecision<'a> {
     flags: Vec<&'static str>,
     /// Where the statement starts or ends pinned state, in order.
     pins: Vec<JsonPin>,
+    /// With `routing.detect_read_only_procedures`: each called procedure
+    /// not in `routing.read_only_procedures`, and its verdict.
+    procedures: Vec<JsonProcedure>,
+}
+
+#[derive(Serialize)]
+struct JsonProcedure {
+    name: String,
+    verdict: String,
 }
 
 /// One pin effect of `--json`.
@@ -245,6 +310,7 @@ impl<'a> JsonDecision<'a> {
                 .map(|c| flag_names(c.flags))
                 .unwrap_or_default(),
             pins: pin_effects(d).iter().map(JsonPin::new).collect(),
+            procedures: Vec::new(),
         }
     }
 }

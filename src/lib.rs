@@ -5,6 +5,7 @@
 //! codec both sides share, [`transport`] and [`tls`] move packets.
 pub mod admin;
 pub mod backend;
+pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod frontend;

@@ -9,6 +9,7 @@ use sluice::config::Config;
 use sluice::server::Proxy;
 
 mod explain;
+mod procedures;
 mod status;
 
 #[derive(Parser)]
@@ -43,6 +44,14 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         sql: String,
     },
+    /// Read the primary's procedure catalog and print, for every stored
+    /// procedure of a database, whether Sluice finds it read-only and why
+    /// (routing.detect_read_only_procedures).
+    Procedures {
+        /// The database (default: the primary's `database`).
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Print a running Sluice's backends, pools and clients, from its
     /// admin API (`[admin]` in proxy.toml).
     Status {
@@ -62,6 +71,10 @@ fn main() -> ExitCode {
         Some(Command::Check) => check(cli.config.as_ref().unwrap_or(&default_path)),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Explain { json, sql }) => explain::run(cli.config.as_deref(), json, &sql),
+        Some(Command::Procedures { database }) => procedures::run(
+            cli.config.as_ref().unwrap_or(&default_path),
+            database.as_deref(),
+        ),
         Some(Command::Status { admin, token_env }) => status::run(&admin, token_env.as_deref()),
         None => run(cli.config.as_ref().unwrap_or(&default_path)),
     }

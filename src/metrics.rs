@@ -64,6 +64,7 @@ pub const TRANSACTIONS: &str = "sluice_transactions_total";
 pub const CLIENTS: &str = "sluice_clients";
 pub const LOGINS: &str = "sluice_logins_total";
 pub const CONFIG_RELOADS: &str = "sluice_config_reloads_total";
+pub const PROCEDURE_CALLS: &str = "sluice_procedure_calls_total";
 pub const POOL_CONNECTIONS: &str = "sluice_pool_connections";
 pub const POOL_CHECKOUT_WAIT: &str = "sluice_pool_checkout_wait_seconds";
 pub const POOL_CHECKOUT_TIMEOUTS: &str = "sluice_pool_checkout_timeouts_total";
@@ -130,6 +131,11 @@ pub fn describe() {
         "Logged-in clients by state: idle, active (a request in flight); waiting counts requests waiting for a pooled connection"
     );
     describe_counter!(LOGINS, Unit::Count, "Client logins, by result");
+    describe_counter!(
+        PROCEDURE_CALLS,
+        Unit::Count,
+        "Requests calling procedures not in routing.read_only_procedures, with routing.detect_read_only_procedures on, by verdict: detected_read_only, not_read_only"
+    );
     describe_counter!(
         CONFIG_RELOADS,
         Unit::Count,

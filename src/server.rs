@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::backend::Cluster;
+use crate::catalog::ProcedureCatalog;
 use crate::classify::Classifier;
 use crate::config::{Config, LagSourceKind, ListenTlsMode};
 use crate::frontend::{
@@ -18,6 +19,9 @@ use crate::monitor::{self, CheckTarget, HealthPolicy, LagSource, MonitorHandle};
 use crate::router::Router;
 use crate::shutdown::{Phase, Shutdown};
 use crate::tls::TlsSetupError;
+
+/// The longest a read of one database's procedure catalog may take.
+const CATALOG_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Version Sluice reports in its PRELOGIN reply (SQL Server 2022, 16.0).
 const PRELOGIN_VERSION: u32 = 0x1000_0000;
@@ -88,7 +92,9 @@ impl Generation {
             &config,
         )?);
         let router = Arc::new(router_for(&config)?);
+        let catalog = catalog_for(&config, &cluster, previous);
         let session_context = Arc::new(crate::frontend::SessionContext {
+            catalog,
             cluster: cluster.clone(),
             router: router.clone(),
             limits: config.limits.clone(),
@@ -118,6 +124,35 @@ impl Generation {
             config: Arc::new(config),
         })
     }
+}
+
+/// The procedure catalog, when detection is on: the previous generation's
+/// (with the verdicts it has read) when the primary and the detection
+/// settings did not change, else a new one.
+fn catalog_for(
+    config: &Config,
+    cluster: &Cluster,
+    previous: Option<&Generation>,
+) -> Option<Arc<ProcedureCatalog>> {
+    let routing = &config.routing;
+    if !routing.detect_read_only_procedures {
+        return None;
+    }
+    let kept = previous.and_then(|p| {
+        let old = &p.config.routing;
+        let same = Arc::ptr_eq(p.cluster.primary(), cluster.primary())
+            && old.write_procedures == routing.write_procedures
+            && old.procedure_refresh_ms == routing.procedure_refresh_ms;
+        same.then(|| p.session_context.catalog.clone()).flatten()
+    });
+    kept.or_else(|| {
+        Some(ProcedureCatalog::start(
+            cluster.primary().clone(),
+            routing,
+            CATALOG_READ_TIMEOUT,
+            &config.primary.database,
+        ))
+    })
 }
 
 /// Users and their verification queue unchanged: the directory, with the

@@ -213,7 +213,15 @@ fn explain_json_is_one_object_with_the_documented_fields() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["class", "flags", "pins", "reason", "replica", "target"]
+        [
+            "class",
+            "flags",
+            "pins",
+            "procedures",
+            "reason",
+            "replica",
+            "target"
+        ]
     );
     assert_eq!(object["target"], "primary");
     assert_eq!(object["replica"], serde_json::Value::Null);

@@ -22,6 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 mod cache;
+mod definition;
 mod effect;
 mod lexer;
 mod parse;
@@ -33,9 +34,11 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
+pub use definition::{changes_procedures, split_procedure, ProcedureDefinition};
 pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
 pub use pin::{Pin, PinReason};
 use procedures::ReadOnlyProcedures;
+pub use procedures::{split_name as split_procedure_name, ReadOnlyProcedures as ProcedureNames};
 use verdict::Verdict;
 
 /// Statements longer than this are neither cached nor given to sqlparser:
@@ -134,7 +137,7 @@ impl Flags {
     pub const NONE: Flags = Flags::empty();
 
     /// Facts that keep even a read on the primary.
-    const NOT_FOR_REPLICA: Flags = Flags::LOCKING_HINT
+    pub const NOT_FOR_REPLICA: Flags = Flags::LOCKING_HINT
         .union(Flags::SESSION_FUNCTION)
         .union(Flags::USES_TEMP_TABLE)
         .union(Flags::CREATES_TEMP_TABLE)
@@ -160,6 +163,13 @@ pub struct Classification {
     pub flags: Flags,
     /// Procedures called with EXEC, as written (schema-qualified when it was).
     pub procedures: Vec<String>,
+    /// The called procedures not in `routing.read_only_procedures`, as
+    /// written; each makes the batch a write unless the procedure catalog
+    /// proves it read-only.
+    pub unlisted_procedures: Vec<String>,
+    /// The class were every one of `unlisted_procedures` read-only (dynamic
+    /// SQL calling one stays a write either way).
+    pub class_if_unlisted_read_only: Class,
     /// Temp tables (`#name`, lower-cased) created or used.
     pub temp_tables: Vec<String>,
     pub effects: Vec<SessionEffect>,
@@ -169,9 +179,21 @@ impl Classification {
     /// True only for a positive read that nothing pins to the primary. The
     /// router adds its own conditions (transactions, rules, lag, pins).
     pub fn replica_eligible(&self) -> bool {
-        self.class == Class::Read
-            && !self.flags.intersects(Flags::NOT_FOR_REPLICA)
-            && !self.starts_pin()
+        self.class == Class::Read && self.eligible_if_read()
+    }
+
+    /// Like [`replica_eligible`](Self::replica_eligible), for a batch whose
+    /// only writes are calls of procedures that `read_only` says are
+    /// read-only (the procedure catalog's verdicts).
+    pub fn replica_eligible_with(&self, read_only: impl Fn(&str) -> bool) -> bool {
+        !self.unlisted_procedures.is_empty()
+            && self.class_if_unlisted_read_only == Class::Read
+            && self.unlisted_procedures.iter().all(|p| read_only(p))
+            && self.eligible_if_read()
+    }
+
+    fn eligible_if_read(&self) -> bool {
+        !self.flags.intersects(Flags::NOT_FOR_REPLICA) && !self.starts_pin()
     }
 
     /// The batch leaves pinned state behind (in SQL Server's batch scope):

@@ -414,7 +414,8 @@ impl Walk<'_> {
         if self.procedures.contains(&parts(name)) {
             self.v.read(|| format!("EXEC {proc} (read-only)"));
         } else {
-            self.v.write(|| format!("EXEC {proc} (not read-only)"));
+            let why = || format!("EXEC {proc} (not read-only)");
+            self.v.unlisted_procedure(&proc, why);
         }
         self.v.procedure(proc);
     }

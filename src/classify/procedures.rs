@@ -16,7 +16,7 @@ use std::collections::HashSet;
 ///   (`db..name` counts as `db.dbo.name`).
 /// - Calls through a linked server (four-part names) never match.
 #[derive(Debug, Default, Clone)]
-pub(super) struct ReadOnlyProcedures {
+pub struct ReadOnlyProcedures {
     bare: HashSet<String>,
     qualified: HashSet<String>,
 }
@@ -75,7 +75,7 @@ impl ReadOnlyProcedures {
 
 /// Splits a configured name on dots outside brackets and quotes, unquoted and
 /// lower-cased: `[dbo].[Get.Orders]` → `["dbo", "get.orders"]`.
-fn split_name(name: &str) -> Vec<String> {
+pub fn split_name(name: &str) -> Vec<String> {
     let mut parts = vec![String::new()];
     let mut quote: Option<char> = None;
     let mut chars = name.trim().chars().peekable();

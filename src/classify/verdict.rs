@@ -17,6 +17,11 @@ pub(super) struct Verdict {
     transaction: Option<String>,
     read: Option<String>,
     session: Option<String>,
+    /// A call of a procedure the operator did not list as read-only: a
+    /// write, unless the procedure catalog proves it read-only (see
+    /// [`Classification::class_if_unlisted_read_only`]).
+    unlisted: Option<String>,
+    pub unlisted_procedures: Vec<String>,
     /// Why a read is not replica-eligible (first flagged fact).
     note: Option<String>,
     pub flags: Flags,
@@ -46,6 +51,14 @@ impl Verdict {
 
     pub fn read(&mut self, reason: impl FnOnce() -> String) {
         first(&mut self.read, reason);
+    }
+
+    /// A call of `name`, a procedure not in `routing.read_only_procedures`.
+    pub fn unlisted_procedure(&mut self, name: &str, reason: impl FnOnce() -> String) {
+        first(&mut self.unlisted, reason);
+        if !self.unlisted_procedures.iter().any(|p| p == name) {
+            self.unlisted_procedures.push(name.to_string());
+        }
     }
 
     pub fn session(&mut self, reason: impl FnOnce() -> String) {
@@ -79,7 +92,13 @@ impl Verdict {
     }
 
     pub fn class(&self) -> Class {
-        if self.write.is_some() {
+        self.class_with(self.unlisted.is_some())
+    }
+
+    /// The class with unlisted procedure calls counted as writes or, when
+    /// `unlisted_write` is false, as reads.
+    fn class_with(&self, unlisted_write: bool) -> Class {
+        if self.write.is_some() || unlisted_write {
             Class::Write
         } else if self.unknown.is_some() {
             Class::Unknown
@@ -95,6 +114,7 @@ impl Verdict {
     /// True when nothing positive was seen: no statement at all.
     pub fn is_empty(&self) -> bool {
         self.write.is_none()
+            && self.unlisted.is_none()
             && self.unknown.is_none()
             && self.transaction.is_none()
             && self.read.is_none()
@@ -103,6 +123,7 @@ impl Verdict {
 
     fn reason(&self) -> &str {
         let slot = match self.class() {
+            Class::Write if self.write.is_none() => &self.unlisted,
             Class::Write => &self.write,
             Class::Unknown => &self.unknown,
             Class::TransactionControl => &self.transaction,
@@ -125,6 +146,7 @@ impl Verdict {
             (&mut self.read, other.read),
             (&mut self.session, other.session),
             (&mut self.note, other.note),
+            (&mut self.unlisted, other.unlisted),
         ] {
             if mine.is_none() {
                 *mine = theirs;
@@ -136,6 +158,11 @@ impl Verdict {
         }
         for p in other.procedures {
             self.procedure(p);
+        }
+        for p in other.unlisted_procedures {
+            if !self.unlisted_procedures.contains(&p) {
+                self.unlisted_procedures.push(p);
+            }
         }
     }
 
@@ -180,6 +207,8 @@ impl Verdict {
         let reason = format!("{reason_prefix}{}", self.reason());
         Classification {
             class,
+            class_if_unlisted_read_only: self.class_with(false),
+            unlisted_procedures: self.unlisted_procedures,
             reason,
             flags: self.flags,
             procedures: self.procedures,

@@ -40,7 +40,8 @@ pub use state_machine::{CheckResult, HealthPolicy, StateMachine, Transition};
 pub use target::{CheckError, CheckTarget};
 
 use lag::HeartbeatTable;
-use task::{AbortOnDrop, BackendTask, HeartbeatClock, HeartbeatWriter, LagProbe};
+pub(crate) use task::AbortOnDrop;
+use task::{BackendTask, HeartbeatClock, HeartbeatWriter, LagProbe};
 
 /// Checks that a heartbeat table name can be used (`table` or
 /// `schema.table`, regular identifiers or `[bracketed]`), for configuration

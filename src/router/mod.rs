@@ -71,6 +71,9 @@ pub struct SessionView<'a> {
     /// reading there while that replica is available (its settings and
     /// prepared statements are there).
     pub current_replica: Option<usize>,
+    /// The procedure catalog's verdicts for `database`, when
+    /// `routing.detect_read_only_procedures` is on and they are known.
+    pub procedures: Option<&'a crate::catalog::DatabaseProcedures>,
 }
 
 impl SessionView<'_> {
@@ -165,6 +168,9 @@ impl Router {
             (Some(grounds), _) if not_a_read => return primary(Reason::NotARead(grounds)),
             (Some(grounds), _) => grounds,
             (None, Some(c)) if c.replica_eligible() => ReplicaGrounds::Read(c.clone()),
+            (None, Some(c)) if detected_read_only(c, session) => {
+                ReplicaGrounds::DetectedProcedures(c.clone())
+            }
             (None, Some(c)) => return primary(Reason::Classified(c.clone())),
             (None, None) => return primary(Reason::NotClassified),
         };
@@ -208,6 +214,24 @@ impl Router {
             replica_lag: lag,
         })
     }
+}
+
+/// The batch's only writes are calls of procedures the catalog proved
+/// read-only (in the session's database).
+fn detected_read_only(c: &Classification, session: &SessionView<'_>) -> bool {
+    let Some(procedures) = session.procedures else {
+        return false;
+    };
+    let read_only = c.replica_eligible_with(|name| procedures.is_read_only(session.database, name));
+    if !c.unlisted_procedures.is_empty() {
+        let verdict = if read_only {
+            "detected_read_only"
+        } else {
+            "not_read_only"
+        };
+        metrics::counter!(crate::metrics::PROCEDURE_CALLS, "verdict" => verdict).increment(1);
+    }
+    read_only
 }
 
 /// Session state that keeps every request on the primary.

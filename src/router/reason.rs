@@ -20,14 +20,22 @@ pub enum ReplicaGrounds {
     Rule(Arc<str>),
     /// The classifier found a read that may run on a replica.
     Read(Arc<Classification>),
+    /// The batch calls procedures that are read-only by their definitions
+    /// (`routing.detect_read_only_procedures`), and otherwise only reads.
+    DetectedProcedures(Arc<Classification>),
 }
 
 impl ReplicaGrounds {
+    fn is_detected_procedure(&self) -> bool {
+        matches!(self, ReplicaGrounds::DetectedProcedures(_))
+    }
+
     fn label(&self) -> &'static str {
         match self {
             ReplicaGrounds::Hint => "hint",
             ReplicaGrounds::Rule(_) => "rule",
             ReplicaGrounds::Read(_) => "read",
+            ReplicaGrounds::DetectedProcedures(_) => "detected_read_only_procedure",
         }
     }
 }
@@ -38,6 +46,11 @@ impl fmt::Display for ReplicaGrounds {
             ReplicaGrounds::Hint => f.write_str("hint sluice:replica"),
             ReplicaGrounds::Rule(name) => write!(f, "rule {name}"),
             ReplicaGrounds::Read(c) => write!(f, "read: {}", c.reason),
+            ReplicaGrounds::DetectedProcedures(c) => write!(
+                f,
+                "read-only procedure (detected from its definition): {}",
+                c.unlisted_procedures.join(", ")
+            ),
         }
     }
 }
@@ -83,6 +96,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The request calls procedures the catalog proved read-only (whether
+    /// or not a replica took it): the session counts it as a read.
+    pub fn detected_read_only(&self) -> bool {
+        match self {
+            Reason::Replica(grounds) | Reason::NoReplicaAvailable(grounds) => {
+                grounds.is_detected_procedure()
+            }
+            _ => false,
+        }
+    }
+
     /// A bounded, snake_case name for metrics; the details are in `Display`.
     pub fn label(&self) -> &'static str {
         match self {

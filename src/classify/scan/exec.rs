@@ -78,7 +78,8 @@ impl Cx<'_> {
         if self.procedures.contains(&refs) {
             self.v.read(|| format!("EXEC {name} (read-only)"));
         } else {
-            self.v.write(|| format!("EXEC {name} (not read-only)"));
+            let why = || format!("EXEC {name} (not read-only)");
+            self.v.unlisted_procedure(&name, why);
         }
         self.v.procedure(name);
     }

@@ -56,6 +56,9 @@ pub struct SessionContext {
     pub limits: Limits,
     /// The server name Sluice signs its own messages with.
     pub server_name: String,
+    /// Which procedures are read-only by their definitions, when
+    /// `routing.detect_read_only_procedures` is on.
+    pub catalog: Option<Arc<crate::catalog::ProcedureCatalog>>,
     /// The primary never answers Transaction Manager requests: emulate them.
     pub emulate_transaction_requests: bool,
     /// Whether a backend connection is held for a request or a session.
@@ -368,19 +371,49 @@ impl Session {
     fn route_request(&mut self, request: crate::router::Request<'_>, scope: Scope) -> Decision {
         let now = Instant::now();
         let replicas = self.ctx.cluster.replica_views();
-        let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
+        let procedures = self
+            .ctx
+            .catalog
+            .as_ref()
+            .and_then(|c| c.lookup(&self.database));
+        let mut view = self.view();
+        view.procedures = procedures.as_deref();
+        let decision = self.ctx.router.route(request, &view, &replicas, now);
         self.count_request(&decision);
+        self.forget_changed_procedures(request, &decision);
         match (&decision.classification, request) {
             (Some(c), _) => {
                 if c.effects.iter().any(SessionEffect::changes_settings) {
                     self.settings_before = Some(self.routing.settings().clone());
                 }
-                self.routing.apply(c, scope, now)
+                let class = if decision.reason.detected_read_only() {
+                    c.class_if_unlisted_read_only
+                } else {
+                    c.class
+                };
+                self.routing.apply_as(c, class, scope, now)
             }
             (None, crate::router::Request::PrimaryOnly(_)) => self.routing.record_write(now),
             (None, _) => {}
         }
         decision
+    }
+
+    /// A batch that creates, alters or drops a procedure makes what the
+    /// catalog knows of this database stale: forget it before the batch
+    /// runs (calls go to the primary meanwhile); the catalog reads it
+    /// again.
+    fn forget_changed_procedures(&self, request: crate::router::Request<'_>, decision: &Decision) {
+        let (Some(catalog), crate::router::Request::Sql(sql)) = (&self.ctx.catalog, request) else {
+            return;
+        };
+        let writes = decision
+            .classification
+            .as_ref()
+            .is_some_and(|c| c.class != crate::classify::Class::Read);
+        if writes && crate::classify::changes_procedures(sql) {
+            catalog.invalidate(&self.database);
+        }
     }
 
     /// Counts a routed request against the backend it goes to.

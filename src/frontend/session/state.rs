@@ -93,6 +93,7 @@ impl RoutingState {
             pin: self.pins.first(),
             last_write: self.last_write,
             current_replica: None,
+            procedures: None,
         }
     }
 
@@ -164,8 +165,22 @@ impl RoutingState {
     /// response: a failed SET or BEGIN errs on the side of the primary).
     /// Pins start now; the ends wait for [`RoutingState::settle`], since
     /// only a request that succeeded proves them. Call once per request.
+    #[cfg(test)]
     pub fn apply(&mut self, classification: &Classification, scope: Scope, now: Instant) {
-        if matches!(classification.class, Class::Write | Class::Unknown) {
+        self.apply_as(classification, classification.class, scope, now);
+    }
+
+    /// Like [`apply`](Self::apply), with the batch counted as `class`: a
+    /// call of a procedure the catalog proved read-only is a read, not a
+    /// write that holds the session's reads on the primary.
+    pub fn apply_as(
+        &mut self,
+        classification: &Classification,
+        class: Class,
+        scope: Scope,
+        now: Instant,
+    ) {
+        if matches!(class, Class::Write | Class::Unknown) {
             self.last_write = Some(now);
         }
         match scope {
@@ -391,6 +406,8 @@ mod tests {
     fn classified(class: Class, effects: Vec<SessionEffect>) -> Classification {
         Classification {
             class,
+            class_if_unlisted_read_only: class,
+            unlisted_procedures: vec![],
             reason: String::new(),
             flags: Flags::NONE,
             procedures: vec![],

@@ -114,10 +114,17 @@ impl BatchReply {
 
 /// Reads tokens up to the first ROW or NBCROW and decodes it.
 fn first_row(reply: &[u8]) -> Result<Option<Vec<SqlValue>>, DecodeError> {
+    Ok(rows(reply, 1)?.into_iter().next())
+}
+
+/// The rows of a whole reply, in order, at most `limit` of them (the rest
+/// are not read). Rows of every result set count.
+pub fn rows(reply: &[u8], limit: usize) -> Result<Vec<Vec<SqlValue>>, DecodeError> {
     let mut r = Reader::new(reply, "ROW");
     let mut columns: Option<Vec<TypeInfo>> = None;
     let mut scratch = Vec::new();
-    while r.remaining() > 0 {
+    let mut rows = Vec::new();
+    while r.remaining() > 0 && rows.len() < limit {
         let ty = TokenType(r.u8()?);
         match ty {
             TokenType::COLMETADATA => {
@@ -134,7 +141,7 @@ fn first_row(reply: &[u8]) -> Result<Option<Vec<SqlValue>>, DecodeError> {
                 } else {
                     &[]
                 };
-                return read_row(&mut r, columns, null_bitmap).map(Some);
+                rows.push(read_row(&mut r, columns, null_bitmap)?);
             }
             TokenType::RETURNVALUE => {
                 let header = read_return_value_header(&mut r)?;
@@ -150,7 +157,7 @@ fn first_row(reply: &[u8]) -> Result<Option<Vec<SqlValue>>, DecodeError> {
             }
         }
     }
-    Ok(None)
+    Ok(rows)
 }
 
 /// The values of one row; NULL columns of an NBCROW have no bytes.
