@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 mod cache;
 mod effect;
+mod fingerprint;
 mod lexer;
 mod parse;
 mod pin;
@@ -33,6 +34,7 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
+pub use fingerprint::{fingerprint, MAX_FINGERPRINT_CHARS};
 pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
 pub use pin::{Pin, PinReason};
 use procedures::ReadOnlyProcedures;
