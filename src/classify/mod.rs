@@ -34,8 +34,8 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
-pub use fingerprint::{fingerprint, MAX_FINGERPRINT_CHARS};
 pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
+pub use fingerprint::{fingerprint, MAX_FINGERPRINT_CHARS};
 pub use pin::{Pin, PinReason};
 use procedures::ReadOnlyProcedures;
 use verdict::Verdict;

@@ -279,7 +279,6 @@ impl Session {
             }
             head => {
                 let decision = self.route(&head);
-                tracing::debug!(spid = self.client.spid(), target = ?decision.target, reason = %decision.reason, "routed");
                 self.execute(decision.target, Outgoing::AsIs(request), None)
                     .await
                     .map(drop)
@@ -326,6 +325,15 @@ impl Session {
         let now = Instant::now();
         let replicas = self.ctx.cluster.replica_views();
         let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
+        // The macro evaluates its fields only once the level is enabled:
+        // at info the fingerprint is never built.
+        tracing::debug!(
+            spid = self.client.spid(),
+            target = ?decision.target,
+            reason = %decision.reason,
+            fingerprint = %request_fingerprint(request),
+            "routed"
+        );
         self.count_request(&decision);
         match (&decision.classification, request) {
             (Some(c), _) => {
@@ -862,6 +870,20 @@ impl Session {
             }
         }
         held.conn.set_settings(self.routing.settings());
+    }
+}
+
+/// What the routing log shows of a request: its statement with the
+/// literals replaced, or the procedure's name; never a parameter's value.
+fn request_fingerprint(request: crate::router::Request<'_>) -> String {
+    match request {
+        crate::router::Request::Sql(sql) => crate::classify::fingerprint(sql),
+        crate::router::Request::Procedure(name) => name
+            .chars()
+            .take(crate::classify::MAX_FINGERPRINT_CHARS)
+            .collect(),
+        // The reason names what it is.
+        crate::router::Request::PrimaryOnly(_) => String::new(),
     }
 }
 
