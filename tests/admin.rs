@@ -262,6 +262,110 @@ async fn sluice_status(args: &[&str]) -> std::process::Output {
     .expect("sluice status ran")
 }
 
+/// The error a client gets for `sql`; panics if it succeeds.
+async fn error_of(client: &mut TestClient, sql: &str) -> String {
+    let results = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await,
+        Err(e) => Err(e),
+    };
+    match results {
+        Ok(_) => panic!("{sql} succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The drain's time runs out while requests still run: one inside a
+/// transaction whose result stalls between two rows, and (in transaction
+/// pool mode) one waiting for the pool's only connection. Each client gets
+/// Sluice's error instead of hanging until the process exits; the
+/// transaction's connection is closed, so the server rolls it back, never
+/// pooled; and every session has ended when the drain returns.
+#[tokio::test]
+async fn requests_still_running_when_the_drain_times_out_get_an_error() {
+    use common::fake::{self, FakeOptions};
+    let primary = fake::start_with(FakeOptions::default()).await;
+    let text = config_text(primary.addr, &[])
+        .replace(
+            "login_timeout_ms = 5000\n",
+            "login_timeout_ms = 5000\nshutdown_timeout_ms = 300\n",
+        )
+        .replace(
+            "max_size = 8\n",
+            "max_size = 1\ncheckout_timeout_ms = 60000\n",
+        );
+    let proxy = sluice::server::Proxy::new(parse_config(&text)).expect("proxy");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sluice");
+    let sluice = listener.local_addr().expect("sluice address");
+    let serving = tokio::spawn(proxy.clone().serve(listener));
+
+    let mut streaming = connect(sluice).await;
+    run(&mut streaming, "BEGIN TRAN").await;
+    let stalled = format!("SELECT 1 /* {} */", fake::STALL_MID_RESULT);
+    let streaming = tokio::spawn(async move { error_of(&mut streaming, &stalled).await });
+    assert!(
+        primary
+            .wait_until(LIMIT, |f| !f.ran(fake::STALL_MID_RESULT).is_empty())
+            .await,
+        "the stalled query reached the backend"
+    );
+    let waiting = if pool_mode() == "transaction" {
+        let mut client = connect(sluice).await;
+        let request = tokio::spawn(async move { error_of(&mut client, "SELECT 1").await });
+        let proxy = proxy.clone();
+        let queued = eventually(LIMIT, || {
+            let waiting = proxy.cluster.primary().pools().usage().waiting;
+            async move { waiting == 1 }
+        })
+        .await;
+        assert!(queued, "the second request waits for the pool");
+        Some(request)
+    } else {
+        // In session mode the first client holds the only connection from
+        // its login on: a second could not log in.
+        None
+    };
+
+    proxy.drain();
+    let drained = tokio::time::timeout(LIMIT, serving)
+        .await
+        .expect("the drain ends")
+        .expect("serve ran");
+    assert!(!drained.clean, "{drained:?}");
+    assert_eq!(drained.remaining, 0, "every session closed itself");
+    let error = tokio::time::timeout(LIMIT, streaming)
+        .await
+        .expect("the streaming client is answered")
+        .expect("client task");
+    assert!(error.contains("Sluice is shutting down"), "{error}");
+    if let Some(waiting) = waiting {
+        let error = tokio::time::timeout(LIMIT, waiting)
+            .await
+            .expect("the waiting client is answered")
+            .expect("client task");
+        assert!(error.contains("Sluice is shutting down"), "{error}");
+    }
+    assert!(
+        primary
+            .wait_until(LIMIT, |f| f
+                .connections()
+                .iter()
+                .any(|c| c.closed_in_transaction))
+            .await,
+        "the transaction's connection was closed: {:?}",
+        primary.connections()
+    );
+    assert!(
+        !primary
+            .connections()
+            .iter()
+            .any(|c| c.holds_open_transaction()),
+        "{:?}",
+        primary.connections()
+    );
+}
+
 /// The drain, on the `sluice` process itself (signals are Unix's).
 #[cfg(unix)]
 mod drain {

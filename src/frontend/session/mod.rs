@@ -46,6 +46,9 @@ pub enum SessionError {
     /// lost: the client's connection is closed, as SQL Server's would be.
     #[error("session state lost with its backend connection: {0}")]
     StateLost(String),
+    /// The drain's time ran out while a request was running.
+    #[error("request cut off: {0}")]
+    ShuttingDown(String),
 }
 
 /// What a session needs of the proxy: the backends, the router and the
@@ -454,7 +457,16 @@ impl Session {
         prepare: Option<Prepare>,
     ) -> Result<Attempt, SessionError> {
         let complete = outgoing.is_complete();
-        let mut held = match self.take_synced(target, outgoing.first_status()).await {
+        let shutdown = self.ctx.shutdown.clone();
+        let taken = tokio::select! {
+            biased;
+            // Nothing of this request reached the client yet.
+            _ = shutdown.reached(crate::shutdown::Phase::Closing) => {
+                return Err(self.cut_off(true).await);
+            }
+            taken = self.take_synced(target, outgoing.first_status()) => taken,
+        };
+        let mut held = match taken {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, ?target, "no backend connection for a request");
@@ -780,6 +792,7 @@ impl Session {
             drain_timeout: self.ctx.limits.drain_timeout(),
             client_handle: prepare.as_ref().map(|p| p.handle),
             missing_handle_error,
+            shutdown: self.ctx.shutdown.clone(),
         };
         let relayed = held.conn.relay(&mut self.client, options).await;
         self.learn(target, &mut held, &relayed.summary);
@@ -801,6 +814,12 @@ impl Session {
                 "backend {} did not acknowledge ATTENTION within limits.drain_timeout_ms",
                 held.conn.name()
             ))),
+            RelayEnd::ShuttingDown { at_token_boundary } => {
+                // Marked broken by the relay: dropping it closes it, and the
+                // server rolls back what the request did.
+                drop(held);
+                Err(self.cut_off(at_token_boundary).await)
+            }
             RelayEnd::BackendFailed {
                 error,
                 forwarded,
@@ -905,6 +924,7 @@ impl SessionError {
             SessionError::Client(_) | SessionError::ClientGone(_) => ErrorKind::ClientGone,
             SessionError::BackendLost(_) => ErrorKind::BackendLostMidResponse,
             SessionError::StateLost(_) => ErrorKind::StateLost,
+            SessionError::ShuttingDown(_) => ErrorKind::ShuttingDown,
         }
     }
 }
