@@ -106,6 +106,8 @@ pub struct Config {
     pub health: Health,
     /// The admin HTTP API; absent: none.
     pub admin: Option<Admin>,
+    #[serde(default)]
+    pub log: Log,
     /// Where this configuration came from (not a key of the file).
     #[serde(skip)]
     pub origin: ConfigOrigin,
@@ -177,6 +179,85 @@ impl Admin {
                 "export the token in that variable before starting sluice, or remove token_env",
             )),
         }
+    }
+}
+
+/// `[log]`: how Sluice writes its log (to standard output).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A level (`info`), or a level and per-module levels
+    /// (`info,sluice::frontend::session=debug`). `RUST_LOG`, when set,
+    /// takes its place.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// One line per event: for people, or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+impl Log {
+    /// `level` as a `tracing` filter: each directive trimmed, levels in
+    /// lower case.
+    pub fn filter_directives(&self) -> String {
+        let directive = |d: &str| match d.trim().split_once('=') {
+            None => d.trim().to_ascii_lowercase(),
+            Some((target, level)) => {
+                format!("{}={}", target.trim(), level.trim().to_ascii_lowercase())
+            }
+        };
+        self.level
+            .split(',')
+            .map(directive)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let is_level = |s: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s));
+        let is_target = |s: &str| {
+            !s.is_empty()
+                && s.split("::").all(|part| {
+                    !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
+        };
+        let valid = |directive: &str| match directive.trim().split_once('=') {
+            None => is_level(directive.trim()),
+            Some((target, level)) => is_target(target.trim()) && is_level(level.trim()),
+        };
+        if !self.level.is_empty() && self.level.split(',').all(valid) {
+            return Ok(());
+        }
+        Err(invalid(
+            "log.level",
+            format!("{:?}", self.level),
+            "not a log level",
+            "use one of off, error, warn, info, debug, trace, optionally followed by \
+             per-module levels: \"info,sluice::frontend::session=debug\"",
+        ))
     }
 }
 
@@ -708,6 +789,7 @@ impl Config {
         if let Some(admin) = &self.admin {
             admin.validate()?;
         }
+        self.log.validate()?;
         for (i, replica) in self.replicas.iter().enumerate() {
             replica.validate_lag_limits(&format!("replicas[{i}]"), &self.health)?;
         }
@@ -1691,5 +1773,40 @@ password = "pw"
             err.contains("outside the allowed range 0..=86400000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn log_defaults_to_text_at_info() {
+        let c = Config::parse(&base(), Path::new("t.toml")).unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.log.level, "info");
+        let text = base()
+            + "[log]\nformat = \"json\"\nlevel = \"INFO, sluice::frontend::session=debug\"\n";
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(
+            c.log.filter_directives(),
+            "info,sluice::frontend::session=debug"
+        );
+    }
+
+    #[test]
+    fn log_keys_are_checked() {
+        let err = error_for("[log]\nformat = \"xml\"\n");
+        assert!(
+            err.contains("unknown variant `xml`, expected `text` or `json`"),
+            "{err}"
+        );
+        for level in ["verbose", "", "info,", "sluice=loud", "=debug", "a b=info"] {
+            let err = error_for(&format!("[log]\nlevel = {level:?}\n"));
+            assert!(
+                err.starts_with(&format!(
+                    "log.level = {level:?}: not a log level; fix: use one of off"
+                )),
+                "{err}"
+            );
+        }
+        let err = error_for("[log]\nlevel = \"info\"\ncolor = true\n");
+        assert!(err.contains("unknown field `color`"), "{err}");
     }
 }

@@ -121,8 +121,8 @@ fn hash_password() -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    init_logging();
-    raise_open_files();
+    // Logging follows `[log]`, so the configuration comes first; its
+    // errors go to standard error as they are.
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -130,6 +130,8 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    init_logging(&config.log);
+    raise_open_files();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -289,8 +291,23 @@ fn raise_open_files() {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tiberius=error"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+/// `[log]`: text or JSON lines on standard output, at `log.level` unless
+/// `RUST_LOG` is set (then it decides, as usual for Rust programs).
+fn init_logging(log: &sluice::config::Log) {
+    use sluice::config::LogFormat;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(directives) => EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={directives:?} ignored ({e}); using log.level");
+            EnvFilter::new(log.filter_directives())
+        }),
+        Err(_) => EnvFilter::new(log.filter_directives()),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log.format {
+        LogFormat::Text => builder.init(),
+        // One object per line; the event's own fields under "fields" (a
+        // routing decision has a field named "target", like the event).
+        LogFormat::Json => builder.json().init(),
+    }
 }

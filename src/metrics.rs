@@ -335,6 +335,8 @@ pub enum ErrorKind {
     Protocol,
     /// The client went away or stopped reading.
     ClientGone,
+    /// A request was still running when the drain's time ran out.
+    ShuttingDown,
 }
 
 impl ErrorKind {
@@ -347,6 +349,7 @@ impl ErrorKind {
             ErrorKind::StateLost => "state_lost",
             ErrorKind::Protocol => "protocol",
             ErrorKind::ClientGone => "client_gone",
+            ErrorKind::ShuttingDown => "shutting_down",
         }
     }
 

@@ -386,7 +386,8 @@ pub struct Reloaded {
     pub replicas: Vec<String>,
 }
 
-/// The keys whose change a reload cannot apply: the sockets already bound.
+/// The keys whose change a reload cannot apply: the sockets already bound,
+/// and the log set up at start.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let admin = |c: &Config| {
         c.admin
@@ -399,6 +400,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if admin(old) != admin(new) {
         keys.push("admin");
+    }
+    if old.log != new.log {
+        keys.push("log");
     }
     keys
 }

@@ -17,6 +17,7 @@ pub enum Phase {
 
 /// The proxy's shutdown phase, set by the signal handler and waited on by
 /// everyone else.
+#[derive(Debug)]
 pub struct Shutdown {
     phase: watch::Sender<Phase>,
 }

@@ -262,6 +262,110 @@ async fn sluice_status(args: &[&str]) -> std::process::Output {
     .expect("sluice status ran")
 }
 
+/// The error a client gets for `sql`; panics if it succeeds.
+async fn error_of(client: &mut TestClient, sql: &str) -> String {
+    let results = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await,
+        Err(e) => Err(e),
+    };
+    match results {
+        Ok(_) => panic!("{sql} succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The drain's time runs out while requests still run: one inside a
+/// transaction whose result stalls between two rows, and (in transaction
+/// pool mode) one waiting for the pool's only connection. Each client gets
+/// Sluice's error instead of hanging until the process exits; the
+/// transaction's connection is closed, so the server rolls it back, never
+/// pooled; and every session has ended when the drain returns.
+#[tokio::test]
+async fn requests_still_running_when_the_drain_times_out_get_an_error() {
+    use common::fake::{self, FakeOptions};
+    let primary = fake::start_with(FakeOptions::default()).await;
+    let text = config_text(primary.addr, &[])
+        .replace(
+            "login_timeout_ms = 5000\n",
+            "login_timeout_ms = 5000\nshutdown_timeout_ms = 300\n",
+        )
+        .replace(
+            "max_size = 8\n",
+            "max_size = 1\ncheckout_timeout_ms = 60000\n",
+        );
+    let proxy = sluice::server::Proxy::new(parse_config(&text)).expect("proxy");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sluice");
+    let sluice = listener.local_addr().expect("sluice address");
+    let serving = tokio::spawn(proxy.clone().serve(listener));
+
+    let mut streaming = connect(sluice).await;
+    run(&mut streaming, "BEGIN TRAN").await;
+    let stalled = format!("SELECT 1 /* {} */", fake::STALL_MID_RESULT);
+    let streaming = tokio::spawn(async move { error_of(&mut streaming, &stalled).await });
+    assert!(
+        primary
+            .wait_until(LIMIT, |f| !f.ran(fake::STALL_MID_RESULT).is_empty())
+            .await,
+        "the stalled query reached the backend"
+    );
+    let waiting = if pool_mode() == "transaction" {
+        let mut client = connect(sluice).await;
+        let request = tokio::spawn(async move { error_of(&mut client, "SELECT 1").await });
+        let proxy = proxy.clone();
+        let queued = eventually(LIMIT, || {
+            let waiting = proxy.cluster().primary().pools().usage().waiting;
+            async move { waiting == 1 }
+        })
+        .await;
+        assert!(queued, "the second request waits for the pool");
+        Some(request)
+    } else {
+        // In session mode the first client holds the only connection from
+        // its login on: a second could not log in.
+        None
+    };
+
+    proxy.drain();
+    let drained = tokio::time::timeout(LIMIT, serving)
+        .await
+        .expect("the drain ends")
+        .expect("serve ran");
+    assert!(!drained.clean, "{drained:?}");
+    assert_eq!(drained.remaining, 0, "every session closed itself");
+    let error = tokio::time::timeout(LIMIT, streaming)
+        .await
+        .expect("the streaming client is answered")
+        .expect("client task");
+    assert!(error.contains("Sluice is shutting down"), "{error}");
+    if let Some(waiting) = waiting {
+        let error = tokio::time::timeout(LIMIT, waiting)
+            .await
+            .expect("the waiting client is answered")
+            .expect("client task");
+        assert!(error.contains("Sluice is shutting down"), "{error}");
+    }
+    assert!(
+        primary
+            .wait_until(LIMIT, |f| f
+                .connections()
+                .iter()
+                .any(|c| c.closed_in_transaction))
+            .await,
+        "the transaction's connection was closed: {:?}",
+        primary.connections()
+    );
+    assert!(
+        !primary
+            .connections()
+            .iter()
+            .any(|c| c.holds_open_transaction()),
+        "{:?}",
+        primary.connections()
+    );
+}
+
 /// The drain, on the `sluice` process itself (signals are Unix's).
 #[cfg(unix)]
 mod drain {
@@ -270,22 +374,34 @@ mod drain {
     use std::time::Instant;
 
     /// The `sluice` binary with a generated config; killed when dropped.
-    struct SluiceProcess {
+    pub(super) struct SluiceProcess {
         child: Child,
-        listen: SocketAddr,
-        admin: SocketAddr,
+        pub(super) listen: SocketAddr,
+        pub(super) admin: SocketAddr,
         log: std::path::PathBuf,
         config: std::path::PathBuf,
     }
 
     impl SluiceProcess {
         async fn start(primary: SocketAddr, name: &str, listen_extra: &str) -> SluiceProcess {
+            SluiceProcess::start_with(primary, name, listen_extra, "", Some("info")).await
+        }
+
+        /// `tables` is appended to the config; `rust_log` is `RUST_LOG`
+        /// (`None`: unset).
+        pub(super) async fn start_with(
+            primary: SocketAddr,
+            name: &str,
+            listen_extra: &str,
+            tables: &str,
+            rust_log: Option<&str>,
+        ) -> SluiceProcess {
             let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let text = config_text(primary, &[]).replace(
                 "address = \"127.0.0.1:0\"\n",
                 &format!("address = \"{listen}\"\n{listen_extra}"),
-            ) + &format!("[admin]\naddress = \"{admin}\"\n");
+            ) + &format!("[admin]\naddress = \"{admin}\"\n{tables}");
             let dir =
                 std::env::temp_dir().join(format!("sluice-admin-{}-{name}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("temp dir");
@@ -293,10 +409,14 @@ mod drain {
             std::fs::write(&config, text).expect("write proxy.toml");
             let log = dir.join("sluice.log");
             let out = std::fs::File::create(&log).expect("log file");
-            let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+            match rust_log {
+                Some(filter) => command.env("RUST_LOG", filter),
+                None => command.env_remove("RUST_LOG"),
+            };
+            let child = command
                 .arg("--config")
                 .arg(&config)
-                .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().expect("log file"))
                 .stderr(out)
@@ -313,7 +433,7 @@ mod drain {
             process
         }
 
-        fn log(&self) -> String {
+        pub(super) fn log(&self) -> String {
             std::fs::read_to_string(&self.log).unwrap_or_default()
         }
 
@@ -523,5 +643,92 @@ mod drain {
         assert_eq!(hash(get(sluice.admin, "/status", None).await.json()), after);
         let mut client = connect(sluice.listen).await;
         assert_eq!(scalar_i32(&mut client, "SELECT 1").await, Some(1));
+    }
+}
+
+/// `[log]`, on the `sluice` process itself.
+#[cfg(unix)]
+mod logs {
+    use super::drain::SluiceProcess;
+    use super::*;
+
+    /// The complete lines of a log, each parsed as JSON.
+    fn json_lines(log: &str) -> Vec<Value> {
+        log.split_inclusive('\n')
+            .filter(|line| line.ends_with('\n'))
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// `format = "json"` with the session at debug: every line is a JSON
+    /// object, and each routing decision carries the client's SPID, the
+    /// target, the reason and the statement's fingerprint, with none of
+    /// its literals.
+    #[tokio::test]
+    async fn json_lines_show_each_routing_decision_without_literals() {
+        let primary = Backend::start().await;
+        let tables = "[log]\nformat = \"json\"\nlevel = \"info,sluice::frontend::session=debug\"\n";
+        let sluice = SluiceProcess::start_with(primary.addr, "json-log", "", tables, None).await;
+        let mut client = connect(sluice.listen).await;
+        let sql = "SELECT 42 AS v WHERE N'hunter2' = 'hunter2' -- 0x5EC2E7";
+        assert_eq!(scalar_i32(&mut client, sql).await, Some(42));
+
+        let routed_line = |log: &str| {
+            json_lines(log)
+                .into_iter()
+                .find(|line| line["fields"]["message"] == "routed")
+        };
+        let logged = eventually(LIMIT, || {
+            let log = sluice.log();
+            async move { routed_line(&log).is_some() }
+        })
+        .await;
+        let log = sluice.log();
+        assert!(logged, "no routing decision logged:\n{log}");
+        let routed = routed_line(&log).expect("a routed line");
+        assert_eq!(routed["level"], "DEBUG", "{routed}");
+        let fields = &routed["fields"];
+        assert_eq!(
+            fields["fingerprint"], "SELECT ? AS v WHERE ? = ?",
+            "{routed}"
+        );
+        assert_eq!(fields["target"], "Primary", "{routed}");
+        assert!(
+            fields["spid"].as_u64().is_some_and(|spid| spid > 0),
+            "{routed}"
+        );
+        assert!(
+            fields["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{routed}"
+        );
+        for secret in ["hunter2", "5EC2E7"] {
+            assert!(!log.contains(secret), "{secret} logged:\n{log}");
+        }
+        assert!(
+            json_lines(&log)
+                .iter()
+                .any(|line| line["fields"]["message"] == "sluice listening"
+                    && line["level"] == "INFO"),
+            "{log}"
+        );
+    }
+
+    /// `RUST_LOG`, when set, decides over `log.level`.
+    #[tokio::test]
+    async fn rust_log_overrides_the_configured_level() {
+        let primary = Backend::start().await;
+        let tables = "[log]\nlevel = \"off\"\n";
+        let sluice =
+            SluiceProcess::start_with(primary.addr, "rust-log", "", tables, Some("info")).await;
+        let logged = eventually(LIMIT, || {
+            let log = sluice.log();
+            async move { log.contains("sluice listening") }
+        })
+        .await;
+        let log = sluice.log();
+        assert!(logged, "{log}");
+        assert!(!log.starts_with('{'), "text is the default format: {log}");
     }
 }

@@ -112,6 +112,35 @@ fn check_refuses_a_zero_idle_timeout_with_its_range() {
 }
 
 #[test]
+fn check_refuses_an_unknown_log_format_or_level() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk";
+    let base = format!(
+        "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"{hash}\"\n\
+         [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n[log]\n"
+    );
+    let check = |name: &str, log: &str| {
+        let config = write_config(name, &format!("{base}{log}\n"));
+        let out = sluice()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{log} accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = check("log-xml", "format = \"xml\"");
+    assert!(
+        err.contains("format = \"xml\"") && err.contains("expected `text` or `json`"),
+        "{err}"
+    );
+    let err = check("log-loud", "level = \"loud\"");
+    assert!(
+        err.contains("log.level = \"loud\": not a log level") && err.contains("fix: use one of"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_example_proxy_toml_is_valid() {
     let out = sluice()
         .args([

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::conn::BackendConn;
+use crate::shutdown::{Phase, Shutdown};
 use crate::tds::packet::PacketType;
 use crate::tds::token::done::{Done, DoneStatus};
 use crate::tds::token::message::ServerMessage;
@@ -32,6 +33,9 @@ pub struct RelayOptions {
     /// answers a prepare with a bare DONE has not prepared anything, and a
     /// client must not take that for an empty result.
     pub missing_handle_error: Option<Arc<ServerMessage>>,
+    /// The proxy's drain: once it reaches [`Phase::Closing`] the process is
+    /// about to exit, and the relay stops where it is.
+    pub shutdown: Arc<Shutdown>,
 }
 
 /// What the response said that the session must know.
@@ -75,6 +79,14 @@ pub enum RelayEnd {
     ClientViolation(String),
     /// An ATTENTION was not acknowledged within the drain timeout.
     AttentionUnacknowledged,
+    /// The drain's time ran out (`listen.shutdown_timeout_ms`) before the
+    /// response ended. The request is abandoned and its connection
+    /// discarded: the server rolls back what it did.
+    ShuttingDown {
+        /// What was forwarded ends between two tokens (or nothing was), so
+        /// the message can still be finished with an ERROR and a DONE.
+        at_token_boundary: bool,
+    },
     /// The backend failed; `forwarded` says whether any of its response
     /// already reached the client (if not, the request may be retried).
     BackendFailed {
@@ -188,10 +200,14 @@ impl Response {
         RelayEnd::BackendFailed {
             error,
             forwarded: self.forwarded,
-            at_token_boundary: !self.summary.unreadable
-                && self.held.is_none()
-                && self.walker.at_token_boundary(),
+            at_token_boundary: self.at_token_boundary(),
         }
+    }
+
+    /// What the client got ends between two tokens: the walker is between
+    /// tokens and no walked packet is kept back from the client.
+    fn at_token_boundary(&self) -> bool {
+        !self.summary.unreadable && self.held.is_none() && self.walker.at_token_boundary()
     }
 }
 
@@ -202,9 +218,16 @@ impl BackendConn {
         let mut deadline = options
             .attention_sent
             .then(|| Instant::now() + options.drain_timeout);
+        let closing = options.shutdown.reached(Phase::Closing);
+        tokio::pin!(closing);
         let end = loop {
             let step = tokio::select! {
                 biased;
+                // First, so that a response that streams without a pause
+                // cannot hold it off.
+                _ = &mut closing => Some(RelayEnd::ShuttingDown {
+                    at_token_boundary: response.at_token_boundary(),
+                }),
                 packet = self.read_response_packet() => match packet {
                     Ok(packet) => self.relay_packet(client, &mut response, packet, &options).await,
                     Err(e) => Some(response.failed(e.to_string())),
@@ -244,7 +267,8 @@ impl BackendConn {
                 self.cancel_and_drain(&mut response, options.drain_timeout)
                     .await
             }
-            // The backend or the protocol state is unknown: never reuse it.
+            // The backend or the protocol state is unknown, or the request
+            // is abandoned mid-way: never reuse it.
             _ => self.mark_broken(),
         }
         Relayed {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 mod cache;
 mod definition;
 mod effect;
+mod fingerprint;
 mod lexer;
 mod parse;
 mod pin;
@@ -36,6 +37,7 @@ mod tests;
 
 pub use definition::{changes_procedures, split_procedure, ProcedureDefinition};
 pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
+pub use fingerprint::{fingerprint, MAX_FINGERPRINT_CHARS};
 pub use pin::{Pin, PinReason};
 use procedures::ReadOnlyProcedures;
 pub use procedures::{split_name as split_procedure_name, ReadOnlyProcedures as ProcedureNames};

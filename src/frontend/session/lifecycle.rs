@@ -1,10 +1,11 @@
 //! The session's side of operating Sluice live: waiting for the next
-//! request while the proxy may be draining, and what the admin API shows
-//! of the session (updated at request boundaries only).
+//! request while the proxy may be draining, cutting off a request still
+//! running when the drain's time is up, and what the admin API shows of
+//! the session (updated at request boundaries only).
 
 use std::time::Instant;
 
-use super::Session;
+use super::{Session, SessionError};
 use crate::frontend::reply::ClientError;
 use crate::frontend::Registration;
 use crate::shutdown::Phase;
@@ -43,6 +44,25 @@ impl Session {
                 Err(ReadError::Closed)
             }
         }
+    }
+
+    /// The drain's time ran out while a request was running (its backend
+    /// connection, if it had one, is already discarded). The client gets
+    /// the shutting-down error when what it received of the response ends
+    /// between two tokens (or it received nothing); otherwise no message
+    /// can be finished cleanly. Either way its connection is closed.
+    pub(super) async fn cut_off(&mut self, at_token_boundary: bool) -> SessionError {
+        let error = ClientError::shutting_down(self.ctx.shutdown_timeout);
+        if at_token_boundary {
+            self.send_error(&error).await.ok();
+        }
+        tracing::debug!(
+            spid = self.client.spid(),
+            at_token_boundary,
+            "request cut off by the drain"
+        );
+        self.client.shutdown().await;
+        SessionError::ShuttingDown(error.message)
     }
 
     /// A request started: the client is not idle.

@@ -46,6 +46,9 @@ pub enum SessionError {
     /// lost: the client's connection is closed, as SQL Server's would be.
     #[error("session state lost with its backend connection: {0}")]
     StateLost(String),
+    /// The drain's time ran out while a request was running.
+    #[error("request cut off: {0}")]
+    ShuttingDown(String),
 }
 
 /// What a session needs of the proxy: the backends, the router and the
@@ -286,7 +289,6 @@ impl Session {
             }
             head => {
                 let decision = self.route(&head);
-                tracing::debug!(spid = self.client.spid(), target = ?decision.target, reason = %decision.reason, "routed");
                 self.execute(decision.target, Outgoing::AsIs(request), None)
                     .await
                     .map(drop)
@@ -379,6 +381,15 @@ impl Session {
         let mut view = self.view();
         view.procedures = procedures.as_deref();
         let decision = self.ctx.router.route(request, &view, &replicas, now);
+        // The macro evaluates its fields only once the level is enabled:
+        // at info the fingerprint is never built.
+        tracing::debug!(
+            spid = self.client.spid(),
+            target = ?decision.target,
+            reason = %decision.reason,
+            fingerprint = %request_fingerprint(request),
+            "routed"
+        );
         self.count_request(&decision);
         self.forget_changed_procedures(request, &decision);
         match (&decision.classification, request) {
@@ -522,7 +533,16 @@ impl Session {
         prepare: Option<Prepare>,
     ) -> Result<Attempt, SessionError> {
         let complete = outgoing.is_complete();
-        let mut held = match self.take_synced(target, outgoing.first_status()).await {
+        let shutdown = self.ctx.shutdown.clone();
+        let taken = tokio::select! {
+            biased;
+            // Nothing of this request reached the client yet.
+            _ = shutdown.reached(crate::shutdown::Phase::Closing) => {
+                return Err(self.cut_off(true).await);
+            }
+            taken = self.take_synced(target, outgoing.first_status()) => taken,
+        };
+        let mut held = match taken {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, ?target, "no backend connection for a request");
@@ -859,6 +879,7 @@ impl Session {
             drain_timeout: self.ctx.limits.drain_timeout(),
             client_handle: prepare.as_ref().map(|p| p.handle),
             missing_handle_error,
+            shutdown: self.ctx.shutdown.clone(),
         };
         let relayed = held.conn.relay(&mut self.client, options).await;
         self.learn(target, &mut held, &relayed.summary);
@@ -880,6 +901,12 @@ impl Session {
                 "backend {} did not acknowledge ATTENTION within limits.drain_timeout_ms",
                 held.conn.name()
             ))),
+            RelayEnd::ShuttingDown { at_token_boundary } => {
+                // Marked broken by the relay: dropping it closes it, and the
+                // server rolls back what the request did.
+                drop(held);
+                Err(self.cut_off(at_token_boundary).await)
+            }
             RelayEnd::BackendFailed {
                 error,
                 forwarded,
@@ -952,6 +979,20 @@ impl Session {
     }
 }
 
+/// What the routing log shows of a request: its statement with the
+/// literals replaced, or the procedure's name; never a parameter's value.
+fn request_fingerprint(request: crate::router::Request<'_>) -> String {
+    match request {
+        crate::router::Request::Sql(sql) => crate::classify::fingerprint(sql),
+        crate::router::Request::Procedure(name) => name
+            .chars()
+            .take(crate::classify::MAX_FINGERPRINT_CHARS)
+            .collect(),
+        // The reason names what it is.
+        crate::router::Request::PrimaryOnly(_) => String::new(),
+    }
+}
+
 /// Whether a whole reply carries an ERROR token (or cannot be read).
 pub(super) fn reply_has_error(reply: &[u8]) -> bool {
     use crate::tds::token::walker::{TokenEvent, TokenWalker};
@@ -970,6 +1011,7 @@ impl SessionError {
             SessionError::Client(_) | SessionError::ClientGone(_) => ErrorKind::ClientGone,
             SessionError::BackendLost(_) => ErrorKind::BackendLostMidResponse,
             SessionError::StateLost(_) => ErrorKind::StateLost,
+            SessionError::ShuttingDown(_) => ErrorKind::ShuttingDown,
         }
     }
 }
