@@ -19,14 +19,10 @@ FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS skeleton
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # Every target the manifest names gets an empty stand-in, so cargo can
-# build the dependencies before the sources are copied: this layer and the
-# next are rebuilt only when Cargo.toml or Cargo.lock change.
-RUN cargo metadata --no-deps --format-version 1 \
-      | grep -o '"src_path":"[^"]*"' | cut -d'"' -f4 \
-      | while read -r path; do \
-          mkdir -p "$(dirname "$path")"; \
-          echo 'fn main() {}' > "$path"; \
-        done
+# build the dependencies before the sources are copied: the next layer of
+# each build stage is rebuilt only when Cargo.toml or Cargo.lock change.
+COPY deploy/docker/cargo-skeleton.sh /usr/local/bin/cargo-skeleton
+RUN sh /usr/local/bin/cargo-skeleton
 
 FROM skeleton AS build
 RUN cargo build --release --locked --bin sluice

@@ -1,4 +1,4 @@
--- Runs on sql-primary, as sa, from init-ag.sh (sqlcmd variables: $(NAME)).
+-- Runs on sql-primary, as sa, from init-ag.sh, which passes the sqlcmd variables.
 -- Sets up the primary of a read-scale availability group (CLUSTER_TYPE =
 -- NONE: no Pacemaker or WSFC) and the database Sluice serves. Every step is
 -- guarded, so a second run changes nothing.
