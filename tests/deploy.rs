@@ -343,6 +343,56 @@ fn every_embedded_proxy_toml_passes_sluice_check() {
     }
 }
 
+/// The TOML examples of docs/AZURE.md use only keys Sluice has: each,
+/// completed with a listener, a user and (if it has none) a primary, passes
+/// `sluice check`.
+#[test]
+fn the_azure_guide_examples_pass_sluice_check() {
+    let guide = read("docs/AZURE.md");
+    let block = Regex::new(r"(?s)```toml\n(.*?)```").unwrap();
+    let dir = scratch_dir("azure");
+    // The listener's certificate paths of the TLS example, as empty files.
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).expect("create the tls directory");
+    for file in ["tls.crt", "tls.key"] {
+        std::fs::write(tls.join(file), "").expect("write a stand-in");
+    }
+    let hash = yaml_doc("deploy/kubernetes/configmap.yaml")["data"]["proxy.toml"]
+        .as_str()
+        .and_then(|t| toml(t, "the ConfigMap").get("users").cloned())
+        .and_then(|u| u[0]["password_hash"].as_str().map(str::to_string))
+        .expect("the ConfigMap's user hash");
+    let mut checked = 0;
+    for (i, caps) in block.captures_iter(&guide).enumerate() {
+        let example = caps[1].replace("/etc/sluice/tls/", &format!("{}/", tls.display()));
+        let mut text = format!(
+            "[listen]\naddress = \"0.0.0.0:1433\"\n[[users]]\nname = \"app\"\npassword_hash = \"{hash}\"\n"
+        );
+        if !example.contains("[primary]") {
+            text.push_str(
+                "[primary]\naddress = \"your-server.database.windows.net:1433\"\nuser = \"sluice\"\npassword_env = \"SLUICE_BACKEND_PASSWORD\"\n",
+            );
+        }
+        text.push_str(&example);
+        let path = dir.join(format!("example-{i}.toml"));
+        std::fs::write(&path, &text).expect("write the example");
+        let output = run(Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .env("SLUICE_BACKEND_PASSWORD", "placeholder")
+            .arg("--config")
+            .arg(&path)
+            .arg("check"));
+        assert!(
+            output.status.success(),
+            "docs/AZURE.md, TOML example {}:\n{example}\n{}",
+            i + 1,
+            describe(&output)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "docs/AZURE.md's TOML examples: {checked}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn example_passwords_in_comments_are_the_real_ones() {
     use argon2::{PasswordHash, PasswordVerifier};
