@@ -53,8 +53,8 @@ FROM debian:${DEBIAN_RELEASE}-slim AS base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 sluice \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+ && groupadd --gid 10001 sluice \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin sluice \
  && mkdir -p /etc/sluice
 USER 10001:10001

@@ -705,6 +705,7 @@ fn shell_scripts_pass_shellcheck() {
         .args([
             "deploy/compose/init-ag.sh",
             "deploy/docker/cargo-skeleton.sh",
+            "deploy/docker/podman-smoke.sh",
         ]));
     assert!(output.status.success(), "{}", describe(&output));
 }
