@@ -5,6 +5,9 @@
 #     (libltdl7 is the one a stock image lacks; libkrb5-3, libgssapi-krb5-2, libstdc++6, libssl3)
 #   - pytds + pyOpenSSL + mssql-python   (venv at <repo>/.venv, pins in tests/interop/requirements.txt)
 #   - prometheus-client                  (same venv: its text parser checks tests/metrics.rs's scrape)
+#   - check-jsonschema, kubernetes-validate (same venv: tests/deploy.rs validates the compose files
+#                                           and Kubernetes manifests against their bundled schemas)
+#   - shellcheck                         (apt: tests/deploy.rs lints the deployment's shell scripts)
 #   - tedious                            (npm ci in tests/interop, pinned by package-lock.json)
 # Idempotent and quiet: a second run does no network access and prints nothing.
 # Use the venv's python for the Python clients: .venv/bin/python tests/interop/pytds_client.py ...
@@ -15,7 +18,7 @@ INTEROP="$ROOT/tests/interop"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 
-APT_PACKAGES=(freetds-bin libltdl7 libkrb5-3 libgssapi-krb5-2 libstdc++6 libssl3 ca-certificates)
+APT_PACKAGES=(freetds-bin libltdl7 libkrb5-3 libgssapi-krb5-2 libstdc++6 libssl3 ca-certificates shellcheck)
 
 # Run a command with its output kept aside; show it only if the command fails.
 quiet() {
@@ -66,10 +69,12 @@ fi
 
 # Fail now, not in the middle of a test run, if something did not come through.
 command -v tsql >/dev/null
+command -v shellcheck >/dev/null
 "$VENV/bin/python" - <<'PY'
 import ctypes, glob, os
 import OpenSSL.SSL, pytds, mssql_python, mssql_python_odbc
 import prometheus_client.parser
+import check_jsonschema, kubernetes_validate, yaml, ruamel.yaml
 # mssql-python only dlopens ODBC Driver 18 at connect time; load it now so a missing
 # shared library (e.g. libltdl.so.7) fails here, with the library's name.
 libdir = glob.glob(os.path.join(os.path.dirname(mssql_python_odbc.__file__), "libs/linux/debian_ubuntu/x86_64/lib"))[0]
@@ -77,3 +82,6 @@ for lib in ("libodbcinst.so.2", "libmsodbcsql-18.*.so.*"):
     ctypes.CDLL(glob.glob(os.path.join(libdir, lib))[0], mode=ctypes.RTLD_GLOBAL)
 PY
 (cd "$INTEROP" && node -e 'require("tedious")')
+for tool in check-jsonschema kubernetes-validate; do
+  [[ -x "$VENV/bin/$tool" ]] || { echo "install-interop: $VENV/bin/$tool is missing" >&2; exit 1; }
+done

@@ -2,9 +2,18 @@
 //! listeners (a primary and a replica over one shared in-memory engine, so
 //! replication looks instant), ready for any SQL Server client.
 //!
-//! Options: `--port N` for Sluice's port (default 14330); the admin API
-//! listens on the next port. Each request's target and routing reason is
-//! logged as it is routed.
+//! Options:
+//! - `--port N`: Sluice's port (default 14330); the admin API listens on
+//!   the next port.
+//! - `--host ADDR`: the address every listener binds (default `127.0.0.1`;
+//!   `0.0.0.0` in a container).
+//! - `--backends-only`: no Sluice, only the two iridium listeners, the
+//!   primary on `--port` and the replica on the next port, for a Sluice
+//!   started with its own `proxy.toml` (`docker-compose.demo.yml` runs
+//!   `--backends-only --host 0.0.0.0 --port 14331`, for
+//!   `deploy/demo/proxy.toml`).
+//!
+//! Each request's target and routing reason is logged as it is routed.
 
 use iridium_core::{Database, SessionManager, StatementExecutor};
 use iridium_server::{ServerConfig, TdsServer};
@@ -12,6 +21,12 @@ use sluice::config::Config;
 
 const DEMO_USER: &str = "app";
 const DEMO_PASSWORD: &str = "app";
+
+struct Options {
+    host: String,
+    port: u16,
+    backends_only: bool,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,16 +37,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,tiberius=error,sluice::frontend::session=debug".into()),
         )
         .init();
-    let port = port_argument()?;
+    let options = options()?;
     let engine = Database::new();
     seed(&engine)?;
-    let primary = start_listener(engine.clone()).await?;
-    let replica = start_listener(engine).await?;
-    let config = demo_config(port, primary, replica)?;
+    if options.backends_only {
+        return backends_only(engine, &options).await;
+    }
+    let port = options.port;
+    let primary = start_listener(engine.clone(), &options.host, 0).await?;
+    let replica = start_listener(engine, &options.host, 0).await?;
+    let config = demo_config(&options, primary, replica)?;
     let proxy = sluice::server::Proxy::new(config)?;
     let listener = proxy.bind().await?;
     let admin = proxy.start_admin().await?;
-    println!("Sluice demo: listening on 127.0.0.1:{port}");
+    let host = &options.host;
+    println!("Sluice demo: listening on {host}:{port}");
     if let Some(admin) = admin {
         println!("  admin API on http://{admin} (/status, /clients, /metrics)");
     }
@@ -46,17 +66,76 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Ctrl-C stops the demo.");
     tokio::select! {
         _ = proxy.serve(listener) => {}
-        _ = tokio::signal::ctrl_c() => println!("bye"),
+        _ = stop_signal() => println!("bye"),
     }
     Ok(())
 }
 
-fn port_argument() -> Result<u16, Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--port") {
-        Some(i) => Ok(args.get(i + 1).ok_or("--port needs a number")?.parse()?),
-        None => Ok(14330),
+/// The two iridium listeners alone, on `--port` and the next port.
+async fn backends_only(
+    engine: Database,
+    options: &Options,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let replica_port = options
+        .port
+        .checked_add(1)
+        .ok_or("--port leaves no room for the replica's port")?;
+    let primary = start_listener(engine.clone(), &options.host, options.port).await?;
+    let replica = start_listener(engine, &options.host, replica_port).await?;
+    println!("Sluice demo backends (iridium, one shared in-memory engine, table dbo.demo_items):");
+    println!("  primary on {primary}, replica on {replica}");
+    println!(
+        "  any login is accepted; set transaction_requests = \"emulate\" for both in proxy.toml"
+    );
+    stop_signal().await;
+    println!("bye");
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what `docker stop` sends to the container's PID 1).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn options() -> Result<Options, Box<dyn std::error::Error>> {
+    let mut options = Options {
+        host: "127.0.0.1".into(),
+        port: 14330,
+        backends_only: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => options.port = args.next().ok_or("--port needs a number")?.parse()?,
+            "--host" => options.host = args.next().ok_or("--host needs an address")?,
+            "--backends-only" => options.backends_only = true,
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; options: --port N, --host ADDR, --backends-only"
+                )
+                .into())
+            }
+        }
+    }
+    Ok(options)
 }
 
 fn seed(engine: &Database) -> Result<(), Box<dyn std::error::Error>> {
@@ -72,9 +151,13 @@ fn seed(engine: &Database) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn start_listener(
     engine: Database,
+    host: &str,
+    port: u16,
 ) -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> {
-    let mut server =
-        TdsServer::new_with_database(engine, ServerConfig::default().port(0).disable_tls());
+    let mut server = TdsServer::new_with_database(
+        engine,
+        ServerConfig::default().host(host).port(port).disable_tls(),
+    );
     let addr = server.bind().await?;
     tokio::spawn(async move {
         if let Err(e) = server.run().await {
@@ -85,15 +168,19 @@ async fn start_listener(
 }
 
 fn demo_config(
-    port: u16,
+    options: &Options,
     primary: std::net::SocketAddr,
     replica: std::net::SocketAddr,
 ) -> Result<Config, Box<dyn std::error::Error>> {
     let hash = sluice::frontend::hash_password(DEMO_PASSWORD).map_err(|e| e.to_string())?;
+    let (host, port) = (&options.host, options.port);
+    // A listener bound to 0.0.0.0 is reached through loopback by Sluice.
+    let primary = loopback_if_unspecified(primary);
+    let replica = loopback_if_unspecified(replica);
     let text = format!(
         r#"
 [listen]
-address = "127.0.0.1:{port}"
+address = "{host}:{port}"
 [[users]]
 name = "{DEMO_USER}"
 password_hash = "{hash}"
@@ -109,9 +196,22 @@ user = "sa"
 password = "demo"
 transaction_requests = "emulate"
 [admin]
-address = "127.0.0.1:{admin_port}"
+address = "{host}:{admin_port}"
 "#,
         admin_port = port.wrapping_add(1)
     );
     Ok(Config::parse(&text, std::path::Path::new("<demo>"))?)
+}
+
+fn loopback_if_unspecified(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        std::net::SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    }
 }
