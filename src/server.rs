@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::backend::Cluster;
 use crate::classify::Classifier;
-use crate::config::{Config, LagSourceKind, ListenTlsMode};
+use crate::config::{Config, LagSourceKind, ListenTlsMode, RoutingMode};
 use crate::frontend::{
     handle_client, Admission, ClientRegistry, ListenerTls, UserDirectory, VerificationGate,
 };
@@ -87,6 +87,8 @@ impl Proxy {
             pool_mode: config.pool.mode,
             shutdown: shutdown.clone(),
             shutdown_timeout: config.listen.shutdown_timeout(),
+            shadow: (config.routing.mode == RoutingMode::Shadow)
+                .then(|| crate::shadow::ShadowRunner::start(&config.routing)),
         });
         Ok(Arc::new(Proxy {
             router,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 mod cache;
 mod effect;
+mod fingerprint;
 mod lexer;
 mod parse;
 mod pin;
@@ -34,6 +35,7 @@ mod verdict;
 mod tests;
 
 pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
+pub use fingerprint::{fingerprint, MAX_FINGERPRINT_LEN};
 pub use pin::{Pin, PinReason};
 use procedures::ReadOnlyProcedures;
 use verdict::Verdict;

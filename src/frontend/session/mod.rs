@@ -10,6 +10,7 @@ mod lifecycle;
 mod pins;
 mod prepared;
 mod request;
+mod shadow;
 mod state;
 
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub struct SessionContext {
     pub shutdown: Arc<crate::shutdown::Shutdown>,
     /// `listen.shutdown_timeout_ms`, for the message of a session cut off.
     pub shutdown_timeout: std::time::Duration,
+    /// Shadow mode (`routing.mode = "shadow"`): everything runs on the
+    /// primary, and sampled reads are shadowed on replicas by this runner.
+    pub shadow: Option<Arc<crate::shadow::ShadowRunner>>,
 }
 
 /// Who the client is, for routing rules and its backend login.
@@ -119,6 +123,8 @@ pub struct Session {
     clients: ClientGauges,
     /// This session in the admin API's client list.
     registration: Option<super::Registration>,
+    /// Shadow mode's state of the request in flight.
+    shadow: shadow::ShadowTurn,
 }
 
 impl Drop for Session {
@@ -188,6 +194,7 @@ impl Session {
             settings_before: None,
             clients: ClientGauges::new(),
             registration: None,
+            shadow: shadow::ShadowTurn::default(),
         }
     }
 
@@ -280,9 +287,12 @@ impl Session {
             head => {
                 let decision = self.route(&head);
                 tracing::debug!(spid = self.client.spid(), target = ?decision.target, reason = %decision.reason, "routed");
-                self.execute(decision.target, Outgoing::AsIs(request), None)
-                    .await
-                    .map(drop)
+                let probe = self.shadow_probe(head, &decision, &request);
+                let served = self
+                    .execute(decision.target, Outgoing::AsIs(request), None)
+                    .await;
+                self.shadow_report(probe, &served);
+                served.map(drop)
             }
         }
     }
@@ -325,7 +335,8 @@ impl Session {
     fn route_request(&mut self, request: crate::router::Request<'_>, scope: Scope) -> Decision {
         let now = Instant::now();
         let replicas = self.ctx.cluster.replica_views();
-        let decision = self.ctx.router.route(request, &self.view(), &replicas, now);
+        let mut decision = self.ctx.router.route(request, &self.view(), &replicas, now);
+        self.shadow_override(&mut decision);
         self.count_request(&decision);
         match (&decision.classification, request) {
             (Some(c), _) => {
@@ -772,6 +783,7 @@ impl Session {
             drain_timeout: self.ctx.limits.drain_timeout(),
             client_handle: prepare.as_ref().map(|p| p.handle),
             missing_handle_error,
+            digest_rows: self.shadow.digest,
         };
         let relayed = held.conn.relay(&mut self.client, options).await;
         self.learn(target, &mut held, &relayed.summary);
