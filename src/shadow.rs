@@ -77,9 +77,8 @@ pub struct ShadowRead<'a> {
     pub login: Option<Arc<BackendLogin>>,
     /// The session's settings (its current database among them).
     pub settings: &'a Settings,
-    pub ty: PacketType,
-    /// The client's request payload.
-    pub payload: &'a [u8],
+    /// The client's request, whole (it was classified).
+    pub request: &'a Request,
     /// The SQL text (or `EXEC procedure`), fingerprinted only if the
     /// answers differ.
     pub statement: String,
@@ -152,18 +151,26 @@ impl ShadowRunner {
     /// Queues a shadow read without waiting; `None` when it was dropped
     /// (queue full, request too large, or a payload it cannot copy).
     pub fn submit(&self, read: ShadowRead<'_>) -> Option<PrimaryAnswer> {
-        if read.payload.len() > MAX_SHADOW_REQUEST_BYTES {
+        // Measured before the packets are joined: an oversized request is
+        // never copied.
+        let size: usize = read
+            .request
+            .packets()
+            .iter()
+            .map(|p| p.payload().len())
+            .sum();
+        if size > MAX_SHADOW_REQUEST_BYTES {
             self.metrics.dropped(ShadowDrop::TooLarge);
             return None;
         }
-        let payload = outside_any_transaction(read.payload)?;
+        let payload = outside_any_transaction(&read.request.payload())?;
         let (answer, primary) = oneshot::channel();
         let job = ShadowJob {
             replica: read.replica,
             database: read.database.to_string(),
             login: read.login,
             settings: read.settings.clone(),
-            ty: read.ty,
+            ty: read.request.ty(),
             payload,
             statement: read.statement,
             primary,
@@ -217,9 +224,8 @@ async fn run(job: ShadowJob, slot: OwnedSemaphorePermit) {
 }
 
 /// Runs the copy on a replica connection at the session's settings and
-/// reads its answer. The connection goes back to its pool when dropped: as
-/// it is after a clean read, else to be reset (or closed, if the read did
-/// not end).
+/// reads its answer. The connection goes back to its pool when dropped, to
+/// be reset before its next use (or closed, if the read did not end).
 async fn run_on_replica(job: &ShadowJob) -> Result<Consumed, String> {
     let fingerprint = job.settings.fingerprint();
     let mut conn = job
@@ -231,12 +237,10 @@ async fn run_on_replica(job: &ShadowJob) -> Result<Consumed, String> {
     bring_to_settings(&mut conn, &job.settings).await?;
     let request = Request::from_payload(job.ty, Status::NORMAL, &job.payload);
     conn.send(&request).await.map_err(|e| e.to_string())?;
-    let consumed = conn.consume_response().await?;
-    if consumed.error.is_none() {
-        // A read has no session effects: the connection is what it tracks.
-        conn.keep_session_state();
-    }
-    Ok(consumed)
+    // Not vouched for afterwards: a read may still carry a SET of its own
+    // (`SET NOCOUNT ON; SELECT ...`), which the connection does not track,
+    // so it is reset before its next use.
+    conn.consume_response().await
 }
 
 /// Brings a replica connection to the session's settings (the session's

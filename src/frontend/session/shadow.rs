@@ -6,7 +6,6 @@
 
 use super::request::RequestHead;
 use super::{Served, Session, SessionError};
-use crate::classify::Class;
 use crate::router::{Decision, Target};
 use crate::shadow::{PrimaryAnswer, ShadowRead};
 use crate::transport::Request;
@@ -37,9 +36,9 @@ impl Session {
     }
 
     /// Queues a shadow copy of the request when it is a plain read (a SQL
-    /// batch, sp_executesql, or a procedure call, that the classifier
-    /// proved to read) the router would have sent to a replica, outside any
-    /// transaction or pin, and in the sample. The response on the primary
+    /// batch, sp_executesql, or a procedure call, that the classifier by
+    /// itself finds fit for a replica) the router would have sent to a
+    /// replica, outside any transaction or pin, and in the sample. The response on the primary
     /// is then digested; its answer goes to the returned handle.
     pub(super) fn shadow_probe(
         &mut self,
@@ -54,21 +53,22 @@ impl Session {
             RequestHead::Procedure(name) => format!("EXEC {name}"),
             _ => return None,
         };
-        let proven_read = decision
+        // What the classifier alone would send to a replica: a hint or a
+        // rule may direct a read with a locking hint or a sequence there in
+        // split mode, but a shadow copy must not take locks or write.
+        let plain_read = decision
             .classification
             .as_ref()
-            .is_some_and(|c| c.class == Class::Read);
-        if !proven_read || self.view().holds_primary() || !runner.sampled() {
+            .is_some_and(|c| c.replica_eligible());
+        if !plain_read || self.view().holds_primary() || !runner.sampled() {
             return None;
         }
-        let payload = request.payload();
         let read = ShadowRead {
             replica: self.ctx.cluster.replica(index)?.clone(),
             database: &self.login_database,
             login: self.identity.backend_login.clone(),
             settings: self.settings_due(),
-            ty: request.ty(),
-            payload: &payload,
+            request,
             statement,
         };
         let answer = runner.submit(read)?;
