@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use sluice::classify::{Flags, Pin, SessionEffect};
-use sluice::config::Config;
+use sluice::config::{Config, RoutingMode};
 use sluice::router::{Decision, ReplicaView, Request, SessionView, Target};
 
 pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
@@ -48,6 +48,12 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
         }
     } else {
         print_text(&decision, replica.as_deref());
+        let shadow = config
+            .as_ref()
+            .is_some_and(|c| c.routing.mode == RoutingMode::Shadow);
+        if shadow && replica.is_some() {
+            println!("shadow: routing.mode = \"shadow\": runs on the primary; a sampled share also runs on the replica, compared");
+        }
     }
     ExitCode::SUCCESS
 }
