@@ -4,7 +4,7 @@
 //! holding either).
 //!
 //! Each row is hashed over its values, not over its token bytes: ROW and
-//! NBCROW [MS-TDS 2.2.7.19, 2.2.7.14] encode the same row differently (a
+//! NBCROW [MS-TDS 2.2.7.20, 2.2.7.15] encode the same row differently (a
 //! NULL is a length prefix in one and a bitmap bit in the other), and a
 //! server picks either per row. So the walker reports values, and a row's
 //! hash covers, column by column, either "NULL" or the value's data bytes
