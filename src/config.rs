@@ -60,6 +60,8 @@ pub const MAX_CLIENTS: usize = 1_000_000;
 pub const MAX_LOGIN_QUEUE: usize = 65_536;
 /// Most failed logins an address may have before it is locked out.
 pub const MAX_FAILED_LOGINS: u32 = 1_000_000;
+/// Most shadow reads waiting for a replica (`routing.shadow_queue`).
+pub const MAX_SHADOW_QUEUE: usize = 65_536;
 
 /// A numeric key outside its allowed range: the error names the key, the
 /// value, the range and the fix.
@@ -264,6 +266,17 @@ impl Log {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
+    /// Split reads off to replicas, or only shadow them there.
+    #[serde(default)]
+    pub mode: RoutingMode,
+    /// Shadow mode: the share (0–1) of would-be replica reads also run on
+    /// the replica and compared with the primary's answer.
+    #[serde(default = "default_shadow_sample")]
+    pub shadow_sample: f64,
+    /// Shadow mode: sampled reads waiting for a replica; past it they are
+    /// dropped (and counted).
+    #[serde(default = "default_shadow_queue")]
+    pub shadow_queue: usize,
     /// After a client's write, its reads stay on the primary this long.
     #[serde(default = "default_read_your_writes_ms")]
     pub read_your_writes_ms: u64,
@@ -291,6 +304,9 @@ pub struct Routing {
 impl Default for Routing {
     fn default() -> Self {
         Routing {
+            mode: RoutingMode::default(),
+            shadow_sample: default_shadow_sample(),
+            shadow_queue: default_shadow_queue(),
             read_your_writes_ms: default_read_your_writes_ms(),
             read_only_procedures: Vec::new(),
             write_procedures: Vec::new(),
@@ -300,6 +316,19 @@ impl Default for Routing {
             rules: Vec::new(),
         }
     }
+}
+
+/// `routing.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingMode {
+    /// Reads the router finds fit for a replica go there.
+    #[default]
+    Split,
+    /// Every request goes to the primary; reads the router would send to a
+    /// replica are counted, and a sample of them also runs there in the
+    /// background and is compared with the primary's answer.
+    Shadow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -644,6 +673,12 @@ fn default_heartbeat_table() -> String {
 }
 fn default_read_your_writes_ms() -> u64 {
     1_000
+}
+fn default_shadow_sample() -> f64 {
+    1.0
+}
+fn default_shadow_queue() -> usize {
+    1024
 }
 fn default_classifier_cache_entries() -> usize {
     4096
@@ -1144,6 +1179,18 @@ impl Routing {
             1000..=MAX_DURATION_MS,
             "use e.g. 60000 (a minute)",
         )?;
+        check_range(
+            "routing.shadow_sample",
+            self.shadow_sample,
+            0.0..=1.0,
+            "use a share between 0 and 1, e.g. 0.1 to shadow one read in ten",
+        )?;
+        check_range(
+            "routing.shadow_queue",
+            self.shadow_queue,
+            1..=MAX_SHADOW_QUEUE,
+            "use e.g. 1024",
+        )?;
         for (i, rule) in self.rules.iter().enumerate() {
             rule.checked_sql(i)?;
         }
@@ -1540,6 +1587,23 @@ password = "pw"
         );
     }
 
+    #[test]
+    fn routing_mode_is_split_unless_shadow_is_asked_for() {
+        let config = Config::parse(&base(), Path::new("t.toml")).unwrap();
+        assert_eq!(config.routing.mode, RoutingMode::Split);
+        assert_eq!(config.routing.shadow_sample, 1.0);
+        assert_eq!(config.routing.shadow_queue, 1024);
+        let text = format!(
+            "{}[routing]\nmode = \"shadow\"\nshadow_sample = 0.25\n",
+            base()
+        );
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(config.routing.mode, RoutingMode::Shadow);
+        assert_eq!(config.routing.shadow_sample, 0.25);
+        let err = error_for("[routing]\nmode = \"mirror\"\n");
+        assert!(err.contains("split") && err.contains("shadow"), "{err}");
+    }
+
     const REPLICA: &str =
         "[[replicas]]\nname = \"r1\"\naddress = \"127.0.0.1:1\"\nuser = \"sa\"\npassword = \"x\"\n";
 
@@ -1601,6 +1665,21 @@ password = "pw"
                 "[routing]\nclassifier_cache_entries = 2000000\n",
                 "routing.classifier_cache_entries = 2000000",
                 "0..=1048576",
+            ),
+            (
+                "[routing]\nshadow_sample = 1.5\n",
+                "routing.shadow_sample = 1.5",
+                "0..=1",
+            ),
+            (
+                "[routing]\nshadow_sample = nan\n",
+                "routing.shadow_sample = NaN",
+                "0..=1",
+            ),
+            (
+                "[routing]\nshadow_queue = 0\n",
+                "routing.shadow_queue = 0",
+                "1..=65536",
             ),
             (
                 "[health]\ninterval_ms = 0\n",

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use sluice::catalog::DatabaseProcedures;
 use sluice::classify::{Flags, Pin, SessionEffect};
-use sluice::config::Config;
+use sluice::config::{Config, RoutingMode};
 use sluice::router::{Decision, ReplicaView, Request, SessionView, Target};
 
 pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
@@ -57,6 +57,12 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
         print_text(&decision, replica.as_deref());
         for (name, verdict) in procedure_verdicts(&decision, config.as_ref(), procedures.as_ref()) {
             println!("procedure {name}: {verdict}");
+        }
+        let shadow = config
+            .as_ref()
+            .is_some_and(|c| c.routing.mode == RoutingMode::Shadow);
+        if shadow && replica.is_some() {
+            println!("shadow: routing.mode = \"shadow\": runs on the primary; a sampled share also runs on the replica, compared");
         }
     }
     ExitCode::SUCCESS

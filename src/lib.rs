@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod rlimit;
 pub mod router;
 pub mod server;
+pub mod shadow;
 pub mod shutdown;
 pub mod tds;
 #[cfg(test)]

@@ -83,8 +83,14 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
+            let shadow = match config.routing.mode {
+                sluice::config::RoutingMode::Split => String::new(),
+                sluice::config::RoutingMode::Shadow => {
+                    format!(", shadow mode sampling {}", config.routing.shadow_sample)
+                }
+            };
             println!(
-                "{}: OK (listen {}, primary {}, {} replica(s), {} user(s))",
+                "{}: OK (listen {}, primary {}, {} replica(s), {} user(s){shadow})",
                 path.display(),
                 config.listen.address,
                 config.primary.address,

@@ -75,6 +75,9 @@ pub const HEALTH_CHECK_DURATION: &str = "sluice_health_check_duration_seconds";
 pub const ERRORS: &str = "sluice_errors_total";
 pub const CLIENT_BYTES_RECEIVED: &str = "sluice_client_bytes_received_total";
 pub const CLIENT_BYTES_SENT: &str = "sluice_client_bytes_sent_total";
+pub const SHADOW_WOULD_ROUTE: &str = "sluice_shadow_would_route_total";
+pub const SHADOW_RUNS: &str = "sluice_shadow_runs_total";
+pub const SHADOW_DROPPED: &str = "sluice_shadow_dropped_total";
 
 /// Registers the help text and unit of every metric with the installed
 /// recorder (call once, after installing it; harmless without one).
@@ -186,6 +189,21 @@ pub fn describe() {
         CLIENT_BYTES_SENT,
         Unit::Bytes,
         "TDS bytes sent to clients after login"
+    );
+    describe_counter!(
+        SHADOW_WOULD_ROUTE,
+        Unit::Count,
+        "Shadow mode: requests sent to the primary that split mode would have sent to a replica, by routing reason"
+    );
+    describe_counter!(
+        SHADOW_RUNS,
+        Unit::Count,
+        "Shadow mode: sampled reads run on a replica too, by replica and result (match, mismatch, error)"
+    );
+    describe_counter!(
+        SHADOW_DROPPED,
+        Unit::Count,
+        "Shadow mode: sampled reads not run on a replica, by reason (queue_full, too_large)"
     );
 }
 
@@ -383,12 +401,121 @@ const REASONS: [&str; 20] = [
     "executesql_in_transaction",
 ];
 
+/// Counters with a `reason` label from [`REASONS`], each registered on
+/// first use, so that the hot path finds its counter without a lookup.
+struct ReasonCounters {
+    by_reason: [OnceLock<Counter>; REASONS.len()],
+}
+
+impl ReasonCounters {
+    fn new() -> ReasonCounters {
+        ReasonCounters {
+            by_reason: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Increments the counter of `reason`, made by `register` the first
+    /// time.
+    fn increment(&self, reason: &'static str, register: impl Fn(&'static str) -> Counter) {
+        match REASONS.iter().position(|r| *r == reason) {
+            Some(i) => self.by_reason[i]
+                .get_or_init(|| register(reason))
+                .increment(1),
+            // A label not in the table: correct, only slower.
+            None => register(reason).increment(1),
+        }
+    }
+}
+
+/// Why a sampled shadow read was not run, for [`SHADOW_DROPPED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowDrop {
+    /// The queue of shadow reads was full.
+    QueueFull,
+    /// The request is larger than a shadow copy may be.
+    TooLarge,
+}
+
+impl ShadowDrop {
+    pub fn label(self) -> &'static str {
+        match self {
+            ShadowDrop::QueueFull => "queue_full",
+            ShadowDrop::TooLarge => "too_large",
+        }
+    }
+}
+
+/// How a shadow read ended, for [`SHADOW_RUNS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowResult {
+    Match,
+    Mismatch,
+    /// No comparison: the replica (or the primary's response) failed.
+    Error,
+}
+
+impl ShadowResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            ShadowResult::Match => "match",
+            ShadowResult::Mismatch => "mismatch",
+            ShadowResult::Error => "error",
+        }
+    }
+
+    /// Counts one run on `backend` (off the client's path: a lookup is fine).
+    pub fn record(self, backend: &Arc<str>) {
+        metrics::counter!(SHADOW_RUNS, "backend" => backend.clone(), "result" => self.label())
+            .increment(1);
+    }
+}
+
+/// The per-request shadow counters ([`SHADOW_WOULD_ROUTE`],
+/// [`SHADOW_DROPPED`]), registered once.
+pub struct ShadowMetrics {
+    would_route: ReasonCounters,
+    queue_full: Counter,
+    too_large: Counter,
+}
+
+impl ShadowMetrics {
+    pub fn new() -> ShadowMetrics {
+        let dropped = |why: ShadowDrop| metrics::counter!(SHADOW_DROPPED, "reason" => why.label());
+        ShadowMetrics {
+            would_route: ReasonCounters::new(),
+            queue_full: dropped(ShadowDrop::QueueFull),
+            too_large: dropped(ShadowDrop::TooLarge),
+        }
+    }
+
+    /// A request split mode would have sent to a replica, for `reason`.
+    pub fn would_route(&self, reason: &'static str) {
+        self.would_route.increment(
+            reason,
+            |reason| metrics::counter!(SHADOW_WOULD_ROUTE, "reason" => reason),
+        );
+    }
+
+    pub fn dropped(&self, why: ShadowDrop) {
+        match why {
+            ShadowDrop::QueueFull => self.queue_full.increment(1),
+            ShadowDrop::TooLarge => self.too_large.increment(1),
+        }
+    }
+}
+
+impl Default for ShadowMetrics {
+    fn default() -> Self {
+        ShadowMetrics::new()
+    }
+}
+
 /// [`REQUESTS`] of one backend, one counter per routing reason,
 /// registered on first use, and its [`REQUEST_DURATION`].
 pub struct RequestMetrics {
     backend: Arc<str>,
     target: &'static str,
-    by_reason: [OnceLock<Counter>; REASONS.len()],
+    by_reason: ReasonCounters,
     duration: Histogram,
 }
 
@@ -403,7 +530,7 @@ impl RequestMetrics {
             ),
             backend,
             target,
-            by_reason: std::array::from_fn(|_| OnceLock::new()),
+            by_reason: ReasonCounters::new(),
         }
     }
 
@@ -413,13 +540,8 @@ impl RequestMetrics {
     }
 
     pub fn record(&self, reason: &'static str) {
-        match REASONS.iter().position(|r| *r == reason) {
-            Some(i) => self.by_reason[i]
-                .get_or_init(|| self.register(reason))
-                .increment(1),
-            // A label not in the table: correct, only slower.
-            None => self.register(reason).increment(1),
-        }
+        self.by_reason
+            .increment(reason, |reason| self.register(reason));
     }
 
     fn register(&self, reason: &'static str) -> Counter {

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::backend::Cluster;
 use crate::catalog::ProcedureCatalog;
 use crate::classify::Classifier;
-use crate::config::{Config, LagSourceKind, ListenTlsMode};
+use crate::config::{Config, LagSourceKind, ListenTlsMode, RoutingMode};
 use crate::frontend::{
     handle_client, Admission, ClientRegistry, ListenerTls, UserDirectory, VerificationGate,
 };
@@ -107,6 +107,8 @@ impl Generation {
             pool_mode: config.pool.mode,
             shutdown: shutdown.clone(),
             shutdown_timeout: config.listen.shutdown_timeout(),
+            shadow: (config.routing.mode == RoutingMode::Shadow)
+                .then(|| crate::shadow::ShadowRunner::start(&config.routing)),
         });
         let users = match previous {
             Some(p) if same_users(&p.config, &config) => p.users.clone(),

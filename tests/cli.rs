@@ -307,3 +307,45 @@ fn explain_shows_where_pins_start_and_end() {
         "{set}"
     );
 }
+
+#[test]
+fn check_and_explain_know_shadow_mode() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk";
+    let text = |routing: &str| {
+        format!(
+            "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"{hash}\"\n\
+             [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n\
+             [[replicas]]\nname = \"r1\"\naddress = \"127.0.0.1:3\"\nuser = \"sa\"\npassword = \"x\"\n\
+             [routing]\nmode = \"shadow\"\n{routing}"
+        )
+    };
+    let bad = write_config("shadow-bad", &text("shadow_sample = 2.0\n"));
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("routing.shadow_sample = 2") && err.contains("0..=1") && err.contains("fix"),
+        "{err}"
+    );
+    let good = write_config("shadow-good", &text("shadow_sample = 0.25\n"));
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("OK") && said.contains("shadow mode sampling 0.25"),
+        "{said}"
+    );
+    let config = good.to_str().expect("a UTF-8 path");
+    let explained = explain_json(&["--config", config, "SELECT name FROM dbo.users"], None);
+    assert!(
+        explained.contains("target: replica (r1)") && explained.contains("runs on the primary"),
+        "{explained}"
+    );
+}

@@ -4,6 +4,8 @@
 //! same events, the same error or success, and the same token boundary at
 //! the end (one exception, explained below, when the input stops mid-unit). The unit tests check this for every one- and two-point split of
 //! known responses; this target does it for 3 to 8 pieces of any bytes.
+//! The rows' digest (shadow mode's count and checksum) must not depend on
+//! the cuts either.
 //!
 //! Input layout: `[n u8][cut u16 LE; 2 + n % 6][stream...]`: 3 to 8 pieces,
 //! the cut points taken modulo the stream length and sorted (so pieces may
@@ -12,6 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice::tds::token::walker::{TokenEvent, TokenWalker};
+use sluice::tds::token::RowsDigest;
 use sluice::tds::DecodeError;
 
 fuzz_target!(|data: &[u8]| {
@@ -42,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
 
     if whole.result.is_ok() && split.result.is_ok() {
         assert_eq!(whole.events, split.events, "events differ; cuts {cuts:?}");
+        assert_eq!(whole.rows, split.rows, "rows digest differs; cuts {cuts:?}");
     } else {
         // Once the stream proves malformed, where the walk stops (and so
         // how many events it reported first) may depend on the cuts; what
@@ -86,6 +90,7 @@ struct Walk {
     events: Vec<TokenEvent>,
     result: Result<(), DecodeError>,
     at_boundary: bool,
+    rows: Option<RowsDigest>,
 }
 
 /// Feeds every piece, as the relay does packet by packet. After an error the
@@ -93,6 +98,7 @@ struct Walk {
 /// and report no further events.
 fn walk(pieces: &[&[u8]]) -> Walk {
     let mut walker = TokenWalker::new();
+    walker.digest_rows();
     let mut events = Vec::new();
     let mut result = Ok(());
     for piece in pieces {
@@ -110,5 +116,6 @@ fn walk(pieces: &[&[u8]]) -> Walk {
         events,
         result,
         at_boundary: walker.at_token_boundary(),
+        rows: walker.rows_digest(),
     }
 }

@@ -15,6 +15,7 @@ use crate::tds::packet::PacketType;
 use crate::tds::token::done::{Done, DoneStatus};
 use crate::tds::token::message::ServerMessage;
 use crate::tds::token::walker::{TokenEvent, TokenWalker, ValueSpan};
+use crate::tds::token::RowsDigest;
 use crate::transport::{ClientConn, Packet, ReadError};
 
 /// How to relay one response.
@@ -36,6 +37,9 @@ pub struct RelayOptions {
     /// The proxy's drain: once it reaches [`Phase::Closing`] the process is
     /// about to exit, and the relay stops where it is.
     pub shutdown: Arc<Shutdown>,
+    /// Count the rows and checksum them as they pass (shadow mode compares
+    /// the result with a replica's); see [`RowsDigest`].
+    pub digest_rows: bool,
 }
 
 /// What the response said that the session must know.
@@ -57,6 +61,9 @@ pub struct ResponseSummary {
     /// ATTENTION cancelled it, or the relay stopped before the response's
     /// end (backend failure, client gone).
     pub interrupted: bool,
+    /// The rows' count and checksum, when [`RelayOptions::digest_rows`]
+    /// asked for them.
+    pub rows: Option<RowsDigest>,
 }
 
 impl ResponseSummary {
@@ -124,12 +131,16 @@ struct Response {
 }
 
 impl Response {
-    fn new(attention_sent: bool) -> Response {
+    fn new(options: &RelayOptions) -> Response {
+        let mut walker = TokenWalker::new();
+        if options.digest_rows {
+            walker.digest_rows();
+        }
         Response {
-            walker: TokenWalker::new(),
+            walker,
             events: Vec::new(),
             summary: ResponseSummary::default(),
-            attention_sent,
+            attention_sent: options.attention_sent,
             attention_acked: false,
             last_done: None,
             held: None,
@@ -214,7 +225,7 @@ impl Response {
 impl BackendConn {
     /// Streams the response to the request in flight to `client`.
     pub async fn relay(&mut self, client: &mut ClientConn, options: RelayOptions) -> Relayed {
-        let mut response = Response::new(options.attention_sent);
+        let mut response = Response::new(&options);
         let mut deadline = options
             .attention_sent
             .then(|| Instant::now() + options.drain_timeout);
@@ -261,6 +272,7 @@ impl BackendConn {
         };
         response.summary.interrupted =
             response.attention_sent || !matches!(end, RelayEnd::Complete);
+        response.summary.rows = response.walker.rows_digest();
         match &end {
             RelayEnd::Complete => {}
             RelayEnd::ClientGone(_) => {
@@ -367,6 +379,53 @@ impl BackendConn {
             }
         }
         None
+    }
+}
+
+/// A response read to its end with no client to forward it to (a shadow
+/// read): what comparing it with another server's answer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub rows: RowsDigest,
+    /// The first ERROR token, if any.
+    pub error: Option<ServerMessage>,
+}
+
+impl BackendConn {
+    /// Reads the response to the request in flight to its end, a packet at
+    /// a time, counting and checksumming its rows; nothing is kept. A
+    /// stream the walker cannot follow leaves the connection broken, as an
+    /// I/O error does.
+    pub async fn consume_response(&mut self) -> Result<Consumed, String> {
+        let mut walker = TokenWalker::new();
+        walker.digest_rows();
+        let mut events = Vec::new();
+        let mut error = None;
+        loop {
+            let packet = self
+                .read_response_packet()
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = walker.feed(packet.payload(), &mut events) {
+                self.mark_broken();
+                return Err(format!("unreadable response: {e}"));
+            }
+            for event in events.drain(..) {
+                self.observe(&event);
+                if let TokenEvent::Error(message) = event {
+                    error.get_or_insert(message);
+                }
+            }
+            if packet.is_eom() {
+                if !walker.at_token_boundary() {
+                    self.mark_broken();
+                    return Err("the response ends inside a token".into());
+                }
+                self.finish_request();
+                let rows = walker.rows_digest().unwrap_or_default();
+                return Ok(Consumed { rows, error });
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod lifecycle;
 mod pins;
 mod prepared;
 mod request;
+mod shadow;
 mod state;
 
 use std::sync::Arc;
@@ -70,6 +71,9 @@ pub struct SessionContext {
     pub shutdown: Arc<crate::shutdown::Shutdown>,
     /// `listen.shutdown_timeout_ms`, for the message of a session cut off.
     pub shutdown_timeout: std::time::Duration,
+    /// Shadow mode (`routing.mode = "shadow"`): everything runs on the
+    /// primary, and sampled reads are shadowed on replicas by this runner.
+    pub shadow: Option<Arc<crate::shadow::ShadowRunner>>,
 }
 
 /// Who the client is, for routing rules and its backend login.
@@ -127,6 +131,8 @@ pub struct Session {
     clients: ClientGauges,
     /// This session in the admin API's client list.
     registration: Option<super::Registration>,
+    /// Shadow mode's state of the request in flight.
+    shadow: shadow::ShadowTurn,
 }
 
 impl Drop for Session {
@@ -197,6 +203,7 @@ impl Session {
             settings_before: None,
             clients: ClientGauges::new(),
             registration: None,
+            shadow: shadow::ShadowTurn::default(),
         }
     }
 
@@ -289,9 +296,12 @@ impl Session {
             }
             head => {
                 let decision = self.route(&head);
-                self.execute(decision.target, Outgoing::AsIs(request), None)
-                    .await
-                    .map(drop)
+                let probe = self.shadow_probe(head, &decision, &request);
+                let served = self
+                    .execute(decision.target, Outgoing::AsIs(request), None)
+                    .await;
+                self.shadow_report(probe, &served);
+                served.map(drop)
             }
         }
     }
@@ -380,7 +390,8 @@ impl Session {
             .and_then(|c| c.lookup(&self.database));
         let mut view = self.view();
         view.procedures = procedures.as_deref();
-        let decision = self.ctx.router.route(request, &view, &replicas, now);
+        let mut decision = self.ctx.router.route(request, &view, &replicas, now);
+        self.shadow_override(&mut decision);
         // The macro evaluates its fields only once the level is enabled:
         // at info the fingerprint is never built.
         tracing::debug!(
@@ -880,6 +891,7 @@ impl Session {
             client_handle: prepare.as_ref().map(|p| p.handle),
             missing_handle_error,
             shutdown: self.ctx.shutdown.clone(),
+            digest_rows: self.shadow.digest,
         };
         let relayed = held.conn.relay(&mut self.client, options).await;
         self.learn(target, &mut held, &relayed.summary);

@@ -7,6 +7,7 @@ pub mod feature_ext_ack;
 pub mod login_ack;
 pub mod message;
 pub mod row;
+pub mod row_digest;
 pub mod walker;
 
 mod col_metadata;
@@ -19,6 +20,7 @@ pub use feature_ext_ack::FeatureExtAck;
 pub use login_ack::LoginAck;
 pub use message::ServerMessage;
 pub use row::{BatchReply, SqlValue};
+pub use row_digest::RowsDigest;
 pub use walker::{TokenEvent, TokenWalker, DEFAULT_MAX_BUFFERED};
 
 /// The token type byte that starts every token [MS-TDS 2.2.4.2, 2.2.7].

@@ -16,6 +16,7 @@
 
 use super::col_metadata::read_col_metadata;
 use super::return_value::{read_integer_value, read_return_value_header};
+use super::row_digest::{RowDigest, RowsDigest};
 use super::type_info::{ValueFraming, PLP_NULL, PLP_UNKNOWN_LEN};
 use super::{Done, DoneKind, EnvChange, FeatureExtAck, LoginAck, ServerMessage, TokenType};
 use crate::tds::error::DecodeError;
@@ -117,6 +118,8 @@ pub struct TokenWalker {
     unit_start: u64,
     pending_start: u64,
     spans: Vec<ValueSpan>,
+    /// Row count and checksum, when asked for ([`TokenWalker::digest_rows`]).
+    digest: Option<RowDigest>,
 }
 
 impl Default for TokenWalker {
@@ -148,7 +151,19 @@ impl TokenWalker {
             unit_start: 0,
             pending_start: 0,
             spans: Vec::new(),
+            digest: None,
         }
+    }
+
+    /// From now on, also counts the rows and sums their hashes (see
+    /// [`RowDigest`]); read the result with [`rows_digest`](Self::rows_digest).
+    pub fn digest_rows(&mut self) {
+        self.digest.get_or_insert_with(RowDigest::default);
+    }
+
+    /// The rows walked to their end so far, if digesting.
+    pub fn rows_digest(&self) -> Option<RowsDigest> {
+        self.digest.as_ref().map(RowDigest::digest)
     }
 
     /// Walks the next bytes of the response, appending what it finds to
@@ -191,6 +206,9 @@ impl TokenWalker {
         self.failed = None;
         self.fed = 0;
         self.spans.clear();
+        if let Some(digest) = self.digest.as_mut() {
+            digest.abandon_row();
+        }
     }
 
     /// Walks `input`, whose first byte is at stream offset `base`.
@@ -203,7 +221,7 @@ impl TokenWalker {
         let mut pos = 0;
         while pos < input.len() {
             pos = match self.state {
-                State::Skip(n, after) => pos + self.skip(n, after, input.len() - pos),
+                State::Skip(n, after) => pos + self.skip(n, after, &input[pos..]),
                 _ if self.pending.is_empty() => self.unit_in_place(input, base, pos, events)?,
                 _ => self.unit_resumed(input, pos, events)?,
             };
@@ -211,9 +229,15 @@ impl TokenWalker {
         Ok(())
     }
 
-    /// Steps over up to `avail` of the `n` bytes still to skip.
-    fn skip(&mut self, n: u64, after: AfterSkip, avail: usize) -> usize {
-        let k = n.min(avail as u64);
+    /// Steps over what it can of the `n` bytes still to skip; a row's value
+    /// bytes go to the digest on the way.
+    fn skip(&mut self, n: u64, after: AfterSkip, avail: &[u8]) -> usize {
+        let k = n.min(avail.len() as u64);
+        if self.owner == Owner::Row && after != AfterSkip::Token {
+            if let Some(digest) = self.digest.as_mut() {
+                digest.data(&avail[..k as usize]);
+            }
+        }
         self.state = if k == n {
             self.after_skip(after)
         } else {
@@ -446,17 +470,28 @@ impl TokenWalker {
         self.null_bitmap.extend_from_slice(null_bitmap);
         self.owner = Owner::Row;
         self.next_col = 0;
+        if let Some(digest) = self.digest.as_mut() {
+            digest.start_row();
+        }
         self.state = self.next_column();
         Ok(())
     }
 
     /// The state for the rest of the row from `next_col`: NULL columns of an
     /// NBCROW have no bytes, and adjacent fixed-length values are skipped as
-    /// one run.
+    /// one run. A NULL ends a run, so that the digest sees values in column
+    /// order whether the row is a ROW or an NBCROW.
     fn next_column(&mut self) -> State {
         let mut fixed = 0u64;
         while let Some(&framing) = self.columns.get(self.next_col) {
-            if !self.is_null(self.next_col) {
+            if self.is_null(self.next_col) {
+                if fixed > 0 {
+                    return State::Skip(fixed, AfterSkip::ValueEnd);
+                }
+                if let Some(digest) = self.digest.as_mut() {
+                    digest.null_value();
+                }
+            } else {
                 match framing {
                     ValueFraming::Fixed(n) => fixed += u64::from(n),
                     _ if fixed > 0 => return State::Skip(fixed, AfterSkip::ValueEnd),
@@ -467,6 +502,11 @@ impl TokenWalker {
                 }
             }
             self.next_col += 1;
+        }
+        if fixed == 0 {
+            if let Some(digest) = self.digest.as_mut() {
+                digest.end_row();
+            }
         }
         skip_then(fixed, AfterSkip::ValueEnd, State::Token)
     }
@@ -484,6 +524,16 @@ impl TokenWalker {
         }
     }
 
+    /// The value being walked is NULL: nothing follows its header.
+    fn null_value(&mut self) -> State {
+        if self.owner == Owner::Row {
+            if let Some(digest) = self.digest.as_mut() {
+                digest.mark_null();
+            }
+        }
+        self.value_end()
+    }
+
     fn skip_value(&mut self, n: u64) -> State {
         if n == 0 {
             self.value_end()
@@ -494,7 +544,12 @@ impl TokenWalker {
 
     fn value_end(&mut self) -> State {
         match self.owner {
-            Owner::Row => self.next_column(),
+            Owner::Row => {
+                if let Some(digest) = self.digest.as_mut() {
+                    digest.end_value();
+                }
+                self.next_column()
+            }
             Owner::ReturnValue => State::Token,
         }
     }
@@ -507,26 +562,31 @@ impl TokenWalker {
     ) -> Result<(), DecodeError> {
         self.state = match framing {
             ValueFraming::Fixed(n) => self.skip_value(u64::from(n)),
-            ValueFraming::ByteLen => {
-                let n = r.u8()?;
-                self.skip_value(u64::from(n))
-            }
+            // A BYTELEN type's NULL is length 0 [2.2.5.2.3].
+            ValueFraming::ByteLen => match r.u8()? {
+                0 => self.null_value(),
+                n => self.skip_value(u64::from(n)),
+            },
             ValueFraming::UShortLen => match r.u16_le()? {
-                0xFFFF => self.value_end(),
+                0xFFFF => self.null_value(),
                 n => self.skip_value(u64::from(n)),
             },
             ValueFraming::TextPtr => match text_len(r)? {
-                None => self.value_end(),
+                None => self.null_value(),
                 Some(n) => self.skip_value(n),
             },
-            // LongLen framing only comes from RPC parameters; it is
-            // walked like the LONGLEN of a sql_variant.
-            ValueFraming::Variant | ValueFraming::LongLen => match r.u32_le()? {
-                u32::MAX => self.value_end(),
+            // A sql_variant's NULL is length 0 [2.2.5.5.4].
+            ValueFraming::Variant => match r.u32_le()? {
+                0 | u32::MAX => self.null_value(),
+                n => self.skip_value(u64::from(n)),
+            },
+            // LongLen framing only comes from RPC parameters.
+            ValueFraming::LongLen => match r.u32_le()? {
+                u32::MAX => self.null_value(),
                 n => self.skip_value(u64::from(n)),
             },
             ValueFraming::Plp => match r.u64_le()? {
-                PLP_NULL => self.value_end(),
+                PLP_NULL => self.null_value(),
                 total => {
                     self.plp_left = (total != PLP_UNKNOWN_LEN).then_some(total);
                     State::PlpChunk

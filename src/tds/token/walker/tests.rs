@@ -603,3 +603,116 @@ fn a_promote_transaction_length_waits_for_its_type_byte() {
         assert_eq!(walk_split(&bytes, &[cut]), whole, "cut {cut}");
     }
 }
+
+/// The rows digest of `bytes` fed in chunks of `size`.
+fn digest_in_chunks(bytes: &[u8], size: usize) -> RowsDigest {
+    let mut walker = TokenWalker::new();
+    walker.digest_rows();
+    let mut events = Vec::new();
+    for chunk in bytes.chunks(size) {
+        walker.feed(chunk, &mut events).unwrap();
+    }
+    assert!(walker.at_token_boundary(), "chunk size {size}");
+    walker.rows_digest().expect("digesting")
+}
+
+/// int, nullable int, nvarchar(100), int, varchar(max): the same two rows
+/// as ROW and as NBCROW, in either order.
+fn digest_fixture(nbcrow: bool, swapped: bool) -> Vec<u8> {
+    let nvarchar = [0xE7, 200, 0, 9, 4, 0xD0, 0, 0x34];
+    let varchar_max = [0xA7, 0xFF, 0xFF, 9, 4, 0xD0, 0, 0x34];
+    let meta = colmetadata(&[&[0x38], &[0x26, 4], &nvarchar, &[0x38], &varchar_max]);
+    // Row 1: 1, NULL, N'hi', 2, 'abc' (as two PLP chunks in the ROW form).
+    let first = if nbcrow {
+        let mut row = vec![
+            0xD2,
+            0b0000_0010,
+            1,
+            0,
+            0,
+            0,
+            4,
+            0,
+            b'h',
+            0,
+            b'i',
+            0,
+            2,
+            0,
+            0,
+            0,
+        ];
+        row.extend_from_slice(&[
+            3, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, b'a', b'b', b'c', 0, 0, 0, 0,
+        ]);
+        row
+    } else {
+        let mut row = vec![0xD1, 1, 0, 0, 0, 0, 4, 0, b'h', 0, b'i', 0, 2, 0, 0, 0];
+        row.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b'a']);
+        row.extend_from_slice(&[2, 0, 0, 0, b'b', b'c', 0, 0, 0, 0]);
+        row
+    };
+    // Row 2: 3, 4, NULL, 5, NULL.
+    let second = if nbcrow {
+        vec![0xD2, 0b0001_0100, 3, 0, 0, 0, 4, 4, 0, 0, 0, 5, 0, 0, 0]
+    } else {
+        let mut row = vec![0xD1, 3, 0, 0, 0, 4, 4, 0, 0, 0, 0xFF, 0xFF, 5, 0, 0, 0];
+        row.extend_from_slice(&[0xFF; 8]);
+        row
+    };
+    let rows = if swapped {
+        [second, first].concat()
+    } else {
+        [first, second].concat()
+    };
+    [meta, rows, done_final()].concat()
+}
+
+#[test]
+fn row_and_nbcrow_of_the_same_values_digest_alike() {
+    let row = digest_in_chunks(&digest_fixture(false, false), usize::MAX);
+    assert_eq!(row.rows, 2);
+    assert_eq!(
+        digest_in_chunks(&digest_fixture(true, false), usize::MAX),
+        row
+    );
+}
+
+#[test]
+fn the_rows_digest_ignores_row_order_and_packet_cuts() {
+    let whole = digest_in_chunks(&digest_fixture(false, false), usize::MAX);
+    for nbcrow in [false, true] {
+        let bytes = digest_fixture(nbcrow, true);
+        for size in 1..=bytes.len() {
+            assert_eq!(digest_in_chunks(&bytes, size), whole, "chunk size {size}");
+        }
+    }
+}
+
+#[test]
+fn every_framing_digests_the_same_in_any_chunks() {
+    let response = every_framing();
+    let whole = digest_in_chunks(&response.bytes, usize::MAX);
+    assert_eq!(whole.rows, 4);
+    for size in [1, 2, 3, 7, 64, 512] {
+        assert_eq!(
+            digest_in_chunks(&response.bytes, size),
+            whole,
+            "chunk size {size}"
+        );
+    }
+}
+
+#[test]
+fn a_changed_value_changes_the_digest() {
+    let mut bytes = digest_fixture(false, false);
+    let before = digest_in_chunks(&bytes, usize::MAX);
+    let at = bytes
+        .iter()
+        .position(|&b| b == b'h')
+        .expect("the nvarchar value");
+    bytes[at] = b'H';
+    let after = digest_in_chunks(&bytes, usize::MAX);
+    assert_eq!(after.rows, before.rows);
+    assert_ne!(after.checksum, before.checksum);
+}
