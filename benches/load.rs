@@ -9,6 +9,7 @@
 //! | `SLUICE_BENCH_SECS` | 3 | request phase per path and scenario |
 //! | `SLUICE_BENCH_CLIENTS` | 1,32,1000 | concurrency levels of the point query |
 //! | `SLUICE_BENCH_STREAM_MB` | 1000 | size of the streamed result (0: skip) |
+//! | `SLUICE_BENCH_ONLY` | all | scenarios to run, comma-separated (`point,1mb,10k-rows`) |
 //!
 //! The backend is an embedded iridium server in this process, and so are
 //! the tiberius clients. Sluice runs as its own process (the `sluice`
@@ -123,7 +124,11 @@ async fn run() {
         "cpu µs/req",
         "cpu ms/MB"
     );
-    for scenario in &scenarios {
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
+    for scenario in scenarios.iter().filter(|s| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == s.name))
+    }) {
         let scenario_levels: &[usize] = if scenario.name == "point" {
             &levels
         } else {
@@ -205,7 +210,12 @@ fn print_row(scenario: &str, clients: usize, path: &str, f: &Figures, direct: &F
             format!("{:.0}", f.p(0.5) - direct.p(0.5)),
             format!("{:.0}", f.p(0.99) - direct.p(0.99)),
             format!("{:.1}", f.cpu_per_request()),
-            format!("{:.2}", f.cpu_per_mb()),
+            // Per MB only where a request carries at least a kilobyte.
+            if f.bytes >= 1000 * f.requests {
+                format!("{:.2}", f.cpu_per_mb())
+            } else {
+                "-".into()
+            },
         ),
         None => ("-".into(), "-".into(), "-".into(), "-".into()),
     };
