@@ -6,7 +6,8 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `SLUICE_BENCH_SECS` | 3 | request phase per path and scenario |
+//! | `SLUICE_BENCH_SECS` | 2 | request phase per path, scenario and round |
+//! | `SLUICE_BENCH_ROUNDS` | 3 | rounds per scenario, the paths taking turns |
 //! | `SLUICE_BENCH_CLIENTS` | 1,32,1000 | concurrency levels of the point query |
 //! | `SLUICE_BENCH_STREAM_MB` | 1000 | size of the streamed result (0: skip) |
 //! | `SLUICE_BENCH_ONLY` | all | scenarios to run, comma-separated (`point,1mb,10k-rows`) |
@@ -28,9 +29,12 @@
 //!   Sluice (`dbo.wide` cross joined with a table of as many rows), while Sluice's VmRSS is sampled every 10 ms.
 //!
 //! Columns: `cpu µs/req` is the proxy's CPU over the request phase divided
-//! by the requests completed; `cpu ms/MB` divides it by the megabytes of
-//! column data the clients received; `+p50`/`+p99` are the latency
-//! percentiles minus direct's in the same run.
+//! by the requests completed, the median of the rounds'; `cpu ms/MB`
+//! divides it by the megabytes of column data the clients received (median
+//! round); `req/s` and the latency percentiles are over all rounds, and
+//! `+p50`/`+p99` are those percentiles minus direct's. The ratio line gives
+//! the median of the rounds' sluice/tcp-fwd CPU per request, then each
+//! round's, sorted.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -74,7 +78,8 @@ fn main() {
 }
 
 async fn run() {
-    let seconds: u64 = env_or("SLUICE_BENCH_SECS", 3);
+    let seconds: u64 = env_or("SLUICE_BENCH_SECS", 2);
+    let rounds: usize = env_or("SLUICE_BENCH_ROUNDS", 3).max(1);
     let stream_mb: usize = env_or("SLUICE_BENCH_STREAM_MB", 1000);
     let levels: Vec<usize> = std::env::var("SLUICE_BENCH_CLIENTS")
         .unwrap_or_else(|_| "1,32,1000".into())
@@ -90,7 +95,7 @@ async fn run() {
     println!("sluice: {} (pid {})", sluice.program, sluice.pid());
     println!("forwarder: pid {}", forwarder.pid());
     println!(
-        "request phase {seconds} s per path; CPU clock {} Hz",
+        "request phase {seconds} s per path and round, {rounds} rounds; CPU clock {} Hz",
         clk_tck()
     );
 
@@ -135,35 +140,56 @@ async fn run() {
             &[1, 32]
         };
         for &clients in scenario_levels {
-            let direct = measure(backend, "sa", "x", clients, duration, scenario, None).await;
-            let tcp = measure(
-                forwarder.addr,
-                "sa",
-                "x",
-                clients,
-                duration,
-                scenario,
-                Some(&forwarder),
-            )
-            .await;
-            let proxied = measure(
-                sluice.addr,
-                "bench",
-                PASSWORD,
-                clients,
-                duration,
-                scenario,
-                Some(&sluice),
-            )
-            .await;
+            // Rounds interleave the paths, so that a burst of load from
+            // elsewhere on the machine lands on one round, not one path.
+            let (mut direct, mut tcp, mut proxied) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                direct.push(measure(backend, "sa", "x", clients, duration, scenario, None).await);
+                tcp.push(
+                    measure(
+                        forwarder.addr,
+                        "sa",
+                        "x",
+                        clients,
+                        duration,
+                        scenario,
+                        Some(&forwarder),
+                    )
+                    .await,
+                );
+                proxied.push(
+                    measure(
+                        sluice.addr,
+                        "bench",
+                        PASSWORD,
+                        clients,
+                        duration,
+                        scenario,
+                        Some(&sluice),
+                    )
+                    .await,
+                );
+            }
+            let mut ratios: Vec<f64> = proxied
+                .iter()
+                .zip(&tcp)
+                .map(|(s, t)| s.cpu_per_request() / t.cpu_per_request())
+                .collect();
+            let (direct, tcp, proxied) = (merge(direct), merge(tcp), merge(proxied));
             print_row(scenario.name, clients, "direct", &direct, &direct);
             print_row(scenario.name, clients, "tcp-fwd", &tcp, &direct);
             print_row(scenario.name, clients, "sluice", &proxied, &direct);
+            ratios.sort_by(f64::total_cmp);
             println!(
-                "{:<9} {:>5} sluice/tcp-fwd CPU per request: {:.2}x",
+                "{:<9} {:>5} sluice/tcp-fwd CPU per request: {:.2}x (rounds {})",
                 scenario.name,
                 clients,
-                proxied.cpu_per_request() / tcp.cpu_per_request()
+                median(&ratios),
+                ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
     }
@@ -186,6 +212,39 @@ struct Figures {
     latency: Histogram<u64>,
     /// The proxy's CPU seconds over the request phase (direct: none).
     cpu: Option<f64>,
+    /// Merged rounds: each round's CPU per request and per MB.
+    rounds: Vec<(f64, f64)>,
+}
+
+/// Rounds of one path as one: requests, bytes, time and latency summed,
+/// CPU per request and per MB the median round's.
+fn merge(rounds: Vec<Figures>) -> Figures {
+    let per_round: Vec<(f64, f64)> = rounds
+        .iter()
+        .map(|f| (f.cpu_per_request(), f.cpu_per_mb()))
+        .collect();
+    let mut rounds = rounds.into_iter();
+    let mut merged = rounds.next().expect("one round at least");
+    for f in rounds {
+        merged.requests += f.requests;
+        merged.bytes += f.bytes;
+        merged.elapsed += f.elapsed;
+        merged.latency.add(f.latency).ok();
+        merged.cpu = merged.cpu.zip(f.cpu).map(|(a, b)| a + b);
+    }
+    merged.rounds = per_round;
+    merged
+}
+
+/// The middle of `values` (the mean of the two middle ones).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 impl Figures {
@@ -196,10 +255,18 @@ impl Figures {
     fn p(&self, q: f64) -> f64 {
         self.latency.value_at_quantile(q) as f64
     }
+    /// µs; for merged rounds, the median round's.
     fn cpu_per_request(&self) -> f64 {
+        if !self.rounds.is_empty() {
+            return median(&self.rounds.iter().map(|r| r.0).collect::<Vec<_>>());
+        }
         self.cpu.unwrap_or(f64::NAN) * 1e6 / self.requests as f64
     }
+    /// ms; for merged rounds, the median round's.
     fn cpu_per_mb(&self) -> f64 {
+        if !self.rounds.is_empty() {
+            return median(&self.rounds.iter().map(|r| r.1).collect::<Vec<_>>());
+        }
         self.cpu.unwrap_or(f64::NAN) * 1e3 / (self.bytes as f64 / MB)
     }
 }
@@ -403,6 +470,7 @@ async fn measure(
         elapsed,
         latency,
         cpu: cpu.zip(cpu_before).map(|(after, before)| after - before),
+        rounds: Vec::new(),
     }
 }
 
