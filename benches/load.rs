@@ -533,7 +533,10 @@ struct ProxyProcess {
 
 impl ProxyProcess {
     /// The `sluice` release binary with a generated `proxy.toml`: transaction
-    /// pooling (the default) over 32 backend connections.
+    /// pooling (the default) over 32 backend connections. The health check
+    /// may wait 30 s: 32 clients reading 10,000 rows keep the embedded
+    /// backend busy for longer than the default 1 s, and a primary marked
+    /// down would fail the run.
     fn sluice(backend: SocketAddr) -> ProxyProcess {
         let hash = sluice::frontend::hash_password(PASSWORD).expect("hash");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -542,7 +545,8 @@ impl ProxyProcess {
             "[listen]\naddress = \"{addr}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
              [log]\nlevel = \"warn\"\n[[users]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n\
              [primary]\naddress = \"{backend}\"\nuser = \"sa\"\npassword = \"x\"\n\
-             transaction_requests = \"emulate\"\n[pool]\nmax_size = 32\n"
+             transaction_requests = \"emulate\"\n[pool]\nmax_size = 32\n\
+             [health]\ntimeout_ms = 30000\n"
         );
         let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
