@@ -1,125 +1,335 @@
-//! Load generator: requests/s and p50/p99 latency, direct to the backend,
+//! Load generator: CPU per request and added latency, direct to the backend,
 //! through a plain TCP forwarder, and through Sluice, in the same run and
 //! with the same client concurrency.
 //!
-//! `cargo bench --bench load` (set SLUICE_BENCH_SECS to change the 5 s per
-//! scenario). Everything runs in this process on loopback: an embedded
-//! iridium backend, Sluice, and tiberius clients.
+//! `cargo bench --bench load`. The environment sets the sizes:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `SLUICE_BENCH_SECS` | 2 | request phase per path, scenario and round |
+//! | `SLUICE_BENCH_ROUNDS` | 3 | rounds per scenario, the paths taking turns |
+//! | `SLUICE_BENCH_CLIENTS` | 1,32,1000 | concurrency levels of the point query |
+//! | `SLUICE_BENCH_STREAM_MB` | 1000 | size of the streamed result (0: skip) |
+//! | `SLUICE_BENCH_ONLY` | all | scenarios to run, comma-separated (`point,1mb,10k-rows`) |
+//!
+//! The backend is an embedded iridium server in this process, and so are
+//! the tiberius clients. Sluice runs as its own process (the `sluice`
+//! release binary with a generated `proxy.toml`, log level `warn`), and so
+//! does the forwarder (this executable again, with `SLUICE_BENCH_FORWARD`
+//! set), so that each one's user+system CPU can be read from
+//! `/proc/<pid>/stat` right before and right after the request phase: every
+//! client has logged in and run its query once (Sluice's pool is filled)
+//! before the first reading, so logins are not counted.
+//!
+//! Scenarios:
+//! - `point`: `SELECT id, name FROM dbo.bench WHERE id = 3`, one row.
+//! - `1mb`: 1,024 rows of `VARCHAR(1000)`, about 1 MB.
+//! - `10k-rows`: 10,000 rows of an `INT` and a short `VARCHAR`.
+//! - `stream`: one client reads `SLUICE_BENCH_STREAM_MB` × 1 MB through
+//!   Sluice (`dbo.wide` cross joined with a table of as many rows), while Sluice's VmRSS is sampled every 10 ms.
+//!
+//! Columns: `cpu µs/req` is the proxy's CPU over the request phase divided
+//! by the requests completed, the median of the rounds'; `cpu ms/MB`
+//! divides it by the megabytes of column data the clients received (median
+//! round); `req/s` and the latency percentiles are over all rounds, and
+//! `+p50`/`+p99` are those percentiles minus direct's. The ratio line gives
+//! the median of the rounds' sluice/tcp-fwd CPU per request, then each
+//! round's, sorted.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use hdrhistogram::Histogram;
-use iridium_core::{Database, SessionManager, StatementExecutor};
+use iridium_core::{Database, SessionId, SessionManager, StatementExecutor};
 use iridium_server::{ServerConfig, TdsServer};
-use tiberius::{AuthMethod, Client, EncryptionLevel};
+use tiberius::{AuthMethod, Client, ColumnData, EncryptionLevel, QueryItem};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-const QUERY: &str = "SELECT id, name FROM dbo.bench WHERE id = 3";
 const PASSWORD: &str = "bench";
+/// Set in the forwarder's environment: the backend address it forwards to.
+const FORWARD_ENV: &str = "SLUICE_BENCH_FORWARD";
+const WIDE_ROWS: usize = 1024;
+const WIDE_CHARS: usize = 1000;
+const MANY_ROWS: usize = 10_000;
+const MB: f64 = 1_000_000.0;
+
+struct Scenario {
+    name: &'static str,
+    query: String,
+    rows: usize,
+}
+
+fn main() {
+    if let Ok(backend) = std::env::var(FORWARD_ENV) {
+        forwarder_main(&backend);
+        return;
+    }
+    // 1,000 clients through Sluice, the forwarder and direct at once.
+    sluice::rlimit::raise_open_files().expect("raise the open-file limit");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let seconds: u64 = env_or("SLUICE_BENCH_SECS", 2);
+    let rounds: usize = env_or("SLUICE_BENCH_ROUNDS", 3).max(1);
+    let stream_mb: usize = env_or("SLUICE_BENCH_STREAM_MB", 1000);
+    let levels: Vec<usize> = std::env::var("SLUICE_BENCH_CLIENTS")
+        .unwrap_or_else(|_| "1,32,1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let duration = Duration::from_secs(seconds);
+    let backend = start_backend(stream_mb).await;
+    let mut sluice = ProxyProcess::sluice(backend);
+    sluice.wait_listening().await;
+    let mut forwarder = ProxyProcess::forwarder(backend);
+    forwarder.wait_listening().await;
+    println!("sluice: {} (pid {})", sluice.program, sluice.pid());
+    println!("forwarder: pid {}", forwarder.pid());
+    println!(
+        "request phase {seconds} s per path and round, {rounds} rounds; CPU clock {} Hz",
+        clk_tck()
+    );
+
+    let scenarios = [
+        Scenario {
+            name: "point",
+            query: "SELECT id, name FROM dbo.bench WHERE id = 3".into(),
+            rows: 1,
+        },
+        Scenario {
+            name: "1mb",
+            query: "SELECT id, payload FROM dbo.wide".into(),
+            rows: WIDE_ROWS,
+        },
+        Scenario {
+            name: "10k-rows",
+            query: "SELECT id, name FROM dbo.many".into(),
+            rows: MANY_ROWS,
+        },
+    ];
+    println!(
+        "{:<9} {:>5} {:<7} {:>9} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9}",
+        "scenario",
+        "conns",
+        "path",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "+p50µs",
+        "+p99µs",
+        "cpu µs/req",
+        "cpu ms/MB"
+    );
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
+    for scenario in scenarios.iter().filter(|s| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == s.name))
+    }) {
+        let scenario_levels: &[usize] = if scenario.name == "point" {
+            &levels
+        } else {
+            &[1, 32]
+        };
+        for &clients in scenario_levels {
+            // Rounds interleave the paths, so that a burst of load from
+            // elsewhere on the machine lands on one round, not one path.
+            let (mut direct, mut tcp, mut proxied) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                direct.push(measure(backend, "sa", "x", clients, duration, scenario, None).await);
+                tcp.push(
+                    measure(
+                        forwarder.addr,
+                        "sa",
+                        "x",
+                        clients,
+                        duration,
+                        scenario,
+                        Some(&forwarder),
+                    )
+                    .await,
+                );
+                proxied.push(
+                    measure(
+                        sluice.addr,
+                        "bench",
+                        PASSWORD,
+                        clients,
+                        duration,
+                        scenario,
+                        Some(&sluice),
+                    )
+                    .await,
+                );
+            }
+            let mut ratios: Vec<f64> = proxied
+                .iter()
+                .zip(&tcp)
+                .map(|(s, t)| s.cpu_per_request() / t.cpu_per_request())
+                .collect();
+            let (direct, tcp, proxied) = (merge(direct), merge(tcp), merge(proxied));
+            print_row(scenario.name, clients, "direct", &direct, &direct);
+            print_row(scenario.name, clients, "tcp-fwd", &tcp, &direct);
+            print_row(scenario.name, clients, "sluice", &proxied, &direct);
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "{:<9} {:>5} sluice/tcp-fwd CPU per request: {:.2}x (rounds {})",
+                scenario.name,
+                clients,
+                median(&ratios),
+                ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+    if stream_mb > 0 {
+        stream(&sluice, stream_mb).await;
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
 
 struct Figures {
     requests: u64,
+    bytes: u64,
     elapsed: Duration,
     latency: Histogram<u64>,
+    /// The proxy's CPU seconds over the request phase (direct: none).
+    cpu: Option<f64>,
+    /// Merged rounds: each round's CPU per request and per MB.
+    rounds: Vec<(f64, f64)>,
+}
+
+/// Rounds of one path as one: requests, bytes, time and latency summed,
+/// CPU per request and per MB the median round's.
+fn merge(rounds: Vec<Figures>) -> Figures {
+    let per_round: Vec<(f64, f64)> = rounds
+        .iter()
+        .map(|f| (f.cpu_per_request(), f.cpu_per_mb()))
+        .collect();
+    let mut rounds = rounds.into_iter();
+    let mut merged = rounds.next().expect("one round at least");
+    for f in rounds {
+        merged.requests += f.requests;
+        merged.bytes += f.bytes;
+        merged.elapsed += f.elapsed;
+        merged.latency.add(f.latency).ok();
+        merged.cpu = merged.cpu.zip(f.cpu).map(|(a, b)| a + b);
+    }
+    merged.rounds = per_round;
+    merged
+}
+
+/// The middle of `values` (the mean of the two middle ones).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 impl Figures {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
+    /// Microseconds.
     fn p(&self, q: f64) -> f64 {
-        self.latency.value_at_quantile(q) as f64 / 1000.0
+        self.latency.value_at_quantile(q) as f64
     }
-}
-
-fn main() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(run());
-}
-
-async fn run() {
-    let seconds: u64 = std::env::var("SLUICE_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let duration = Duration::from_secs(seconds);
-    let backend = start_backend().await;
-    let sluice = start_sluice(backend).await;
-    let forwarder = start_forwarder(backend).await;
-    println!("query: {QUERY}");
-    println!(
-        "{:<10} {:>5} {:>12} {:>10} {:>10}",
-        "path", "conns", "requests/s", "p50 ms", "p99 ms"
-    );
-    for concurrency in [1usize, 32] {
-        let direct = measure(backend, "sa", "x", concurrency, duration).await;
-        let tcp = measure(forwarder, "sa", "x", concurrency, duration).await;
-        let proxied = measure(sluice, "bench", PASSWORD, concurrency, duration).await;
-        print_row("direct", concurrency, &direct);
-        print_row("tcp-fwd", concurrency, &tcp);
-        print_row("sluice", concurrency, &proxied);
-        print_ratio("vs direct", concurrency, &proxied, &direct);
-        print_ratio("vs tcp-fwd", concurrency, &proxied, &tcp);
-    }
-}
-
-fn print_ratio(label: &str, concurrency: usize, a: &Figures, b: &Figures) {
-    println!(
-        "{:<10} {:>5} {:>11.2}x {:>9.2}x {:>9.2}x",
-        label,
-        concurrency,
-        a.rps() / b.rps(),
-        a.p(0.5) / b.p(0.5),
-        a.p(0.99) / b.p(0.99)
-    );
-}
-
-/// A plain TCP forwarder (one extra hop, no TDS awareness): the floor any
-/// proxy's overhead should be compared with on the same machine.
-async fn start_forwarder(backend: SocketAddr) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind forwarder");
-    let addr = listener.local_addr().expect("forwarder address");
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut server) = TcpStream::connect(backend).await {
-                    client.set_nodelay(true).ok();
-                    server.set_nodelay(true).ok();
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
+    /// µs; for merged rounds, the median round's.
+    fn cpu_per_request(&self) -> f64 {
+        if !self.rounds.is_empty() {
+            return median(&self.rounds.iter().map(|r| r.0).collect::<Vec<_>>());
         }
-    });
-    addr
+        self.cpu.unwrap_or(f64::NAN) * 1e6 / self.requests as f64
+    }
+    /// ms; for merged rounds, the median round's.
+    fn cpu_per_mb(&self) -> f64 {
+        if !self.rounds.is_empty() {
+            return median(&self.rounds.iter().map(|r| r.1).collect::<Vec<_>>());
+        }
+        self.cpu.unwrap_or(f64::NAN) * 1e3 / (self.bytes as f64 / MB)
+    }
 }
 
-fn print_row(path: &str, concurrency: usize, f: &Figures) {
+fn print_row(scenario: &str, clients: usize, path: &str, f: &Figures, direct: &Figures) {
+    let (added50, added99, cpu_req, cpu_mb) = match f.cpu {
+        Some(_) => (
+            format!("{:.0}", f.p(0.5) - direct.p(0.5)),
+            format!("{:.0}", f.p(0.99) - direct.p(0.99)),
+            format!("{:.1}", f.cpu_per_request()),
+            // Per MB only where a request carries at least a kilobyte.
+            if f.bytes >= 1000 * f.requests {
+                format!("{:.2}", f.cpu_per_mb())
+            } else {
+                "-".into()
+            },
+        ),
+        None => ("-".into(), "-".into(), "-".into(), "-".into()),
+    };
     println!(
-        "{:<10} {:>5} {:>12.0} {:>10.3} {:>10.3}",
+        "{:<9} {:>5} {:<7} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>7} {:>10} {:>9}",
+        scenario,
+        clients,
         path,
-        concurrency,
         f.rps(),
-        f.p(0.5),
-        f.p(0.99)
+        f.p(0.5) / 1000.0,
+        f.p(0.99) / 1000.0,
+        added50,
+        added99,
+        cpu_req,
+        cpu_mb
     );
 }
 
-async fn start_backend() -> SocketAddr {
+/// `stream_mb`: rows of `dbo.k`, each one copy of `dbo.wide` in the
+/// streamed cross join.
+async fn start_backend(stream_mb: usize) -> SocketAddr {
     let engine = Database::new();
     let session = engine.create_session();
     engine
         .execute_session_batch_sql(
             session,
             "CREATE TABLE dbo.bench (id INT PRIMARY KEY, name NVARCHAR(50));
-             INSERT INTO dbo.bench VALUES (1, N'one'), (2, N'two'), (3, N'three'), (4, N'four');",
+             INSERT INTO dbo.bench VALUES (1, N'one'), (2, N'two'), (3, N'three'), (4, N'four');
+             CREATE TABLE dbo.wide (id INT PRIMARY KEY, payload VARCHAR(1000));
+             CREATE TABLE dbo.many (id INT PRIMARY KEY, name VARCHAR(20));
+             CREATE TABLE dbo.k (id INT PRIMARY KEY);",
         )
-        .expect("seed");
-    let mut server =
-        TdsServer::new_with_database(engine, ServerConfig::default().port(0).disable_tls());
+        .expect("create tables");
+    let payload = "x".repeat(WIDE_CHARS);
+    insert_rows(&engine, session, "dbo.wide", WIDE_ROWS, |i| {
+        format!("({i}, '{payload}')")
+    });
+    insert_rows(&engine, session, "dbo.many", MANY_ROWS, |i| {
+        format!("({i}, 'row number {i}')")
+    });
+    insert_rows(&engine, session, "dbo.k", stream_mb, |i| format!("({i})"));
+    // Sessions for 1,000 direct and 1,000 forwarded clients, and Sluice's pool.
+    let config = ServerConfig::default()
+        .port(0)
+        .disable_tls()
+        .pool_max_size(4096);
+    let mut server = TdsServer::new_with_database(engine, config);
     let addr = server.bind().await.expect("bind backend");
     tokio::spawn(async move {
         let _ = server.run().await;
@@ -127,21 +337,22 @@ async fn start_backend() -> SocketAddr {
     addr
 }
 
-async fn start_sluice(backend: SocketAddr) -> SocketAddr {
-    let hash = sluice::frontend::hash_password(PASSWORD).expect("hash");
-    let text = format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\n[[users]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n\
-         [primary]\naddress = \"{backend}\"\nuser = \"sa\"\npassword = \"x\"\n[pool]\nmax_size = 64\n"
-    );
-    let config =
-        sluice::config::Config::parse(&text, std::path::Path::new("<bench>")).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    sluice::server::spawn(config, listener)
-        .await
-        .expect("start")
-        .0
+fn insert_rows(
+    engine: &Database,
+    session: SessionId,
+    table: &str,
+    rows: usize,
+    row: impl Fn(usize) -> String,
+) {
+    for chunk in (1..=rows).collect::<Vec<_>>().chunks(500) {
+        let values: Vec<String> = chunk.iter().map(|&i| row(i)).collect();
+        engine
+            .execute_session_batch_sql(
+                session,
+                &format!("INSERT INTO {table} VALUES {}", values.join(", ")),
+            )
+            .unwrap_or_else(|e| panic!("seed {table}: {e:?}"));
+    }
 }
 
 async fn client(addr: SocketAddr, user: &str, password: &str) -> Client<Compat<TcpStream>> {
@@ -157,52 +368,341 @@ async fn client(addr: SocketAddr, user: &str, password: &str) -> Client<Compat<T
         .expect("login")
 }
 
+/// Runs `query` and reads every row as it arrives; returns the rows and the
+/// bytes of column data received.
+async fn run_query(client: &mut Client<Compat<TcpStream>>, query: &str) -> (usize, u64) {
+    let mut stream = client.simple_query(query).await.expect("query");
+    let mut rows = 0;
+    let mut bytes = 0u64;
+    while let Some(item) = stream.try_next().await.expect("rows") {
+        if let QueryItem::Row(row) = item {
+            rows += 1;
+            bytes += row.cells().map(|(_, data)| data_bytes(data)).sum::<u64>();
+        }
+    }
+    (rows, bytes)
+}
+
+fn data_bytes(data: &ColumnData<'_>) -> u64 {
+    match data {
+        ColumnData::I32(_) => 4,
+        ColumnData::String(Some(s)) => s.len() as u64,
+        _ => 0,
+    }
+}
+
 async fn measure(
     addr: SocketAddr,
     user: &str,
     password: &str,
     concurrency: usize,
     duration: Duration,
+    scenario: &Scenario,
+    proxy: Option<&ProxyProcess>,
 ) -> Figures {
-    let mut clients = Vec::new();
+    let mut logins = Vec::new();
     for _ in 0..concurrency {
-        clients.push(client(addr, user, password).await);
+        let (user, password) = (user.to_string(), password.to_string());
+        logins.push(tokio::spawn(
+            async move { client(addr, &user, &password).await },
+        ));
     }
+    let mut clients = Vec::new();
+    for login in logins {
+        clients.push(login.await.expect("login task"));
+    }
+    // Warm-up: one query each, at once, so that Sluice's pool holds its
+    // connections before the CPU is read.
+    let warm: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            let query = scenario.query.clone();
+            tokio::spawn(async move {
+                run_query(&mut c, &query).await;
+                c
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for task in warm {
+        clients.push(task.await.expect("warm-up task"));
+    }
+    let cpu_before = proxy.map(ProxyProcess::cpu_seconds);
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = clients
         .into_iter()
         .map(|mut c| {
+            let query = scenario.query.clone();
+            let expected = scenario.rows;
             tokio::spawn(async move {
                 let mut h = Histogram::<u64>::new(3).expect("histogram");
-                let mut n = 0u64;
+                let (mut n, mut bytes) = (0u64, 0u64);
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let rows = c
-                        .simple_query(QUERY)
-                        .await
-                        .expect("query")
-                        .into_first_result()
-                        .await
-                        .expect("rows");
-                    assert_eq!(rows.len(), 1);
+                    let (rows, b) = run_query(&mut c, &query).await;
+                    assert_eq!(rows, expected);
                     h.record(t.elapsed().as_micros() as u64).ok();
                     n += 1;
+                    bytes += b;
                 }
-                (n, h)
+                (n, bytes, h, c)
             })
         })
         .collect();
     let mut latency = Histogram::<u64>::new(3).expect("histogram");
-    let mut requests = 0;
+    let (mut requests, mut bytes) = (0, 0);
+    let mut done = Vec::new();
     for task in tasks {
-        let (n, h) = task.await.expect("client task");
+        let (n, b, h, c) = task.await.expect("client task");
         requests += n;
+        bytes += b;
         latency.add(h).ok();
+        done.push(c);
     }
+    let elapsed = started.elapsed();
+    let cpu = proxy.map(ProxyProcess::cpu_seconds);
+    // Log off after the reading.
+    drop(done);
     Figures {
         requests,
-        elapsed: started.elapsed(),
+        bytes,
+        elapsed,
         latency,
+        cpu: cpu.zip(cpu_before).map(|(after, before)| after - before),
+        rounds: Vec::new(),
     }
+}
+
+/// One client streams `mb` × ~1 MB through Sluice; Sluice's VmRSS is read
+/// before the query and every 10 ms until the last row.
+async fn stream(sluice: &ProxyProcess, mb: usize) {
+    let mut c = client(sluice.addr, "bench", PASSWORD).await;
+    run_query(&mut c, "SELECT id, name FROM dbo.bench WHERE id = 3").await;
+    let rss_before = sluice.rss_kib();
+    let peak = Arc::new(AtomicU64::new(rss_before));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        let pid = sluice.pid();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(rss) = rss_kib(pid) {
+                    peak.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let cpu_before = sluice.cpu_seconds();
+    let started = Instant::now();
+    let query = "SELECT w.payload FROM dbo.wide AS w CROSS JOIN dbo.k AS k";
+    let (rows, bytes) = run_query(&mut c, query).await;
+    let elapsed = started.elapsed();
+    let cpu = sluice.cpu_seconds() - cpu_before;
+    done.store(true, Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    let peak = peak.load(Ordering::Relaxed);
+    assert_eq!(rows, WIDE_ROWS * mb);
+    let growth = peak.saturating_sub(rss_before);
+    println!(
+        "stream: {rows} rows, {:.1} MB of column data in {:.1} s ({:.0} MB/s) through sluice; \
+         sluice CPU {:.2} ms/MB; VmRSS {} KiB before, {} KiB peak, growth {} KiB ({})",
+        bytes as f64 / MB,
+        elapsed.as_secs_f64(),
+        bytes as f64 / MB / elapsed.as_secs_f64(),
+        cpu * 1e3 / (bytes as f64 / MB),
+        rss_before,
+        peak,
+        growth,
+        if growth < 10 * 1024 {
+            "< 10 MB: met"
+        } else {
+            ">= 10 MB: NOT met"
+        }
+    );
+}
+
+/// Sluice or the forwarder, running as a child process; killed when dropped.
+struct ProxyProcess {
+    child: Child,
+    addr: SocketAddr,
+    program: String,
+    log: Option<PathBuf>,
+}
+
+impl ProxyProcess {
+    /// The `sluice` release binary with a generated `proxy.toml`: transaction
+    /// pooling (the default) over 32 backend connections. The health check
+    /// may wait 30 s: 32 clients reading 10,000 rows keep the embedded
+    /// backend busy for longer than the default 1 s, and a primary marked
+    /// down would fail the run.
+    fn sluice(backend: SocketAddr) -> ProxyProcess {
+        let hash = sluice::frontend::hash_password(PASSWORD).expect("hash");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let admin = free_port();
+        let text = format!(
+            "[listen]\naddress = \"{addr}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+             [log]\nlevel = \"warn\"\n[[users]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n\
+             [primary]\naddress = \"{backend}\"\nuser = \"sa\"\npassword = \"x\"\n\
+             transaction_requests = \"emulate\"\n[pool]\nmax_size = 32\n\
+             [health]\ntimeout_ms = 30000\n"
+        );
+        let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("proxy.toml");
+        std::fs::write(&config, text).expect("write proxy.toml");
+        let log = dir.join("sluice.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let program = env!("CARGO_BIN_EXE_sluice");
+        let child = Command::new(program)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("start sluice");
+        ProxyProcess {
+            child,
+            addr,
+            program: program.to_string(),
+            log: Some(log),
+        }
+    }
+
+    /// This executable again, as a forwarder; it prints its address first.
+    fn forwarder(backend: SocketAddr) -> ProxyProcess {
+        let program = std::env::current_exe().expect("current executable");
+        let mut child = Command::new(&program)
+            .env(FORWARD_ENV, backend.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the forwarder");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("forwarder stdout"))
+            .read_line(&mut line)
+            .expect("forwarder address");
+        let addr = line.trim().parse().expect("forwarder address");
+        ProxyProcess {
+            child,
+            addr,
+            program: program.display().to_string(),
+            log: None,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                panic!("{} exited ({status}):\n{}", self.program, self.log_tail());
+            }
+            if TcpStream::connect(self.addr).await.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} is not listening on {} after 30 s:\n{}",
+                self.program,
+                self.addr,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        self.log.as_deref().map(tail).unwrap_or_default()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid()).expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// User plus system CPU time so far, seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("/proc/<pid>/stat");
+        // Fields after the parenthesised command name: state is field 3,
+        // utime 14 and stime 15 (proc(5)).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        ticks as f64 / clk_tck() as f64
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clk_tck() -> i64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }
+}
+
+/// Resident memory (VmRSS) of `pid`, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The end of a log file, for a failure message.
+fn tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The forwarder process: a plain TCP relay (one extra hop, no TDS
+/// awareness) on tokio's default multi-threaded runtime, as Sluice runs; it
+/// prints its address on stdout, then serves until killed.
+fn forwarder_main(backend: &str) {
+    let backend: SocketAddr = backend.parse().expect("backend address");
+    sluice::rlimit::raise_open_files().expect("raise the open-file limit");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind forwarder");
+        let addr = listener.local_addr().expect("forwarder address");
+        let mut out = std::io::stdout();
+        writeln!(out, "{addr}").expect("print address");
+        out.flush().expect("flush");
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(backend).await {
+                    client.set_nodelay(true).ok();
+                    server.set_nodelay(true).ok();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
 }
