@@ -36,10 +36,9 @@
 //! the median of the rounds' sluice/tcp-fwd CPU per request, then each
 //! round's, sorted.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +50,10 @@ use iridium_server::{ServerConfig, TdsServer};
 use tiberius::{AuthMethod, Client, ColumnData, EncryptionLevel, QueryItem};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+#[path = "../tests/common/process.rs"]
+mod process;
+use process::{clock_ticks_per_second, rss_kib, ChildProcess};
 
 const PASSWORD: &str = "bench";
 /// Set in the forwarder's environment: the backend address it forwards to.
@@ -88,15 +91,15 @@ async fn run() {
         .collect();
     let duration = Duration::from_secs(seconds);
     let backend = start_backend(stream_mb).await;
-    let mut sluice = ProxyProcess::sluice(backend);
+    let mut sluice = start_sluice_process(backend);
     sluice.wait_listening().await;
-    let mut forwarder = ProxyProcess::forwarder(backend);
+    let mut forwarder = start_forwarder_process(backend);
     forwarder.wait_listening().await;
     println!("sluice: {} (pid {})", sluice.program, sluice.pid());
     println!("forwarder: pid {}", forwarder.pid());
     println!(
         "request phase {seconds} s per path and round, {rounds} rounds; CPU clock {} Hz",
-        clk_tck()
+        clock_ticks_per_second()
     );
 
     let scenarios = [
@@ -398,7 +401,7 @@ async fn measure(
     concurrency: usize,
     duration: Duration,
     scenario: &Scenario,
-    proxy: Option<&ProxyProcess>,
+    proxy: Option<&ChildProcess>,
 ) -> Figures {
     let mut logins = Vec::new();
     for _ in 0..concurrency {
@@ -427,7 +430,7 @@ async fn measure(
     for task in warm {
         clients.push(task.await.expect("warm-up task"));
     }
-    let cpu_before = proxy.map(ProxyProcess::cpu_seconds);
+    let cpu_before = proxy.map(ChildProcess::cpu_seconds);
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = clients
@@ -461,7 +464,7 @@ async fn measure(
         done.push(c);
     }
     let elapsed = started.elapsed();
-    let cpu = proxy.map(ProxyProcess::cpu_seconds);
+    let cpu = proxy.map(ChildProcess::cpu_seconds);
     // Log off after the reading.
     drop(done);
     Figures {
@@ -476,7 +479,7 @@ async fn measure(
 
 /// One client streams `mb` × ~1 MB through Sluice; Sluice's VmRSS is read
 /// before the query and every 10 ms until the last row.
-async fn stream(sluice: &ProxyProcess, mb: usize) {
+async fn stream(sluice: &ChildProcess, mb: usize) {
     let mut c = client(sluice.addr, "bench", PASSWORD).await;
     run_query(&mut c, "SELECT id, name FROM dbo.bench WHERE id = 3").await;
     let rss_before = sluice.rss_kib();
@@ -523,144 +526,46 @@ async fn stream(sluice: &ProxyProcess, mb: usize) {
     );
 }
 
-/// Sluice or the forwarder, running as a child process; killed when dropped.
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-    program: String,
-    log: Option<PathBuf>,
+/// The `sluice` release binary with a generated `proxy.toml`: transaction
+/// pooling (the default) over 32 backend connections. The health check may
+/// wait 30 s: 32 clients reading 10,000 rows keep the embedded backend busy
+/// for longer than the default 1 s, and a primary marked down would fail
+/// the run.
+fn start_sluice_process(backend: SocketAddr) -> ChildProcess {
+    let hash = sluice::frontend::hash_password(PASSWORD).expect("hash");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let admin = free_port();
+    let text = format!(
+        "[listen]\naddress = \"{addr}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+         [log]\nlevel = \"warn\"\n[[users]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n\
+         [primary]\naddress = \"{backend}\"\nuser = \"sa\"\npassword = \"x\"\n\
+         transaction_requests = \"emulate\"\n[pool]\nmax_size = 32\n\
+         [health]\ntimeout_ms = 30000\n"
+    );
+    let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
+    ChildProcess::sluice(&dir, &text, addr)
 }
 
-impl ProxyProcess {
-    /// The `sluice` release binary with a generated `proxy.toml`: transaction
-    /// pooling (the default) over 32 backend connections. The health check
-    /// may wait 30 s: 32 clients reading 10,000 rows keep the embedded
-    /// backend busy for longer than the default 1 s, and a primary marked
-    /// down would fail the run.
-    fn sluice(backend: SocketAddr) -> ProxyProcess {
-        let hash = sluice::frontend::hash_password(PASSWORD).expect("hash");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let admin = free_port();
-        let text = format!(
-            "[listen]\naddress = \"{addr}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
-             [log]\nlevel = \"warn\"\n[[users]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n\
-             [primary]\naddress = \"{backend}\"\nuser = \"sa\"\npassword = \"x\"\n\
-             transaction_requests = \"emulate\"\n[pool]\nmax_size = 32\n\
-             [health]\ntimeout_ms = 30000\n"
-        );
-        let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let config = dir.join("proxy.toml");
-        std::fs::write(&config, text).expect("write proxy.toml");
-        let log = dir.join("sluice.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let program = env!("CARGO_BIN_EXE_sluice");
-        let child = Command::new(program)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("start sluice");
-        ProxyProcess {
-            child,
-            addr,
-            program: program.to_string(),
-            log: Some(log),
-        }
+/// This executable again, as a forwarder; it prints its address first.
+fn start_forwarder_process(backend: SocketAddr) -> ChildProcess {
+    let program = std::env::current_exe().expect("current executable");
+    let mut child = Command::new(&program)
+        .env(FORWARD_ENV, backend.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the forwarder");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("forwarder stdout"))
+        .read_line(&mut line)
+        .expect("forwarder address");
+    let addr = line.trim().parse().expect("forwarder address");
+    ChildProcess {
+        child,
+        addr,
+        program: program.display().to_string(),
+        log: None,
     }
-
-    /// This executable again, as a forwarder; it prints its address first.
-    fn forwarder(backend: SocketAddr) -> ProxyProcess {
-        let program = std::env::current_exe().expect("current executable");
-        let mut child = Command::new(&program)
-            .env(FORWARD_ENV, backend.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the forwarder");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("forwarder stdout"))
-            .read_line(&mut line)
-            .expect("forwarder address");
-        let addr = line.trim().parse().expect("forwarder address");
-        ProxyProcess {
-            child,
-            addr,
-            program: program.display().to_string(),
-            log: None,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    async fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("child status") {
-                panic!("{} exited ({status}):\n{}", self.program, self.log_tail());
-            }
-            if TcpStream::connect(self.addr).await.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} is not listening on {} after 30 s:\n{}",
-                self.program,
-                self.addr,
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        self.log.as_deref().map(tail).unwrap_or_default()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        rss_kib(self.pid()).expect("VmRSS in /proc/<pid>/status")
-    }
-
-    /// User plus system CPU time so far, seconds.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .expect("/proc/<pid>/stat");
-        // Fields after the parenthesised command name: state is field 3,
-        // utime 14 and stime 15 (proc(5)).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        ticks as f64 / clk_tck() as f64
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn clk_tck() -> i64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }
-}
-
-/// Resident memory (VmRSS) of `pid`, KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn free_port() -> u16 {
@@ -668,16 +573,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
-}
-
-/// The end of a log file, for a failure message.
-fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
-        let _ = file.read_to_string(&mut text);
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// The forwarder process: a plain TCP relay (one extra hop, no TDS

@@ -54,13 +54,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::process::ChildProcess;
 use common::scale::{self, DirectPool, DirectPools, Tally, Via};
 use common::{Backend, TestClient};
 
@@ -112,7 +111,7 @@ async fn run(settings: &Settings, limits: sluice::rlimit::OpenFiles) {
     let primary = Backend::start().await;
     let replica = Backend::start_on(primary.engine.clone()).await;
     scale::seed(&primary);
-    let mut sluice = SluiceProcess::start(&scale::config_text(
+    let mut sluice = start_sluice(&scale::config_text(
         &format!("127.0.0.1:{}", common::free_port()),
         primary.addr,
         replica.addr,
@@ -136,13 +135,13 @@ async fn run(settings: &Settings, limits: sluice::rlimit::OpenFiles) {
         scale::ROWS,
         sluice.pid(),
         sluice.addr,
-        sluice.log.display()
+        sluice.log.as_deref().unwrap_or(Path::new("-")).display()
     );
     println!(
         "files    open-file limit: bench {} (was {}), sluice {}",
         limits.now,
         limits.before,
-        sluice.open_file_limit()
+        open_file_limit(&sluice)
     );
 
     let rss_before = sluice.rss_kib();
@@ -322,114 +321,21 @@ fn direct_config(addr: SocketAddr) -> tiberius::Config {
     common::tiberius_config(addr, "sa", "unused-by-iridium")
 }
 
-/// The `sluice` binary running with a generated config; killed when
-/// dropped, on a panic too.
-struct SluiceProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
+/// The `sluice` binary running with a generated config.
+fn start_sluice(config: &str) -> ChildProcess {
+    let dir = std::env::temp_dir().join(format!("sluice-scale-{}", std::process::id()));
+    let parsed = common::parse_config(config);
+    let addr = parsed.listen.address.parse().expect("listen address");
+    ChildProcess::sluice(&dir, config, addr)
 }
 
-impl SluiceProcess {
-    fn start(config: &str) -> SluiceProcess {
-        let dir = std::env::temp_dir().join(format!("sluice-scale-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let config_path = dir.join("proxy.toml");
-        std::fs::write(&config_path, config).expect("write proxy.toml");
-        let parsed = common::parse_config(config);
-        let addr = parsed.listen.address.parse().expect("listen address");
-        let log = dir.join("sluice.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("start sluice");
-        SluiceProcess { child, addr, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Polls until Sluice accepts connections; panics with its log if it
-    /// exits first.
-    async fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("sluice status") {
-                panic!("sluice exited ({status}):\n{}", tail(&self.log));
-            }
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sluice is not listening on {} after 30 s:\n{}",
-                self.addr,
-                tail(&self.log)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn proc_file(&self, name: &str) -> String {
-        std::fs::read_to_string(format!("/proc/{}/{name}", self.pid()))
-            .unwrap_or_else(|e| panic!("/proc/{}/{name}: {e}", self.pid()))
-    }
-
-    /// Resident memory (VmRSS), KiB.
-    fn rss_kib(&self) -> u64 {
-        self.proc_file("status")
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
-    }
-
-    /// User plus system CPU time so far, seconds.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        // Fields after the parenthesised command name: state is field 3,
-        // utime 14 and stime 15 (proc(5)).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        ticks as f64 / per_second as f64
-    }
-
-    /// "Max open files" soft limit of the running process.
-    fn open_file_limit(&self) -> String {
-        self.proc_file("limits")
-            .lines()
-            .find(|line| line.starts_with("Max open files"))
-            .and_then(|line| line.split_whitespace().nth(3))
-            .unwrap_or("?")
-            .to_string()
-    }
-}
-
-impl Drop for SluiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The end of a log file, for a failure message.
-fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
-        let _ = file.read_to_string(&mut text);
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+/// "Max open files" soft limit of the running process.
+fn open_file_limit(process: &ChildProcess) -> String {
+    process
+        .proc_file("limits")
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .unwrap_or("?")
+        .to_string()
 }

@@ -30,7 +30,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde_json::Value;
 
-const INSTALL: &str = "run `bash .ci/install-interop.sh` (as root)";
+#[path = "common/tools.rs"]
+mod tools;
+use tools::{on_path, venv_bin};
 
 /// Kubernetes versions the manifests are validated against: an old one
 /// still in support on the big clouds, and the newest kubernetes-validate
@@ -47,22 +49,6 @@ fn root() -> &'static Path {
 fn read(relative: &str) -> String {
     std::fs::read_to_string(root().join(relative))
         .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
-}
-
-fn venv_bin(program: &str) -> PathBuf {
-    let path = root().join(".venv/bin").join(program);
-    assert!(path.is_file(), "{} is missing: {INSTALL}", path.display());
-    path
-}
-
-fn on_path(program: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(program))
-                .find(|candidate| candidate.is_file())
-        })
-        .unwrap_or_else(|| panic!("`{program}` is not on PATH: {INSTALL}"))
 }
 
 fn run(command: &mut Command) -> Output {

@@ -25,7 +25,9 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// Exit statuses of coreutils `timeout` when it had to stop the client.
 const TIMED_OUT: [i32; 2] = [124, 137];
 
-const INSTALL: &str = "run `bash .ci/install-interop.sh`";
+#[path = "common/tools.rs"]
+mod tools;
+use tools::{on_path, INSTALL};
 
 /// A self-signed certificate for 127.0.0.1/localhost, written once per test
 /// binary to a fresh directory.
@@ -58,23 +60,7 @@ fn interop_dir() -> PathBuf {
 }
 
 fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: {INSTALL}",
-        python.display()
-    );
-    python
-}
-
-fn on_path(program: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(program))
-                .find(|candidate| candidate.is_file())
-        })
-        .unwrap_or_else(|| panic!("`{program}` is not on PATH: {INSTALL}"))
+    tools::venv_bin("python")
 }
 
 /// How to start one driver's client script.

@@ -71,12 +71,17 @@ impl ProcedureCatalog {
     /// The verdicts of `database`, if its catalog has been read. Asking
     /// about a database not read yet has it read.
     pub fn lookup(&self, database: &str) -> Option<Arc<DatabaseProcedures>> {
-        let key = database.to_lowercase();
-        if let Some(found) = read(&self.verdicts).get(&key) {
+        // Called per request: no allocation when the name is lower case.
+        let key = if database.chars().any(char::is_uppercase) {
+            std::borrow::Cow::Owned(database.to_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(database)
+        };
+        if let Some(found) = read(&self.verdicts).get(key.as_ref()) {
             return Some(found.clone());
         }
         let mut wanted = lock(&self.wanted);
-        if wanted.len() < MAX_DATABASES && wanted.insert(key) {
+        if wanted.len() < MAX_DATABASES && wanted.insert(key.into_owned()) {
             self.wake.notify_one();
         }
         None

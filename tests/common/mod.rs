@@ -279,6 +279,7 @@ pub async fn run(client: &mut TestClient, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+pub mod process;
 pub mod raw;
 pub mod rpc;
 pub mod scale;

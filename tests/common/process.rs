@@ -1,0 +1,128 @@
+//! A proxy running as a child process for the benchmarks (`sluice`, or the
+//! load benchmark's forwarder): readiness, its CPU time and resident memory
+//! from `/proc`, its log on failure; killed when dropped, on a panic too.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ChildProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// What it runs, for messages.
+    pub program: String,
+    /// Where its output goes, if to a file.
+    pub log: Option<PathBuf>,
+}
+
+impl ChildProcess {
+    /// The `sluice` binary with `config` written to `dir/proxy.toml`, its
+    /// output to `dir/sluice.log`, listening on `addr`.
+    pub fn sluice(dir: &Path, config: &str, addr: SocketAddr) -> ChildProcess {
+        std::fs::create_dir_all(dir).expect("temp dir");
+        let config_path = dir.join("proxy.toml");
+        std::fs::write(&config_path, config).expect("write proxy.toml");
+        let log = dir.join("sluice.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let program = env!("CARGO_BIN_EXE_sluice");
+        let child = Command::new(program)
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("start sluice");
+        ChildProcess {
+            child,
+            addr,
+            program: program.to_string(),
+            log: Some(log),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Polls until it accepts connections; panics with its log if it exits
+    /// first or is not listening within 30 s.
+    pub async fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                panic!("{} exited ({status}):\n{}", self.program, self.log_tail());
+            }
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} is not listening on {} after 30 s:\n{}",
+                self.program,
+                self.addr,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last 40 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Some(mut file) = self.log.as_ref().and_then(|p| std::fs::File::open(p).ok()) {
+            let _ = file.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.pid()))
+            .unwrap_or_else(|e| panic!("/proc/{}/{name}: {e}", self.pid()))
+    }
+
+    /// Resident memory (VmRSS), KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid()).expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// User plus system CPU time so far, seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = self.proc_file("stat");
+        // Fields after the parenthesised command name: state is field 3,
+        // utime 14 and stime 15 (proc(5)).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        ticks as f64 / clock_ticks_per_second() as f64
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The unit of `/proc/<pid>/stat` CPU times.
+pub fn clock_ticks_per_second() -> i64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }
+}
+
+/// Resident memory (VmRSS) of `pid`, KiB (for a sampler thread).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
