@@ -84,43 +84,48 @@ fn get(admin: &str, path: &str, token: Option<&str>) -> Result<Vec<u8>, String> 
     }
 }
 
+/// The `/status` fields `sluice status` shows per backend: header and
+/// JSON pointer.
+const BACKEND_COLUMNS: [(&str, &str); 8] = [
+    ("BACKEND", "/name"),
+    ("ROLE", "/role"),
+    ("STATE", "/state"),
+    ("LAG_MS", "/lag_ms"),
+    ("OPEN", "/pool/open"),
+    ("IDLE", "/pool/idle"),
+    ("IN_USE", "/pool/in_use"),
+    ("WAITING", "/pool/waiting"),
+];
+
+/// The same for the clients.
+const CLIENT_COLUMNS: [(&str, &str); 6] = [
+    ("CLIENTS", "/logged_in"),
+    ("ACTIVE", "/active"),
+    ("IDLE", "/idle"),
+    ("IN_TRANSACTION", "/in_transaction"),
+    ("CONNECTIONS", "/connections"),
+    ("MAX_CLIENTS", "/max_clients"),
+];
+
+/// A header row, then a row of `columns` per value.
+fn rows<'a>(columns: &[(&str, &str)], values: impl Iterator<Item = &'a Value>) -> Vec<Vec<String>> {
+    let header = columns.iter().map(|(name, _)| name.to_string()).collect();
+    let cells = |v: &Value| {
+        columns
+            .iter()
+            .map(|(_, pointer)| text(v.pointer(pointer).unwrap_or(&Value::Null)))
+            .collect()
+    };
+    std::iter::once(header).chain(values.map(cells)).collect()
+}
+
 /// The status as text: backends, clients, then the process.
 pub fn render(status: &Value) -> String {
-    let mut backends = vec![row(&[
-        "BACKEND", "ROLE", "STATE", "LAG_MS", "OPEN", "IDLE", "IN_USE", "WAITING",
-    ])];
-    for b in status["backends"].as_array().into_iter().flatten() {
-        let pool = &b["pool"];
-        backends.push(vec![
-            text(&b["name"]),
-            text(&b["role"]),
-            text(&b["state"]),
-            text(&b["lag_ms"]),
-            text(&pool["open"]),
-            text(&pool["idle"]),
-            text(&pool["in_use"]),
-            text(&pool["waiting"]),
-        ]);
-    }
-    let c = &status["clients"];
-    let clients = vec![
-        row(&[
-            "CLIENTS",
-            "ACTIVE",
-            "IDLE",
-            "IN_TRANSACTION",
-            "CONNECTIONS",
-            "MAX_CLIENTS",
-        ]),
-        vec![
-            text(&c["logged_in"]),
-            text(&c["active"]),
-            text(&c["idle"]),
-            text(&c["in_transaction"]),
-            text(&c["connections"]),
-            text(&c["max_clients"]),
-        ],
-    ];
+    let backends = rows(
+        &BACKEND_COLUMNS,
+        status["backends"].as_array().into_iter().flatten(),
+    );
+    let clients = rows(&CLIENT_COLUMNS, std::iter::once(&status["clients"]));
     let config = &status["config"];
     let hash = text(&config["hash"]);
     format!(
@@ -138,10 +143,6 @@ pub fn render(status: &Value) -> String {
         hash.get(..16).unwrap_or(&hash),
         text(&config["loaded_at_unix"]),
     )
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
 }
 
 fn text(value: &Value) -> String {
