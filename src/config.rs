@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod cache;
+pub use cache::{redacted as redacted_redis_url, Cache, CacheRuleConfig};
+
 /// A configuration problem, phrased for the operator: which key, what is
 /// wrong with it, and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     #[serde(default)]
     pub log: Log,
+    /// The result cache; absent: nothing is cached.
+    pub cache: Option<Cache>,
     /// Where this configuration came from (not a key of the file).
     #[serde(skip)]
     pub origin: ConfigOrigin,
@@ -825,6 +830,9 @@ impl Config {
             admin.validate()?;
         }
         self.log.validate()?;
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
+        }
         for (i, replica) in self.replicas.iter().enumerate() {
             replica.validate_lag_limits(&format!("replicas[{i}]"), &self.health)?;
         }

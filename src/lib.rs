@@ -5,6 +5,7 @@
 //! codec both sides share, [`transport`] and [`tls`] move packets.
 pub mod admin;
 pub mod backend;
+pub mod cache;
 pub mod catalog;
 pub mod classify;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod frontend;
 pub mod metrics;
 pub mod monitor;
 pub mod rlimit;
+pub mod redis;
 pub mod router;
 pub mod server;
 pub mod shadow;

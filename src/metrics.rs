@@ -78,6 +78,14 @@ pub const CLIENT_BYTES_SENT: &str = "sluice_client_bytes_sent_total";
 pub const SHADOW_WOULD_ROUTE: &str = "sluice_shadow_would_route_total";
 pub const SHADOW_RUNS: &str = "sluice_shadow_runs_total";
 pub const SHADOW_DROPPED: &str = "sluice_shadow_dropped_total";
+pub const CACHE_LOOKUPS: &str = "sluice_cache_lookups_total";
+pub const CACHE_BYPASSES: &str = "sluice_cache_bypasses_total";
+pub const CACHE_STORES: &str = "sluice_cache_stores_total";
+pub const CACHE_EVICTIONS: &str = "sluice_cache_evictions_total";
+pub const CACHE_INVALIDATIONS: &str = "sluice_cache_invalidations_total";
+pub const CACHE_MEMORY_BYTES: &str = "sluice_cache_memory_bytes";
+pub const CACHE_MEMORY_ENTRIES: &str = "sluice_cache_memory_entries";
+pub const CACHE_REDIS_UP: &str = "sluice_cache_redis_up";
 
 /// Registers the help text and unit of every metric with the installed
 /// recorder (call once, after installing it; harmless without one).
@@ -204,6 +212,51 @@ pub fn describe() {
         SHADOW_DROPPED,
         Unit::Count,
         "Shadow mode: sampled reads not run on a replica, by reason (queue_full, too_large)"
+    );
+    describe_cache();
+}
+
+fn describe_cache() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        CACHE_LOOKUPS,
+        Unit::Count,
+        "Result cache lookups of opted-in reads, by result (hit, miss) and tier (memory, redis, none)"
+    );
+    describe_counter!(
+        CACHE_BYPASSES,
+        Unit::Count,
+        "Opted-in requests the result cache did not serve or store, by reason"
+    );
+    describe_counter!(
+        CACHE_STORES,
+        Unit::Count,
+        "Responses stored in the result cache, by tier"
+    );
+    describe_counter!(
+        CACHE_EVICTIONS,
+        Unit::Count,
+        "Entries the memory tier evicted to stay within cache.memory_bytes"
+    );
+    describe_counter!(
+        CACHE_INVALIDATIONS,
+        Unit::Count,
+        "Table generations bumped by writes, by scope (table, all) and origin (local, peer)"
+    );
+    describe_gauge!(
+        CACHE_MEMORY_BYTES,
+        Unit::Bytes,
+        "Bytes the result cache's memory tier holds"
+    );
+    describe_gauge!(
+        CACHE_MEMORY_ENTRIES,
+        Unit::Count,
+        "Entries in the result cache's memory tier"
+    );
+    describe_gauge!(
+        CACHE_REDIS_UP,
+        Unit::Count,
+        "1 while the result cache's Redis answers, 0 while the cache is bypassed for it"
     );
 }
 

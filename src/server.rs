@@ -109,6 +109,7 @@ impl Generation {
             shutdown_timeout: config.listen.shutdown_timeout(),
             shadow: (config.routing.mode == RoutingMode::Shadow)
                 .then(|| crate::shadow::ShadowRunner::start(&config.routing)),
+            cache: cache_for(&config, previous)?,
         });
         let users = match previous {
             Some(p) if same_users(&p.config, &config) => p.users.clone(),
@@ -159,6 +160,21 @@ fn catalog_for(
 
 /// Users and their verification queue unchanged: the directory, with the
 /// credentials it has verified, carries over.
+/// The result cache `config` asks for: the previous generation's when
+/// `[cache]` did not change, so a reload keeps its entries and generations.
+fn cache_for(
+    config: &Config,
+    previous: Option<&Generation>,
+) -> Result<Option<Arc<crate::cache::ResultCache>>, StartError> {
+    let Some(wanted) = &config.cache else {
+        return Ok(None);
+    };
+    if let Some(p) = previous.filter(|p| p.config.cache.as_ref() == Some(wanted)) {
+        return Ok(p.session_context.cache.clone());
+    }
+    Ok(Some(Arc::new(crate::cache::ResultCache::new(wanted)?)))
+}
+
 fn same_users(old: &Config, new: &Config) -> bool {
     old.users == new.users
         && old.listen.max_queued_verifications == new.listen.max_queued_verifications

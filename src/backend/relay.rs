@@ -40,6 +40,15 @@ pub struct RelayOptions {
     /// Count the rows and checksum them as they pass (shadow mode compares
     /// the result with a replica's); see [`RowsDigest`].
     pub digest_rows: bool,
+    /// Keep a copy of the response's token stream, up to this many bytes
+    /// (the result cache stores it); a larger response drops the copy and
+    /// streams on.
+    pub capture: Option<usize>,
+    /// Keep back the response's last packet and return it in
+    /// [`Relayed::final_packet`] instead of forwarding it: the session has
+    /// something to do (invalidate cached results of a write) before the
+    /// client may see the response end.
+    pub hold_final: bool,
 }
 
 /// What the response said that the session must know.
@@ -64,6 +73,12 @@ pub struct ResponseSummary {
     /// The rows' count and checksum, when [`RelayOptions::digest_rows`]
     /// asked for them.
     pub rows: Option<RowsDigest>,
+    /// Some ENVCHANGE token: the response changed the session (database,
+    /// language, transaction, ...).
+    pub env_changed: bool,
+    /// The whole token stream, when [`RelayOptions::capture`] asked for it
+    /// and it fit.
+    pub captured: Option<bytes::Bytes>,
 }
 
 impl ResponseSummary {
@@ -110,6 +125,9 @@ pub enum RelayEnd {
 pub struct Relayed {
     pub end: RelayEnd,
     pub summary: ResponseSummary,
+    /// The last packet, kept back as [`RelayOptions::hold_final`] asked:
+    /// the caller forwards it.
+    pub final_packet: Option<Packet>,
 }
 
 /// The state of one response being relayed.
@@ -128,6 +146,9 @@ struct Response {
     /// Stream offset of the next packet's payload.
     offset: u64,
     forwarded: bool,
+    /// The copy [`RelayOptions::capture`] asked for, and its limit.
+    capture: Option<(Vec<u8>, usize)>,
+    final_packet: Option<Packet>,
 }
 
 impl Response {
@@ -146,6 +167,20 @@ impl Response {
             held: None,
             offset: 0,
             forwarded: false,
+            capture: options.capture.map(|limit| (Vec::new(), limit)),
+            final_packet: None,
+        }
+    }
+
+    /// Appends a packet's payload to the copy, or drops the copy once the
+    /// response outgrows it.
+    fn capture(&mut self, packet: &Packet) {
+        if let Some((copy, limit)) = &mut self.capture {
+            if copy.len() + packet.payload().len() > *limit {
+                self.capture = None;
+            } else {
+                copy.extend_from_slice(packet.payload());
+            }
         }
     }
 
@@ -164,6 +199,7 @@ impl Response {
             }
             match &event {
                 TokenEvent::EnvChange(change) => {
+                    self.summary.env_changed = true;
                     if let Some(open) = change.transaction_state() {
                         self.summary.transaction = Some(open);
                     }
@@ -273,6 +309,9 @@ impl BackendConn {
         response.summary.interrupted =
             response.attention_sent || !matches!(end, RelayEnd::Complete);
         response.summary.rows = response.walker.rows_digest();
+        if matches!(end, RelayEnd::Complete) {
+            response.summary.captured = response.capture.take().map(|(copy, _)| copy.into());
+        }
         match &end {
             RelayEnd::Complete => {}
             RelayEnd::ClientGone(_) => {
@@ -286,6 +325,7 @@ impl BackendConn {
         Relayed {
             end,
             summary: response.summary,
+            final_packet: response.final_packet,
         }
     }
 
@@ -339,6 +379,7 @@ impl BackendConn {
     ) -> Option<RelayEnd> {
         let eom = packet.is_eom();
         let spans = response.observe(self, &packet);
+        response.capture(&packet);
         let base = response.offset;
         response.offset += packet.payload().len() as u64;
         if let Some(handle) = options.client_handle {
@@ -365,6 +406,13 @@ impl BackendConn {
                 response.held = Some((packet, base));
                 return None;
             }
+        }
+        if eom && options.hold_final && response.finished_at_eom() {
+            response.final_packet = Some(packet);
+            response.walker.reset();
+            response.offset = 0;
+            self.finish_request();
+            return Some(RelayEnd::Complete);
         }
         if let Err(e) = client.forward(&mut packet).await {
             return Some(RelayEnd::ClientGone(e));

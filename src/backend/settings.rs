@@ -77,6 +77,11 @@ impl Settings {
         self.entries.is_empty()
     }
 
+    /// (option, statement) in the order last set.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
     /// Equal settings have equal fingerprints; the empty set's is 0.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint

@@ -5,6 +5,7 @@
 //!
 //! [`BackendConn`]: crate::backend::BackendConn
 
+mod cache;
 mod emulation;
 mod lifecycle;
 mod pins;
@@ -74,6 +75,8 @@ pub struct SessionContext {
     /// Shadow mode (`routing.mode = "shadow"`): everything runs on the
     /// primary, and sampled reads are shadowed on replicas by this runner.
     pub shadow: Option<Arc<crate::shadow::ShadowRunner>>,
+    /// The result cache (`[cache]`), when configured.
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
 }
 
 /// Who the client is, for routing rules and its backend login.
@@ -133,6 +136,10 @@ pub struct Session {
     registration: Option<super::Registration>,
     /// Shadow mode's state of the request in flight.
     shadow: shadow::ShadowTurn,
+    /// The result cache's part in the request in flight.
+    cache_turn: cache::CacheTurn,
+    /// The tables the open transaction wrote: invalidated again when it ends.
+    transaction_tables: Vec<String>,
 }
 
 impl Drop for Session {
@@ -204,6 +211,8 @@ impl Session {
             clients: ClientGauges::new(),
             registration: None,
             shadow: shadow::ShadowTurn::default(),
+            cache_turn: cache::CacheTurn::default(),
+            transaction_tables: Vec::new(),
         }
     }
 
@@ -272,6 +281,7 @@ impl Session {
 
     async fn handle_request(&mut self, first: Packet) -> Result<(), SessionError> {
         self.follow_reload();
+        self.cache_turn = cache::CacheTurn::default();
         let request = self.buffer_request(first).await?;
         self.settings_before = None;
         self.client_reset(request.first_status());
@@ -296,6 +306,10 @@ impl Session {
             }
             head => {
                 let decision = self.route(&head);
+                if self.answer_from_cache(&head, &decision, &request).await? {
+                    return Ok(());
+                }
+                self.count_request(&decision);
                 let probe = self.shadow_probe(head, &decision, &request);
                 let served = self
                     .execute(decision.target, Outgoing::AsIs(request), None)
@@ -401,7 +415,6 @@ impl Session {
             fingerprint = %request_fingerprint(request),
             "routed"
         );
-        self.count_request(&decision);
         self.forget_changed_procedures(request, &decision);
         match (&decision.classification, request) {
             (Some(c), _) => {
@@ -418,6 +431,7 @@ impl Session {
             (None, crate::router::Request::PrimaryOnly(_)) => self.routing.record_write(now),
             (None, _) => {}
         }
+        self.plan_invalidation(request, &decision);
         decision
     }
 
@@ -892,11 +906,20 @@ impl Session {
             missing_handle_error,
             shutdown: self.ctx.shutdown.clone(),
             digest_rows: self.shadow.digest,
+            capture: self.capture_limit(),
+            hold_final: !self.cache_turn.invalidate.is_empty(),
         };
-        let relayed = held.conn.relay(&mut self.client, options).await;
+        let mut relayed = held.conn.relay(&mut self.client, options).await;
         self.learn(target, &mut held, &relayed.summary);
+        self.invalidate_written().await;
+        if let Some(mut last) = relayed.final_packet.take() {
+            if let Err(e) = self.client.forward(&mut last).await {
+                return Err(SessionError::ClientGone(e));
+            }
+        }
         match relayed.end {
             RelayEnd::Complete => {
+                self.store_response(&mut relayed.summary).await;
                 if let (Some(prepare), Some(real)) = (prepare, relayed.summary.handle) {
                     held.conn.remember_prepared(prepare.key, real);
                 }

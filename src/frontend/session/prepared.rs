@@ -137,6 +137,7 @@ impl Session {
             _ => Scope::Nested,
         };
         let decision = self.route_request(crate::router::Request::Sql(&sql), scope);
+        self.count_request(&decision);
         let prepare = Prepare {
             handle: self.prepared.next_handle(),
             key: statement_key(&sql, &params),
@@ -180,6 +181,7 @@ impl Session {
             return self.fail_request(false, error).await;
         }
         let decision = self.route_request(crate::router::Request::Sql(&sql), Scope::Nested);
+        self.count_request(&decision);
         let outgoing = Outgoing::Execute { request, handle };
         self.execute(decision.target, outgoing, None)
             .await
