@@ -46,6 +46,9 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
             .into_iter()
             .map(|(name, verdict)| JsonProcedure { name, verdict })
             .collect();
+        out.cache = config
+            .as_ref()
+            .and_then(|c| cache_verdict(c, &decision, &sql));
         match serde_json::to_string(&out) {
             Ok(line) => println!("{line}"),
             Err(e) => {
@@ -63,6 +66,12 @@ pub fn run(config_path: Option<&Path>, json: bool, sql: &str) -> ExitCode {
             .is_some_and(|c| c.routing.mode == RoutingMode::Shadow);
         if shadow && replica.is_some() {
             println!("shadow: routing.mode = \"shadow\": runs on the primary; a sampled share also runs on the replica, compared");
+        }
+        if let Some(cache) = config
+            .as_ref()
+            .and_then(|c| cache_verdict(c, &decision, &sql))
+        {
+            println!("cache:  {}", cache.text);
         }
     }
     ExitCode::SUCCESS
@@ -110,6 +119,78 @@ fn procedure_verdicts(
             (name.clone(), verdict)
         })
         .collect()
+}
+
+/// What the result cache would do with the statement, for a session of
+/// no particular user or application in the primary's database (rules
+/// naming a user or an application do not match here); `None` without
+/// `[cache]`.
+fn cache_verdict(config: &Config, d: &Decision, sql: &str) -> Option<JsonCache> {
+    use sluice::cache::{policy::qualify, Policy, Statement, Verdict};
+    use sluice::classify::Class;
+    let policy = Policy::new(config.cache.as_ref()?).ok()?;
+    let c = d.classification.as_deref();
+    let class = c.map(|c| {
+        if d.reason.detected_read_only() {
+            c.class_if_unlisted_read_only
+        } else {
+            c.class
+        }
+    });
+    let database = config.primary.database.as_str();
+    let statement = Statement {
+        request: Request::Sql(sql),
+        classification: c,
+        class,
+        user: "",
+        application: "",
+        database,
+        in_transaction: false,
+    };
+    let mut out = JsonCache::default();
+    match policy.decide(&statement) {
+        Verdict::Cache(plan) => {
+            out.cached = true;
+            out.ttl_ms = Some(plan.ttl.as_millis() as u64);
+            out.text = format!(
+                "cached for {} ms ({}); a write to any of [{}] invalidates it",
+                plan.ttl.as_millis(),
+                if &*plan.source == "hint" {
+                    "hint".to_string()
+                } else {
+                    format!("rule {}", plan.source)
+                },
+                plan.tables.join(", ")
+            );
+            out.tables = plan.tables;
+        }
+        Verdict::Skip(skip) => out.text = format!("not cached: {skip}"),
+        Verdict::NotOptedIn => match (c, class) {
+            (Some(c), Some(Class::Write | Class::Unknown)) if c.tables.complete => {
+                out.invalidates = c
+                    .tables
+                    .written
+                    .iter()
+                    .map(|t| qualify(t, database))
+                    .collect();
+                out.text = format!(
+                    "a write: invalidates cached reads of [{}]",
+                    out.invalidates.join(", ")
+                );
+            }
+            (_, Some(Class::Write | Class::Unknown)) | (None, _) => {
+                out.invalidates = vec!["*".to_string()];
+                out.text =
+                    "a write whose tables Sluice cannot name: invalidates every cached read".into();
+            }
+            _ => {
+                out.text =
+                    "not cached: no [[cache.rules]] entry or /* sluice:cache */ hint opts it in"
+                        .into()
+            }
+        },
+    }
+    Some(out)
 }
 
 fn read_sql(arg: &str) -> std::io::Result<String> {
@@ -264,6 +345,19 @@ struct JsonDecision<'a> {
     /// With `routing.detect_read_only_procedures`: each called procedure
     /// not in `routing.read_only_procedures`, and its verdict.
     procedures: Vec<JsonProcedure>,
+    /// With `[cache]`: what the result cache would do with it.
+    cache: Option<JsonCache>,
+}
+
+#[derive(Serialize, Default)]
+struct JsonCache {
+    cached: bool,
+    ttl_ms: Option<u64>,
+    /// The tables whose writes invalidate the entry.
+    tables: Vec<String>,
+    /// For a write: the tables whose cached reads it invalidates (`*`: all).
+    invalidates: Vec<String>,
+    text: String,
 }
 
 #[derive(Serialize)]
@@ -317,6 +411,7 @@ impl<'a> JsonDecision<'a> {
                 .unwrap_or_default(),
             pins: pin_effects(d).iter().map(JsonPin::new).collect(),
             procedures: Vec::new(),
+            cache: None,
         }
     }
 }

@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn quotes_doubled_inside_a_literal_stay_inside_it() {
-        assert_eq!(normalized("SELECT 'it''s  here'  x"), "SELECT 'it''s  here' x");
+        assert_eq!(
+            normalized("SELECT 'it''s  here'  x"),
+            "SELECT 'it''s  here' x"
+        );
         assert_eq!(normalized("SELECT [a]]  b]  x"), "SELECT [a]]  b] x");
     }
 

@@ -161,7 +161,10 @@ mod tests {
         let g = Generations::default();
         g.raise("db.t", 5);
         g.raise("db.t", 3);
-        assert_eq!(g.snapshot(&["db.t".to_string()]), vec![("db.t".to_string(), 5)]);
+        assert_eq!(
+            g.snapshot(&["db.t".to_string()]),
+            vec![("db.t".to_string(), 5)]
+        );
     }
 
     #[test]

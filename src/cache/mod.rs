@@ -171,7 +171,9 @@ impl ResultCache {
         let fetch_entry = in_memory
             .as_ref()
             .is_none_or(|e| e.expired() || !self.generations.current(&e.generations));
-        let (current, stored) = shared.generations_and_entry(&key, names, fetch_entry).await?;
+        let (current, stored) = shared
+            .generations_and_entry(&key, names, fetch_entry)
+            .await?;
         let is_current = |e: &Entry| e.generations == current && !e.expired();
         if let Some(entry) = in_memory {
             if is_current(&entry) {
@@ -276,3 +278,6 @@ pub fn count_bypass(reason: &'static str) {
 fn count_store(tier: &'static str) {
     metrics::counter!(crate::metrics::CACHE_STORES, "tier" => tier).increment(1);
 }
+
+#[cfg(test)]
+mod tests;

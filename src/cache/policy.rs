@@ -349,7 +349,10 @@ pub fn table_name(name: &str) -> String {
 pub fn hint_ttl(sql: &str, default: Duration) -> Option<Duration> {
     let comment = leading_comments(sql).find(|c| c.contains("sluice:cache"))?;
     let after = &comment[comment.find("sluice:cache")? + "sluice:cache".len()..];
-    let Some(spec) = after.split_whitespace().find_map(|w| w.strip_prefix("ttl=")) else {
+    let Some(spec) = after
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ttl="))
+    else {
         return Some(default);
     };
     let split = spec

@@ -254,4 +254,3 @@ pub fn redacted(url: &str) -> String {
         _ => url.to_string(),
     }
 }
-

@@ -77,7 +77,12 @@ impl Session {
         }
     }
 
-    fn cache_verdict(&self, cache: &ResultCache, head: &RequestHead, decision: &Decision) -> Verdict {
+    fn cache_verdict(
+        &self,
+        cache: &ResultCache,
+        head: &RequestHead,
+        decision: &Decision,
+    ) -> Verdict {
         let request = match head {
             RequestHead::Sql(sql) | RequestHead::ExecuteSql(sql) => Request::Sql(sql),
             RequestHead::Procedure(name) => Request::Procedure(name),
