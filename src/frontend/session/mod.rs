@@ -314,6 +314,9 @@ impl Session {
                 let served = self
                     .execute(decision.target, Outgoing::AsIs(request), None)
                     .await;
+                // A ticket not used (the request failed) must not keep
+                // other sessions waiting for this key until the next request.
+                self.cache_turn = cache::CacheTurn::default();
                 self.shadow_report(probe, &served);
                 served.map(drop)
             }
