@@ -89,8 +89,21 @@ fn check(path: &std::path::Path) -> ExitCode {
                     format!(", shadow mode sampling {}", config.routing.shadow_sample)
                 }
             };
+            let cache = config.cache.as_ref().map_or(String::new(), |c| {
+                let redis = c
+                    .redis_url
+                    .as_deref()
+                    .map_or("no Redis".to_string(), |url| {
+                        format!("Redis {}", sluice::config::redacted_redis_url(url))
+                    });
+                format!(
+                    ", result cache {} MiB in memory, {redis}, {} rule(s)",
+                    c.memory_bytes / (1024 * 1024),
+                    c.rules.len()
+                )
+            });
             println!(
-                "{}: OK (listen {}, primary {}, {} replica(s), {} user(s){shadow})",
+                "{}: OK (listen {}, primary {}, {} replica(s), {} user(s){shadow}{cache})",
                 path.display(),
                 config.listen.address,
                 config.primary.address,

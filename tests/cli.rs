@@ -243,6 +243,7 @@ fn explain_json_is_one_object_with_the_documented_fields() {
     assert_eq!(
         keys,
         [
+            "cache",
             "class",
             "flags",
             "pins",
@@ -261,6 +262,8 @@ fn explain_json_is_one_object_with_the_documented_fields() {
     );
     assert!(object["reason"].as_str().is_some_and(|r| r.contains("#t")));
     assert_eq!(object["pins"], serde_json::json!([]));
+    // Without a configuration there is no `[cache]`.
+    assert_eq!(object["cache"], serde_json::Value::Null);
 }
 
 /// `explain` says where a statement starts pinned state and where it
@@ -347,5 +350,96 @@ fn check_and_explain_know_shadow_mode() {
     assert!(
         explained.contains("target: replica (r1)") && explained.contains("runs on the primary"),
         "{explained}"
+    );
+}
+
+/// `check` summarises `[cache]` without the Redis password; `explain` says
+/// whether a statement would be cached, why not, and what a write
+/// invalidates.
+#[test]
+fn check_and_explain_know_the_result_cache() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk";
+    let text = |cache: &str| {
+        format!(
+            "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"{hash}\"\n\
+             [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\ndatabase = \"Shop\"\n\
+             [cache]\n{cache}"
+        )
+    };
+    let bad = write_config("cache-bad", &text("redis_url = \"http://cache:6379\"\n"));
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cache.redis_url") && err.contains("fix"),
+        "{err}"
+    );
+    let good = write_config(
+        "cache-good",
+        &text(
+            "redis_url = \"rediss://:secret@cache.example:6380\"\n\
+             [[cache.rules]]\nname = \"orders\"\nmatch_sql = \"(?i)from dbo.orders\"\nttl_ms = 30000\n",
+        ),
+    );
+    let out = sluice()
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("result cache 64 MiB in memory")
+            && said.contains("rediss://***@cache.example:6380")
+            && said.contains("1 rule(s)")
+            && !said.contains("secret"),
+        "{said}"
+    );
+    let config = good.to_str().expect("a UTF-8 path");
+    let cached = explain_json(&["--config", config, "SELECT * FROM dbo.orders"], None);
+    assert!(
+        cached.contains("cache:  cached for 30000 ms (rule orders)")
+            && cached.contains("[shop.orders]"),
+        "{cached}"
+    );
+    let volatile = explain_json(
+        &[
+            "--config",
+            config,
+            "--json",
+            "SELECT GETDATE() FROM dbo.orders",
+        ],
+        None,
+    );
+    let value: serde_json::Value = serde_json::from_str(&volatile).expect("valid JSON");
+    assert_eq!(value["cache"]["cached"], false, "{volatile}");
+    assert!(
+        value["cache"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("GETDATE")),
+        "{volatile}"
+    );
+    let write = explain_json(
+        &[
+            "--config",
+            config,
+            "--json",
+            "UPDATE dbo.orders SET total = 0",
+        ],
+        None,
+    );
+    let value: serde_json::Value = serde_json::from_str(&write).expect("valid JSON");
+    assert_eq!(
+        value["cache"]["invalidates"],
+        serde_json::json!(["shop.orders"]),
+        "{write}"
+    );
+    let unlisted = explain_json(&["--config", config, "SELECT * FROM dbo.customers"], None);
+    assert!(
+        unlisted.contains("not cached: no [[cache.rules]]"),
+        "{unlisted}"
     );
 }
