@@ -104,6 +104,21 @@ pub struct Decision {
     pub classification: Option<Arc<Classification>>,
 }
 
+impl Decision {
+    /// This decision with a replica read sent to the primary instead, to
+    /// fill the result cache with rows no replica lag can have aged.
+    pub fn filling_the_cache(self) -> Decision {
+        match self.reason {
+            Reason::Replica(grounds) => Decision {
+                target: Target::Primary,
+                reason: Reason::CacheFill(grounds),
+                classification: self.classification,
+            },
+            _ => self,
+        }
+    }
+}
+
 /// Routing configuration, compiled.
 pub struct Router {
     classifier: Classifier,

@@ -79,6 +79,10 @@ pub enum Reason {
     NotClassified,
     /// Eligible for a replica, but none is available.
     NoReplicaAvailable(ReplicaGrounds),
+    /// Eligible for a replica, but a result cache miss: the entry is
+    /// filled from the primary, since a lagging replica's rows would be
+    /// served for the entry's whole life.
+    CacheFill(ReplicaGrounds),
     /// A read soon after the session's last write.
     ReadYourWrites {
         since_write: Duration,
@@ -100,7 +104,9 @@ impl Reason {
     /// or not a replica took it): the session counts it as a read.
     pub fn detected_read_only(&self) -> bool {
         match self {
-            Reason::Replica(grounds) | Reason::NoReplicaAvailable(grounds) => {
+            Reason::Replica(grounds)
+            | Reason::NoReplicaAvailable(grounds)
+            | Reason::CacheFill(grounds) => {
                 grounds.is_detected_procedure()
             }
             _ => false,
@@ -127,6 +133,7 @@ impl Reason {
             },
             Reason::NotClassified => "not_classified",
             Reason::NoReplicaAvailable(_) => "no_replica_available",
+            Reason::CacheFill(_) => "cache_fill",
             Reason::ReadYourWrites { .. } => "read_your_writes",
             Reason::Replica(grounds) => grounds.label(),
             Reason::PreparedOnReplica => "prepared_on_replica",
@@ -150,6 +157,7 @@ impl fmt::Display for Reason {
             Reason::Classified(c) => write!(f, "{}: {}", c.class.as_str(), c.reason),
             Reason::NotClassified => f.write_str("not classified"),
             Reason::NoReplicaAvailable(grounds) => write!(f, "{grounds}; no replica available"),
+            Reason::CacheFill(grounds) => write!(f, "{grounds}; a cache miss, filled from the primary"),
             Reason::ReadYourWrites {
                 since_write,
                 replica_lag,

@@ -305,9 +305,14 @@ impl Session {
                 self.fail_request(request.is_complete(), error).await
             }
             head => {
-                let decision = self.route(&head);
+                let mut decision = self.route(&head);
                 if self.answer_from_cache(&head, &decision, &request).await? {
                     return Ok(());
+                }
+                if self.cache_turn.ticket.is_some() {
+                    // What fills the cache is served for the entry's whole
+                    // life: never a lagging replica's rows.
+                    decision = decision.filling_the_cache();
                 }
                 self.count_request(&decision);
                 let probe = self.shadow_probe(head, &decision, &request);
