@@ -164,9 +164,10 @@ async fn a_hint_opts_in_and_its_ttl_expires_the_entry() {
     let primary = primary().await;
     let addr = sluice(&primary, "").await;
     let mut client = connect(addr).await;
-    let hinted = "/* sluice:cache ttl=300ms */ SELECT v FROM dbo.prices WHERE id = 1";
+    let hinted = "/* sluice:cache ttl=2s */ SELECT v FROM dbo.prices WHERE id = 1";
     assert_eq!(whereami(&mut client, hinted).await, "first");
     set_behind(&primary, "second");
+    assert_eq!(whereami(&mut client, hinted).await, "first", "a hit");
     // Without a hint nothing is cached.
     assert_eq!(whereami(&mut client, READ).await, "second");
     let deadline = std::time::Instant::now() + WITHIN;
@@ -190,7 +191,7 @@ async fn two_instances(redis: &RedisServer, primary: &Backend) -> (SocketAddr, S
 
 #[tokio::test]
 async fn two_instances_share_entries_and_never_read_stale_after_a_write() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let primary = primary().await;
     let (a, b) = two_instances(&redis, &primary).await;
     let mut on_a = connect(a).await;
@@ -234,7 +235,7 @@ async fn write_then_read_both(on_a: &mut TestClient, on_b: &mut TestClient, v: &
 
 #[tokio::test]
 async fn killing_redis_mid_run_fails_no_query_and_the_cache_comes_back() {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().await;
     let primary = primary().await;
     let (a, b) = two_instances(&redis, &primary).await;
     let mut on_a = connect(a).await;
@@ -243,7 +244,7 @@ async fn killing_redis_mid_run_fails_no_query_and_the_cache_comes_back() {
     for phase in ["before", "killed", "restarted"] {
         match phase {
             "killed" => redis.kill(),
-            "restarted" => redis.restart(),
+            "restarted" => redis.restart().await,
             _ => {}
         }
         for _ in 0..10 {
@@ -267,4 +268,27 @@ async fn killing_redis_mid_run_fails_no_query_and_the_cache_comes_back() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_miss_fills_the_cache_from_the_primary_never_a_replica() {
+    let primary = Backend::start().await;
+    let replica = Backend::start().await;
+    for (backend, name) in [(&primary, "primary"), (&replica, "replica")] {
+        backend.exec(&format!(
+            "CREATE TABLE dbo.whereami (v NVARCHAR(20)); INSERT INTO dbo.whereami VALUES (N'{name}');"
+        ));
+    }
+    let text = config_text(primary.addr, &[replica.addr])
+        + "[routing]\nread_your_writes_ms = 0\n[cache]\n[[cache.rules]]\nmatch_sql = \"cached\"\nttl_ms = 60000\n";
+    let addr = start_sluice(parse_config(&text)).await;
+    let mut client = connect(addr).await;
+    // Reads that are not cached go to the replica...
+    let plain = "SELECT v FROM dbo.whereami";
+    assert_eq!(whereami(&mut client, plain).await, "replica");
+    // ...a cached one's miss to the primary, and its hits carry that.
+    let cached = "SELECT v FROM dbo.whereami /* cached */";
+    assert_eq!(whereami(&mut client, cached).await, "primary");
+    primary.exec("UPDATE dbo.whereami SET v = N'changed'");
+    assert_eq!(whereami(&mut client, cached).await, "primary");
 }
