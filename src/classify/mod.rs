@@ -175,16 +175,6 @@ pub struct Classification {
     /// Temp tables (`#name`, lower-cased) created or used.
     pub temp_tables: Vec<String>,
     pub effects: Vec<SessionEffect>,
-    pub tables: TableAccess,
-    pub volatile: Option<String>,
-}
-
-// TEMPORARY shim until the classifier's table extraction merges.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TableAccess {
-    pub read: Vec<String>,
-    pub written: Vec<String>,
-    pub complete: bool,
 }
 
 impl Classification {

@@ -214,8 +214,6 @@ impl Verdict {
             procedures: self.procedures,
             temp_tables: self.temp_tables,
             effects: self.effects,
-            tables: Default::default(),
-            volatile: None,
         }
     }
 }

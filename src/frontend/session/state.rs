@@ -413,8 +413,6 @@ mod tests {
             procedures: vec![],
             temp_tables: vec![],
             effects,
-            tables: Default::default(),
-            volatile: None,
         }
     }
 
