@@ -17,10 +17,16 @@
 //!   [`Flags::LEXER_FALLBACK`], and the reason starts with "parse failed;".
 //! - Literal dynamic SQL (`EXEC('...')`, `sp_executesql N'...'`) is
 //!   classified the same way, recursively, and folded in.
+//! - The tables a batch reads and writes and the volatile functions it
+//!   uses ([`TableAccess`], [`Classification::volatile`], for the result
+//!   cache) come from the scan too (`scan/tables.rs`, names normalised in
+//!   `access`): they hold for batches sqlparser cannot parse, and whatever
+//!   the scan cannot follow makes the table lists incomplete, never short.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+mod access;
 mod cache;
 mod definition;
 mod effect;
@@ -35,6 +41,7 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
+pub use access::TableAccess;
 pub use definition::{changes_procedures, split_procedure, ProcedureDefinition};
 pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
 pub use fingerprint::{fingerprint, MAX_FINGERPRINT_CHARS};
@@ -175,6 +182,13 @@ pub struct Classification {
     /// Temp tables (`#name`, lower-cased) created or used.
     pub temp_tables: Vec<String>,
     pub effects: Vec<SessionEffect>,
+    /// The tables the batch reads and writes, for the result cache.
+    pub tables: TableAccess,
+    /// The first non-deterministic or session-dependent function or object
+    /// the batch uses, as written upper-cased (`GETDATE`, `@@ROWCOUNT`,
+    /// `SYS.DM_EXEC_SESSIONS`): its result can differ between two runs of
+    /// the same text, so the result cache never stores it.
+    pub volatile: Option<String>,
 }
 
 impl Classification {
@@ -286,6 +300,7 @@ impl Classifier {
             if depth >= MAX_DYNAMIC_DEPTH {
                 let why = "dynamic SQL nested too deeply";
                 v.write(|| why.into());
+                v.hidden_tables = true;
                 let pin = SessionEffect::Pin(Pin::named(PinReason::Unfollowable, why));
                 v.effects.insert(at.min(v.effects.len()), pin);
                 shift += 1;

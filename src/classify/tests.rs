@@ -4,6 +4,8 @@
 use super::*;
 use crate::testing::XorShift;
 
+mod tables;
+
 fn classifier() -> Classifier {
     Classifier::new(0, &["dbo.GetOrders".to_string(), "ReportSales".to_string()])
 }

@@ -8,6 +8,7 @@
 //! `SetOption` effects). Reasons are built lazily: only the first one of each
 //! class is ever formatted.
 
+use super::access::{push_unique, TableAccess};
 use super::{beyond_nested_scope, Class, Classification, Flags, SessionEffect};
 
 #[derive(Debug, Default, Clone)]
@@ -28,6 +29,13 @@ pub(super) struct Verdict {
     pub procedures: Vec<String>,
     pub temp_tables: Vec<String>,
     pub effects: Vec<SessionEffect>,
+    /// Tables read and written, normalised ([`super::access::table_name`]).
+    pub read_tables: Vec<String>,
+    pub written_tables: Vec<String>,
+    /// The batch may touch tables not listed (any Unknown evidence too).
+    pub hidden_tables: bool,
+    /// The first volatile function or object, upper-cased.
+    pub volatile: Option<String>,
 }
 
 fn first(slot: &mut Option<String>, reason: impl FnOnce() -> String) {
@@ -41,8 +49,10 @@ impl Verdict {
         first(&mut self.write, reason);
     }
 
+    /// Unknown evidence: what the batch touches is not known either.
     pub fn unknown(&mut self, reason: impl FnOnce() -> String) {
         first(&mut self.unknown, reason);
+        self.hidden_tables = true;
     }
 
     pub fn transaction(&mut self, reason: impl FnOnce() -> String) {
@@ -82,6 +92,34 @@ impl Verdict {
             .any(|t| t.eq_ignore_ascii_case(name))
         {
             self.temp_tables.push(name.to_lowercase());
+        }
+    }
+
+    pub fn read_table(&mut self, name: String) {
+        push_unique(&mut self.read_tables, name);
+    }
+
+    pub fn written_table(&mut self, name: String) {
+        push_unique(&mut self.written_tables, name);
+    }
+
+    /// Records the first volatile function or object (`name` upper-cased).
+    pub fn volatile(&mut self, name: impl FnOnce() -> String) {
+        first(&mut self.volatile, name);
+    }
+
+    /// Tables and volatility found by another analysis of the same batch
+    /// or of dynamic SQL it runs: the union, and incomplete if either is.
+    fn absorb_access(&mut self, other: &mut Verdict) {
+        for t in other.read_tables.drain(..) {
+            self.read_table(t);
+        }
+        for t in other.written_tables.drain(..) {
+            self.written_table(t);
+        }
+        self.hidden_tables |= other.hidden_tables;
+        if self.volatile.is_none() {
+            self.volatile = other.volatile.take();
         }
     }
 
@@ -138,7 +176,8 @@ impl Verdict {
 
     /// Adds the classes and facts `other` found that `self` has not.
     /// Session effects are not taken: they come from one analysis only.
-    pub fn absorb(&mut self, other: Verdict) {
+    pub fn absorb(&mut self, mut other: Verdict) {
+        self.absorb_access(&mut other);
         for (mine, theirs) in [
             (&mut self.write, other.write),
             (&mut self.unknown, other.unknown),
@@ -173,7 +212,8 @@ impl Verdict {
     /// ([`beyond_nested_scope`]), none of its ends when it runs only on some
     /// paths (`conditional`), and a settings-only string is a read. Returns
     /// how many effects it added.
-    pub fn absorb_dynamic(&mut self, inner: Verdict, at: usize, conditional: bool) -> usize {
+    pub fn absorb_dynamic(&mut self, mut inner: Verdict, at: usize, conditional: bool) -> usize {
+        self.absorb_access(&mut inner);
         let class = inner.class();
         let reason = || format!("dynamic SQL: {}", inner.reason());
         match class {
@@ -204,16 +244,24 @@ impl Verdict {
 
     pub fn into_classification(self, reason_prefix: &str) -> Classification {
         let class = self.class();
+        let class_if_unlisted_read_only = self.class_with(false);
         let reason = format!("{reason_prefix}{}", self.reason());
+        let tables = TableAccess {
+            read: self.read_tables,
+            written: self.written_tables,
+            complete: !self.hidden_tables && class != Class::Unknown,
+        };
         Classification {
             class,
-            class_if_unlisted_read_only: self.class_with(false),
+            class_if_unlisted_read_only,
             unlisted_procedures: self.unlisted_procedures,
             reason,
             flags: self.flags,
             procedures: self.procedures,
             temp_tables: self.temp_tables,
             effects: self.effects,
+            tables,
+            volatile: self.volatile,
         }
     }
 }

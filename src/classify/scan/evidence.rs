@@ -3,6 +3,7 @@
 
 use super::split::{is_ddl_leader, Stmt};
 use super::{Cx, StmtCx};
+use crate::classify::access::{volatile, Volatile};
 use crate::classify::lexer::{self, Kind, Kw, Token};
 use crate::classify::Flags;
 
@@ -43,17 +44,15 @@ impl Cx<'_> {
         }
     }
 
-    /// `server.database.schema.object` runs on a linked server, which a
-    /// replica need not have (like OPENQUERY).
-    fn four_part_name(&mut self, i: usize) {
+    /// The dotted name at `i`, without allocating: its number of parts
+    /// (`db..object` has an empty one), the index of its last part, and the
+    /// index after it.
+    pub(super) fn dotted_span(&self, i: usize) -> (usize, usize, usize) {
         let is_dot = |k: usize| self.tok(k).is_some_and(|t| t.is_punct(b'.'));
         let is_part = |k: usize| {
             self.tok(k)
                 .is_some_and(|t| matches!(t.kind, Kind::Word | Kind::Quoted | Kind::Temp))
         };
-        if !is_dot(i + 1) || i.checked_sub(1).is_some_and(is_dot) {
-            return;
-        }
         let (mut parts, mut j) = (1, i);
         while is_dot(j + 1) {
             if is_dot(j + 2) {
@@ -66,6 +65,17 @@ impl Cx<'_> {
                 break;
             }
         }
+        (parts, j, j + 1)
+    }
+
+    /// `server.database.schema.object` runs on a linked server, which a
+    /// replica need not have (like OPENQUERY).
+    fn four_part_name(&mut self, i: usize) {
+        let is_dot = |k: usize| self.tok(k).is_some_and(|t| t.is_punct(b'.'));
+        if !is_dot(i + 1) || i.checked_sub(1).is_some_and(is_dot) {
+            return;
+        }
+        let (parts, j, _) = self.dotted_span(i);
         if parts >= 4 {
             let name = self
                 .sql
@@ -83,6 +93,8 @@ impl Cx<'_> {
     /// (`@@FETCH_STATUS`) belongs to the session's cursors.
     fn system_variable(&mut self, t: &Token) {
         let name = t.text(self.sql).to_ascii_uppercase();
+        // Every `@@` value belongs to the server or the session, not to the text.
+        self.v.volatile(|| name.clone());
         let session = match name.as_str() {
             "@@IDENTITY" | "@@SPID" | "@@TRANCOUNT" => true,
             "@@ROWCOUNT" | "@@ERROR" => self.statements_seen == 0,
@@ -128,6 +140,7 @@ impl Cx<'_> {
         if matches!(t.kw, Kw::INSERT | Kw::UPDATE | Kw::DELETE | Kw::MERGE) {
             sc.dml_seen = true;
         }
+        self.volatile_function(i, t.kw, prev_kw, next_is_paren);
         match t.kw {
             Kw::INSERT => {
                 let (target, into) = self.dml_target(i + 1, Kw::INTO);
@@ -269,6 +282,24 @@ impl Cx<'_> {
         }
     }
 
+    /// `GETDATE()`, `CURRENT_TIMESTAMP`, `USER`: functions whose result
+    /// can differ between two runs of the same text. Calls count only with
+    /// their `(` (a column `user_name` is not `USER_NAME()`); `[GETDATE]`
+    /// and `t.getdate` are names (the lexer gives them no keyword).
+    fn volatile_function(&mut self, i: usize, kw: Kw, prev_kw: Kw, next_is_paren: bool) {
+        let counts = match volatile(kw) {
+            None => false,
+            Some(Volatile::Call) => next_is_paren,
+            // `CREATE USER`, `EXECUTE AS USER = ..` name a principal.
+            Some(Volatile::Niladic) => {
+                kw != Kw::USER || !matches!(prev_kw, Kw::CREATE | Kw::ALTER | Kw::DROP | Kw::AS)
+            }
+        };
+        if counts && self.v.volatile.is_none() {
+            self.v.volatile = Some(self.upper(i));
+        }
+    }
+
     fn lock_hint(&mut self, i: usize) {
         let what = format!("locking hint {}", self.upper(i));
         self.v.flag(Flags::LOCKING_HINT, || what);
@@ -286,7 +317,7 @@ impl Cx<'_> {
 
     /// Skips `TOP (n) [PERCENT]` and an optional `INTO`/`FROM` after a DML
     /// verb. Returns (index of the target, index of the skipped `optional`).
-    fn dml_target(&self, mut j: usize, optional: Kw) -> (usize, Option<usize>) {
+    pub(super) fn dml_target(&self, mut j: usize, optional: Kw) -> (usize, Option<usize>) {
         if self.kw_at(j) == Kw::TOP {
             j += 1;
             if self.tok(j).is_some_and(|t| t.is_punct(b'(')) {

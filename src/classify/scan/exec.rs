@@ -36,6 +36,7 @@ impl Cx<'_> {
             Kind::Var => {
                 let name = t.text(self.sql);
                 self.v.flag(Flags::PROCEDURE_CALL, String::new);
+                self.v.hidden_tables = true;
                 self.v
                     .write(|| format!("EXEC {name} (procedure name in a variable)"));
             }
@@ -65,14 +66,18 @@ impl Cx<'_> {
                     let text = lexer::string_value(self.sql, t);
                     self.run_dynamic(text);
                 }
-                _ => self
-                    .v
-                    .write(|| "sp_executesql of a non-literal statement".into()),
+                _ => {
+                    self.v.hidden_tables = true;
+                    self.v
+                        .write(|| "sp_executesql of a non-literal statement".into());
+                }
             }
             return;
         }
         let name = parts.join(".");
         self.v.flag(Flags::PROCEDURE_CALL, String::new);
+        // Its body reads and writes tables the batch does not name.
+        self.v.hidden_tables = true;
         self.system_procedure(&last, args, end);
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         if self.procedures.contains(&refs) {
@@ -100,10 +105,12 @@ impl Cx<'_> {
             }
         }
         if self.kw_at(close + 1) == Kw::AT {
+            self.v.hidden_tables = true;
             self.v.write(|| "EXEC (...) AT a linked server".into());
         } else if literal {
             self.run_dynamic(text);
         } else {
+            self.v.hidden_tables = true;
             self.v
                 .write(|| "EXEC of a non-literal string (dynamic SQL)".into());
         }

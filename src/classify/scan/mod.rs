@@ -38,6 +38,7 @@ mod exec;
 mod pins;
 mod session;
 mod split;
+mod tables;
 
 use super::lexer::{self, Kind, Kw, Token};
 use super::procedures::ReadOnlyProcedures;
@@ -67,6 +68,7 @@ pub(super) fn scan(sql: &str, procedures: &ReadOnlyProcedures) -> Scan {
         conditional: false,
         drop_idiom: None,
         local_cursors: Vec::new(),
+        database_changed: false,
     };
     if tokens.unterminated {
         cx.v.unknown(|| "unterminated string, comment or identifier".into());
@@ -152,6 +154,8 @@ struct Cx<'a> {
     drop_idiom: Option<String>,
     /// `DECLARE c CURSOR LOCAL` names: gone at the batch's end, never pinned.
     local_cursors: Vec<String>,
+    /// A `USE` ran: later names resolve in another database.
+    database_changed: bool,
 }
 
 impl<'a> Cx<'a> {
@@ -182,6 +186,7 @@ impl<'a> Cx<'a> {
             let what = format!("{} {}", self.upper(st.first), self.upper(st.first + 1));
             self.v.write(|| what);
             self.temp_procedure(st);
+            self.ddl_tables(st);
             return;
         }
         if let Some(table) = self.drop_idiom.take() {
@@ -203,6 +208,7 @@ impl<'a> Cx<'a> {
         for i in st.first..st.end {
             self.evidence(i, st, &mut sc);
         }
+        self.tables(st);
         self.statements_seen += 1;
     }
 

@@ -21,7 +21,7 @@ pub(super) struct Stmt {
 
 /// Reserved words that start a statement wherever they appear at depth 0
 /// (unless they continue the current one, see [`continues`]).
-fn is_reserved_leader(kw: Kw) -> bool {
+pub(super) fn is_reserved_leader(kw: Kw) -> bool {
     use Kw::*;
     matches!(
         kw,

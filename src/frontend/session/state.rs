@@ -413,6 +413,8 @@ mod tests {
             procedures: vec![],
             temp_tables: vec![],
             effects,
+            tables: Default::default(),
+            volatile: None,
         }
     }
 
