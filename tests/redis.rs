@@ -130,8 +130,14 @@ async fn auth_with_the_right_password_and_refused_with_a_wrong_one() {
     })
     .await;
     let in_url = client(&format!("redis://:s3cret%2F+=@127.0.0.1:{}", server.port));
-    assert_eq!(run(&in_url, &[cmd(&["PING"])]).await, [Value::Simple("PONG".into())]);
-    let as_default_user = client(&format!("redis://default:s3cret%2F+=@127.0.0.1:{}", server.port));
+    assert_eq!(
+        run(&in_url, &[cmd(&["PING"])]).await,
+        [Value::Simple("PONG".into())]
+    );
+    let as_default_user = client(&format!(
+        "redis://default:s3cret%2F+=@127.0.0.1:{}",
+        server.port
+    ));
     assert_eq!(run(&as_default_user, &[cmd(&["PING"])]).await.len(), 1);
 
     // The options' password (from the environment) wins over the URL's.
@@ -184,7 +190,11 @@ async fn subscribe_receives_what_another_connection_publishes() {
     let publish = |payload: &'static [u8]| Command::new("PUBLISH").arg("invalidate").arg(payload);
     let replies = run(
         &redis,
-        &[publish(b"first"), cmd(&["PUBLISH", "other", "x"]), publish(b"\0\r\n")],
+        &[
+            publish(b"first"),
+            cmd(&["PUBLISH", "other", "x"]),
+            publish(b"\0\r\n"),
+        ],
     )
     .await;
     assert_eq!(replies, [Value::Int(1), Value::Int(0), Value::Int(1)]);
@@ -197,7 +207,8 @@ async fn a_killed_server_fails_promptly_and_a_restarted_one_works_again() {
     let mut server = RedisServer::start().await;
     let redis = client(&server.url());
     // Several idle connections, all to the server about to die.
-    let runs = (0..4).map(|_| redis.run(&[cmd(&["BLPOP", "nothing", "0.05"])]));
+    let blpop = [cmd(&["BLPOP", "nothing", "0.05"])];
+    let runs = (0..4).map(|_| redis.run(&blpop));
     for result in futures_util::future::join_all(runs).await {
         result.expect("BLPOP times out with nil");
     }
@@ -209,14 +220,20 @@ async fn a_killed_server_fails_promptly_and_a_restarted_one_works_again() {
     assert!(result.is_err(), "{result:?}");
     assert!(start.elapsed() < TIMEOUT + Duration::from_millis(200));
     let lost = tokio::time::timeout(Duration::from_secs(5), subscription.next_message()).await;
-    assert!(matches!(lost, Ok(Err(_))), "the subscription notices: {lost:?}");
+    assert!(
+        matches!(lost, Ok(Err(_))),
+        "the subscription notices: {lost:?}"
+    );
     let refused = redis.run(&[cmd(&["PING"])]).await;
     assert!(matches!(refused, Err(RedisError::Io(_))), "{refused:?}");
 
     server.restart().await;
     // The idle connections died with the server and were discarded with
     // the first failure, so the very next run opens a new one.
-    assert_eq!(run(&redis, &[cmd(&["PING"])]).await, [Value::Simple("PONG".into())]);
+    assert_eq!(
+        run(&redis, &[cmd(&["PING"])]).await,
+        [Value::Simple("PONG".into())]
+    );
     let mut subscription = redis.subscribe(b"ch").await.expect("subscribed again");
     run(&redis, &[cmd(&["PUBLISH", "ch", "back"])]).await;
     assert_eq!(next_message(&mut subscription).await, "back");
@@ -272,7 +289,11 @@ async fn a_server_that_never_answers_times_out() {
     let elapsed = start.elapsed();
     assert!(elapsed >= TIMEOUT && elapsed < TIMEOUT * 2, "{elapsed:?}");
     let result = redis.subscribe(b"ch").await;
-    assert!(matches!(result, Err(RedisError::Timeout)), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(RedisError::Timeout)),
+        "{:?}",
+        result.err()
+    );
     // Its AUTH goes unanswered too.
     let with_password = client(&format!("redis://:pw@{addr}"));
     let result = with_password.run(&[cmd(&["GET", "k"])]).await;

@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn a_line_without_end_fails_once_over_the_limit() {
         let mut long = b"+".to_vec();
-        long.extend(std::iter::repeat_n(b'a', 1024));
+        long.extend(std::iter::repeat_n(b'a', 1023));
         assert!(parse(&long).unwrap().is_none());
         long.push(b'a');
         assert!(malformed(&long).contains("over the limit"));

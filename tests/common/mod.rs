@@ -284,6 +284,7 @@ pub mod raw;
 pub mod redis;
 pub mod rpc;
 pub mod scale;
+pub mod tools;
 
 /// A self-signed certificate for 127.0.0.1/localhost, written to a fresh
 /// directory; returns the certificate and key paths.

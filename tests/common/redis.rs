@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[path = "tools.rs"]
-mod tools;
-
 /// How long a starting server may take before the test fails.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
@@ -96,7 +93,7 @@ impl RedisServer {
 
     async fn spawn(&mut self) {
         let log = self.dir.join("redis.log");
-        let child = Command::new(tools::on_path("redis-server"))
+        let child = Command::new(super::tools::on_path("redis-server"))
             .args(self.arguments(&log))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -109,7 +106,14 @@ impl RedisServer {
 
     fn arguments(&self, log: &Path) -> Vec<String> {
         let mut args: Vec<String> = [
-            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
         ]
         .map(String::from)
         .to_vec();
@@ -123,7 +127,10 @@ impl RedisServer {
             args.extend(["--tls-port".into(), tls.port.to_string()]);
             args.extend(["--tls-cert-file".into(), tls.cert.display().to_string()]);
             args.extend(["--tls-key-file".into(), tls.key.display().to_string()]);
-            args.extend(["--tls-ca-cert-file".into(), tls.ca_bundle.display().to_string()]);
+            args.extend([
+                "--tls-ca-cert-file".into(),
+                tls.ca_bundle.display().to_string(),
+            ]);
             args.extend(["--tls-auth-clients".into(), "no".into()]);
         }
         args
