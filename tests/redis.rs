@@ -86,6 +86,23 @@ async fn a_pipeline_gets_one_reply_per_command_in_order() {
 }
 
 #[tokio::test]
+async fn a_large_value_arrives_over_many_reads() {
+    let server = RedisServer::start().await;
+    let redis = Redis::new(RedisOptions {
+        timeout: Duration::from_secs(10),
+        ..RedisOptions::new(server.url())
+    })
+    .expect("valid");
+    let value: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    run(&redis, &[Command::new("SET").arg("big").arg(&value)]).await;
+    let replies = run(&redis, &[cmd(&["GET", "big"]), cmd(&["STRLEN", "big"])]).await;
+    assert_eq!(
+        replies,
+        [Value::Bulk(Bytes::from(value)), Value::Int(3 * 1024 * 1024)]
+    );
+}
+
+#[tokio::test]
 async fn an_error_reply_fills_its_slot_and_keeps_the_connection() {
     let server = RedisServer::start().await;
     let redis = client(&server.url());

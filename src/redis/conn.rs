@@ -17,6 +17,9 @@ use crate::transport::{set_keepalive, BoxStream};
 
 /// Each read asks for at least this much room; replies are usually small.
 const READ_CHUNK: usize = 16 * 1024;
+/// An idle connection keeps at most this much read buffer, so that one big
+/// reply does not pin `max_reply_bytes` of memory in the pool.
+const IDLE_BUFFER: usize = 64 * 1024;
 /// A subscription may sit silent for hours: keepalive notices a server
 /// that vanished without closing the connection.
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -106,6 +109,9 @@ impl Conn {
             return Err(RedisError::Protocol(
                 "more replies than commands were sent".into(),
             ));
+        }
+        if self.buf.capacity() > IDLE_BUFFER {
+            self.buf = BytesMut::new();
         }
         Ok(replies)
     }

@@ -43,6 +43,7 @@ pub enum RedisError {
     Refused(String),
 }
 
+#[derive(Clone)]
 pub struct RedisOptions {
     /// redis://[[user]:password@]host[:port][/db] or rediss:// (TLS, as Azure
     /// Cache for Redis requires). Default port 6379.
@@ -74,6 +75,24 @@ impl RedisOptions {
             max_connections: 8,
             max_reply_bytes: 16 * 1024 * 1024,
         }
+    }
+}
+
+/// Never shows a password: the URL's is left out, the options' is only
+/// said to be there.
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = url::parse(&self.url)
+            .map(|endpoint| format!("{endpoint:?}"))
+            .unwrap_or_else(|_| "<invalid URL>".into());
+        f.debug_struct("RedisOptions")
+            .field("url", &url)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .field("max_connections", &self.max_connections)
+            .field("max_reply_bytes", &self.max_reply_bytes)
+            .finish()
     }
 }
 
@@ -326,6 +345,20 @@ mod tests {
         }
         let redis = Redis::new(options("rediss://cache.example.net:6380")).expect("valid");
         assert_eq!(redis.describe(), "cache.example.net:6380 (tls)");
+    }
+
+    #[test]
+    fn options_debug_hides_passwords() {
+        let mut o = options("redis://:in-url@h/1");
+        o.password = Some("from-env".into());
+        let debug = format!("{o:?}");
+        assert!(
+            !debug.contains("in-url") && !debug.contains("from-env"),
+            "{debug}"
+        );
+        assert!(debug.contains("h:6379 db 1"), "{debug}");
+        let debug = format!("{:?}", options("redis://:in-url@h:x"));
+        assert!(!debug.contains("in-url"), "{debug}");
     }
 
     #[test]
