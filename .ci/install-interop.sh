@@ -8,6 +8,8 @@
 #   - check-jsonschema, kubernetes-validate (same venv: tests/deploy.rs validates the compose files
 #                                           and Kubernetes manifests against their bundled schemas)
 #   - shellcheck                         (apt: tests/deploy.rs lints the deployment's shell scripts)
+#   - redis-server                       (apt, Redis 7.0 with TLS: tests/redis.rs runs the result
+#                                         cache's Redis client against it, tests/common/redis.rs)
 #   - tedious                            (npm ci in tests/interop, pinned by package-lock.json)
 # Idempotent and quiet: a second run does no network access and prints nothing.
 # Use the venv's python for the Python clients: .venv/bin/python tests/interop/pytds_client.py ...
@@ -18,7 +20,7 @@ INTEROP="$ROOT/tests/interop"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 
-APT_PACKAGES=(freetds-bin libltdl7 libkrb5-3 libgssapi-krb5-2 libstdc++6 libssl3 ca-certificates shellcheck)
+APT_PACKAGES=(freetds-bin libltdl7 libkrb5-3 libgssapi-krb5-2 libstdc++6 libssl3 ca-certificates shellcheck redis-server)
 
 # Run a command with its output kept aside; show it only if the command fails.
 quiet() {
@@ -70,6 +72,7 @@ fi
 # Fail now, not in the middle of a test run, if something did not come through.
 command -v tsql >/dev/null
 command -v shellcheck >/dev/null
+command -v redis-server >/dev/null
 "$VENV/bin/python" - <<'PY'
 import ctypes, glob, os
 import OpenSSL.SSL, pytds, mssql_python, mssql_python_odbc

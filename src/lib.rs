@@ -12,6 +12,7 @@ pub mod config;
 pub mod frontend;
 pub mod metrics;
 pub mod monitor;
+pub mod redis;
 pub mod rlimit;
 pub mod router;
 pub mod server;

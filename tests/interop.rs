@@ -25,9 +25,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// Exit statuses of coreutils `timeout` when it had to stop the client.
 const TIMED_OUT: [i32; 2] = [124, 137];
 
-#[path = "common/tools.rs"]
-mod tools;
-use tools::{on_path, INSTALL};
+use common::tools::{on_path, INSTALL};
 
 /// A self-signed certificate for 127.0.0.1/localhost, written once per test
 /// binary to a fresh directory.
@@ -60,7 +58,7 @@ fn interop_dir() -> PathBuf {
 }
 
 fn venv_python() -> PathBuf {
-    tools::venv_bin("python")
+    common::tools::venv_bin("python")
 }
 
 /// How to start one driver's client script.

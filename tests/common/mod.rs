@@ -281,8 +281,10 @@ pub async fn run(client: &mut TestClient, sql: &str) {
 
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod rpc;
 pub mod scale;
+pub mod tools;
 
 /// A self-signed certificate for 127.0.0.1/localhost, written to a fresh
 /// directory; returns the certificate and key paths.
@@ -299,9 +301,17 @@ pub fn self_signed_certificate() -> (std::path::PathBuf, std::path::PathBuf) {
 
 /// A fresh directory for generated certificates.
 fn certificate_dir() -> std::path::PathBuf {
+    temp_dir("sluice-cert")
+}
+
+/// A fresh directory under the system's temporary one, named `prefix-…`
+/// (the counter tells apart two made in the same nanosecond by parallel tests).
+pub fn temp_dir(prefix: &str) -> std::path::PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "sluice-cert-{}-{}",
+        "{prefix}-{}-{}-{}",
         std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
