@@ -61,7 +61,6 @@ impl Packet {
         let header = PacketHeader::decode(&buf[..HEADER_LEN], max_packet)?;
         let len = header.length as usize;
         if buf.len() < len {
-            buf.reserve(len - buf.len());
             return Ok(None);
         }
         let bytes = buf.split_to(len);
@@ -126,12 +125,25 @@ impl Packet {
 /// the default packet size, so most packets arrive in one read.
 const READ_CHUNK: usize = 4096;
 
+/// What a backend connection's reads ask for: several packets of a
+/// streaming result per read syscall.
+pub const BACKEND_READ_CHUNK: usize = 32 * 1024;
+
 /// Reads whole packets. Cancel-safe: bytes read by a future that is dropped
 /// stay in the buffer for the next call, so it can sit in a `select!`.
+///
+/// Its buffer never holds more than one partial packet plus one read
+/// (at most `max_packet + chunk` bytes): a read is made only when no whole
+/// packet is buffered.
 pub struct PacketReader<R> {
     inner: R,
     buf: BytesMut,
     max_packet: usize,
+    /// How many bytes a read asks for.
+    chunk: usize,
+    /// Whether the buffer is kept when empty (a backend connection, which
+    /// reads responses in chunks) or let go (a client, mostly idle).
+    keep_buffer: bool,
 }
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
@@ -140,7 +152,16 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             inner,
             buf: BytesMut::new(),
             max_packet: MAX_PACKET_SIZE,
+            chunk: READ_CHUNK,
+            keep_buffer: false,
         }
+    }
+
+    /// Reads ask for `chunk` bytes, and the buffer is kept and reused from
+    /// read to read (a backend connection, whose responses stream).
+    pub fn set_read_chunk(&mut self, chunk: usize) {
+        self.chunk = chunk.max(HEADER_LEN);
+        self.keep_buffer = true;
     }
 
     /// Packets longer than `max` are refused (the negotiated packet size).
@@ -164,7 +185,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub async fn read_packet(&mut self) -> Result<Packet, ReadError> {
         loop {
             if let Some(packet) = self.split_packet()? {
-                if self.buf.is_empty() {
+                if self.buf.is_empty() && !self.keep_buffer {
                     // Nothing more has arrived: let go of the buffer (it
                     // lives on only while the packet does), so an idle
                     // connection holds no read buffer.
@@ -172,9 +193,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
                 }
                 return Ok(packet);
             }
-            if self.buf.len() == self.buf.capacity() {
-                self.buf.reserve(READ_CHUNK);
-            }
+            self.make_room();
             let read = match self.inner.read_buf(&mut self.buf).await {
                 Ok(n) => n,
                 // TLS peers (most drivers) close the socket without
@@ -190,6 +209,25 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
                 });
             }
         }
+    }
+
+    /// Before a read: room for a chunk, or for the rest of the packet whose
+    /// header is buffered if that is more. The allocation is reused once
+    /// the packets split from it are dropped; otherwise a new one of just
+    /// that size takes the partial packet (never a doubling, so a packet
+    /// kept alive across reads cannot make the buffer grow).
+    fn make_room(&mut self) {
+        let mut want = self.chunk;
+        if self.buf.len() >= HEADER_LEN {
+            let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+            want = want.max(len.saturating_sub(self.buf.len()));
+        }
+        if self.buf.capacity() - self.buf.len() >= want || self.buf.try_reclaim(want) {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(self.buf.len() + want);
+        fresh.extend_from_slice(&self.buf);
+        self.buf = fresh;
     }
 
     /// Check, then parse, then advance: a packet leaves the buffer only

@@ -13,7 +13,9 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::tds::packet::{PacketHeader, PacketType, Status};
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
-use crate::transport::{write_packet_resized, BoxStream, Packet, PacketReader, ReadError, Request};
+use crate::transport::{
+    write_packet_resized, BoxStream, Packet, PacketReader, ReadError, Request, BACKEND_READ_CHUNK,
+};
 
 use super::settings::Settings;
 
@@ -138,12 +140,14 @@ pub enum ExchangeError {
 
 impl BackendConn {
     pub(super) fn new(
-        reader: PacketReader<ReadHalf<BoxStream>>,
+        mut reader: PacketReader<ReadHalf<BoxStream>>,
         writer: WriteHalf<BoxStream>,
         packet_size: usize,
         info: ServerInfo,
         name: Arc<str>,
     ) -> BackendConn {
+        // Responses stream: several packets per read, into one buffer.
+        reader.set_read_chunk(BACKEND_READ_CHUNK);
         BackendConn {
             reader,
             writer,
