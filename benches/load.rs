@@ -11,13 +11,15 @@
 //! | `SLUICE_BENCH_CLIENTS` | 1,32,1000 | concurrency levels of the point query |
 //! | `SLUICE_BENCH_STREAM_MB` | 1000 | size of the streamed result (0: skip) |
 //! | `SLUICE_BENCH_ONLY` | all | scenarios to run, comma-separated (`point,1mb,10k-rows`) |
+//! | `SLUICE_BENCH_BIN` | this build's `sluice` | the Sluice binary to run (to compare two builds) |
 //!
 //! The backend is an embedded iridium server in this process, and so are
 //! the tiberius clients. Sluice runs as its own process (the `sluice`
 //! release binary with a generated `proxy.toml`, log level `warn`), and so
 //! does the forwarder (this executable again, with `SLUICE_BENCH_FORWARD`
 //! set), so that each one's user+system CPU can be read from
-//! `/proc/<pid>/stat` right before and right after the request phase: every
+//! `/proc/<pid>/task/*/schedstat` (nanoseconds; `/proc/<pid>/stat` ticks
+//! where the kernel keeps no schedstat) right before and right after the request phase: every
 //! client has logged in and run its query once (Sluice's pool is filled)
 //! before the first reading, so logins are not counted.
 //!
@@ -98,7 +100,7 @@ async fn run() {
     println!("sluice: {} (pid {})", sluice.program, sluice.pid());
     println!("forwarder: pid {}", forwarder.pid());
     println!(
-        "request phase {seconds} s per path and round, {rounds} rounds; CPU clock {} Hz",
+        "request phase {seconds} s per path and round, {rounds} rounds; CPU from schedstat (ns), else {} Hz ticks",
         clock_ticks_per_second()
     );
 

@@ -61,7 +61,6 @@ impl Packet {
         let header = PacketHeader::decode(&buf[..HEADER_LEN], max_packet)?;
         let len = header.length as usize;
         if buf.len() < len {
-            buf.reserve(len - buf.len());
             return Ok(None);
         }
         let bytes = buf.split_to(len);
@@ -126,12 +125,28 @@ impl Packet {
 /// the default packet size, so most packets arrive in one read.
 const READ_CHUNK: usize = 4096;
 
+/// What a backend connection's reads ask for: several packets of a
+/// streaming result per read syscall.
+pub const BACKEND_READ_CHUNK: usize = 32 * 1024;
+
 /// Reads whole packets. Cancel-safe: bytes read by a future that is dropped
 /// stay in the buffer for the next call, so it can sit in a `select!`.
+///
+/// Its buffer never holds more than one partial packet plus one read
+/// (at most `max_packet + chunk` bytes): a read is made only when no whole
+/// packet is buffered.
 pub struct PacketReader<R> {
     inner: R,
     buf: BytesMut,
     max_packet: usize,
+    /// How many bytes a read asks for.
+    chunk: usize,
+    /// Whether the buffer is kept when empty (a backend connection, which
+    /// reads responses in chunks) or let go (a client, mostly idle).
+    keep_buffer: bool,
+    /// A read error [`packet_ready`](Self::packet_ready) met, for the next
+    /// [`read_packet`](Self::read_packet) to report.
+    failed: Option<io::Error>,
 }
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
@@ -140,7 +155,17 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             inner,
             buf: BytesMut::new(),
             max_packet: MAX_PACKET_SIZE,
+            chunk: READ_CHUNK,
+            keep_buffer: false,
+            failed: None,
         }
+    }
+
+    /// Reads ask for `chunk` bytes, and the buffer is kept and reused from
+    /// read to read (a backend connection, whose responses stream).
+    pub fn set_read_chunk(&mut self, chunk: usize) {
+        self.chunk = chunk.max(HEADER_LEN);
+        self.keep_buffer = true;
     }
 
     /// Packets longer than `max` are refused (the negotiated packet size).
@@ -164,7 +189,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub async fn read_packet(&mut self) -> Result<Packet, ReadError> {
         loop {
             if let Some(packet) = self.split_packet()? {
-                if self.buf.is_empty() {
+                if self.buf.is_empty() && !self.keep_buffer {
                     // Nothing more has arrived: let go of the buffer (it
                     // lives on only while the packet does), so an idle
                     // connection holds no read buffer.
@@ -172,9 +197,10 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
                 }
                 return Ok(packet);
             }
-            if self.buf.len() == self.buf.capacity() {
-                self.buf.reserve(READ_CHUNK);
+            if let Some(e) = self.failed.take() {
+                return Err(e.into());
             }
+            self.make_room();
             let read = match self.inner.read_buf(&mut self.buf).await {
                 Ok(n) => n,
                 // TLS peers (most drivers) close the socket without
@@ -190,6 +216,62 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
                 });
             }
         }
+    }
+
+    /// Whether the next packet can be had without waiting: it is buffered,
+    /// or the bytes it lacks are already on the socket (read now, with no
+    /// waiting; a socket with nothing to read costs no syscall once its
+    /// readiness is known to be clear).
+    pub fn packet_ready(&mut self) -> bool {
+        if self.has_packet() {
+            return true;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            self.make_room();
+            let before = self.buf.len();
+            let read = std::pin::pin!(self.inner.read_buf(&mut self.buf));
+            match std::future::Future::poll(read, &mut cx) {
+                std::task::Poll::Ready(Ok(n)) if n > 0 => {}
+                // The end of the stream: `read_packet` finds it again.
+                std::task::Poll::Ready(Ok(_)) => return true,
+                std::task::Poll::Ready(Err(e)) => {
+                    self.failed = Some(e);
+                    return true;
+                }
+                std::task::Poll::Pending => return false,
+            }
+            debug_assert!(self.buf.len() > before);
+            if self.has_packet() {
+                return true;
+            }
+        }
+    }
+
+    /// A whole packet is buffered (or at least its length says so; a
+    /// malformed header is reported by the read that splits it).
+    fn has_packet(&self) -> bool {
+        self.buf.len() >= HEADER_LEN
+            && self.buf.len() >= usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]))
+    }
+
+    /// Before a read: room for a chunk, or for the rest of the packet whose
+    /// header is buffered if that is more. The allocation is reused once
+    /// the packets split from it are dropped; otherwise a new one of just
+    /// that size takes the partial packet (never a doubling, so a packet
+    /// kept alive across reads cannot make the buffer grow).
+    fn make_room(&mut self) {
+        let mut want = self.chunk;
+        if self.buf.len() >= HEADER_LEN {
+            let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+            want = want.max(len.saturating_sub(self.buf.len()));
+        }
+        if self.buf.capacity() - self.buf.len() >= want || self.buf.try_reclaim(want) {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(self.buf.len() + want);
+        fresh.extend_from_slice(&self.buf);
+        self.buf = fresh;
     }
 
     /// Check, then parse, then advance: a packet leaves the buffer only
@@ -247,7 +329,15 @@ pub struct ClientConn {
     /// `sluice_client_bytes_received_total` and `..._sent_total`.
     bytes_received: metrics::Counter,
     bytes_sent: metrics::Counter,
+    /// Response packets gathered for one write (see
+    /// [`ClientConn::forward_coalesced`]); empty between writes, and let go
+    /// at the end of each response.
+    out: Vec<u8>,
 }
+
+/// How many bytes of relayed packets one client write gathers at most
+/// (plus the packet that crosses it).
+const COALESCE_BYTES: usize = 32 * 1024;
 
 /// How long a client may stay idle between requests, and the message
 /// (Sluice's own ERROR and DONE) it gets before it is disconnected.
@@ -273,6 +363,7 @@ impl ClientConn {
             idle: None,
             bytes_received: metrics::counter!(crate::metrics::CLIENT_BYTES_RECEIVED),
             bytes_sent: metrics::counter!(crate::metrics::CLIENT_BYTES_SENT),
+            out: Vec::new(),
         }
     }
 
@@ -322,34 +413,91 @@ impl ClientConn {
     }
 
     /// Forwards one response packet with this client's SPID, re-cut to its
-    /// packet size.
+    /// packet size, and writes it at once.
     pub async fn forward(&mut self, packet: &mut Packet) -> io::Result<()> {
+        self.forward_coalesced(packet, false).await
+    }
+
+    /// Forwards one response packet with this client's SPID, re-cut to its
+    /// packet size. When `more_ready` (the next packet can be had without
+    /// waiting, see [`PacketReader::packet_ready`]) it may wait in the
+    /// write buffer to go out with the packets after it, in one write of up
+    /// to [`COALESCE_BYTES`]; a packet never waits for bytes that may not
+    /// come, and an EOM packet never waits. Every write that happens is
+    /// bounded by the write timeout.
+    pub async fn forward_coalesced(
+        &mut self,
+        packet: &mut Packet,
+        more_ready: bool,
+    ) -> io::Result<()> {
         packet.set_spid(self.spid);
         self.bytes_sent.increment(packet.len() as u64);
-        let (writer, size) = (&mut self.writer, self.packet_size);
-        bounded(self.write_timeout, async {
-            write_packet_resized(writer, packet, size).await?;
+        let wait = more_ready && !packet.is_eom();
+        if self.out.is_empty() && !wait && packet.len() <= self.packet_size {
+            // Alone and as it is: written from where it was read.
+            let (writer, bytes) = (&mut self.writer, packet.as_bytes());
+            return bounded(self.write_timeout, async {
+                writer.write_all(bytes).await?;
+                writer.flush().await
+            })
+            .await;
+        }
+        if self.out.capacity() == 0 {
+            self.out
+                .reserve(COALESCE_BYTES + packet.len() + packet.len() / 64 * HEADER_LEN);
+        }
+        encode_packet_resized(&mut self.out, packet, self.packet_size);
+        if wait && self.out.len() < COALESCE_BYTES {
+            return Ok(());
+        }
+        let result = self.write_out().await;
+        if packet.is_eom() {
+            // The response is over: an idle client holds no write buffer.
+            self.out = Vec::new();
+        }
+        result
+    }
+
+    /// Writes what the write buffer holds, within the write timeout.
+    async fn write_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let (writer, out) = (&mut self.writer, &self.out);
+        let result = bounded(self.write_timeout, async {
+            writer.write_all(out).await?;
             writer.flush().await
         })
-        .await
+        .await;
+        self.out.clear();
+        result
     }
 
-    /// Sends a whole message Sluice wrote itself (errors, emulated replies).
+    /// Sends a whole message Sluice wrote itself (errors, emulated replies),
+    /// after any relayed packets still in the write buffer, in one write.
     pub async fn send_message(&mut self, payload: &[u8]) -> io::Result<()> {
-        let (writer, spid, size) = (&mut self.writer, self.spid, self.packet_size);
         let ty = PacketType::TABULAR_RESULT;
-        let per_packet = size.saturating_sub(HEADER_LEN).max(1);
-        let headers = payload.len().div_ceil(per_packet).max(1) * HEADER_LEN;
-        self.bytes_sent.increment((payload.len() + headers) as u64);
-        bounded(
-            self.write_timeout,
-            write_message(writer, ty, spid, payload, size),
-        )
-        .await
+        let before = self.out.len();
+        crate::tds::packet::encode_message(
+            &mut self.out,
+            ty,
+            Status::NORMAL,
+            self.spid,
+            payload,
+            self.packet_size,
+        );
+        self.bytes_sent.increment((self.out.len() - before) as u64);
+        let result = self.write_out().await;
+        if self.out.capacity() > COALESCE_BYTES * 2 {
+            self.out = Vec::new();
+        }
+        result
     }
 
-    /// Closes the client's side of the connection after a final message.
+    /// Closes the client's side of the connection after a final message
+    /// (relayed packets still in the write buffer go first).
     pub async fn shutdown(&mut self) {
+        let _ = self.write_out().await;
         let _ = bounded(self.write_timeout, self.writer.shutdown()).await;
     }
 }
@@ -487,8 +635,8 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
 }
 
 /// Forwards a packet to a peer whose packet size may be smaller: a packet
-/// that fits goes as is, a bigger one is cut into several, only the last of
-/// which keeps the EOM bit. Reset bits stay on the first piece.
+/// that fits goes as is, a bigger one is cut into several (see
+/// [`encode_packet_resized`]) and written at once.
 pub async fn write_packet_resized<W: AsyncWrite + Unpin>(
     w: &mut W,
     packet: &Packet,
@@ -496,6 +644,19 @@ pub async fn write_packet_resized<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     if packet.bytes.len() <= packet_size {
         return w.write_all(&packet.bytes).await;
+    }
+    let mut out = Vec::with_capacity(packet.len() + packet.len() / 64 * HEADER_LEN);
+    encode_packet_resized(&mut out, packet, packet_size);
+    w.write_all(&out).await
+}
+
+/// Appends `packet` to `out` for a peer whose packet size may be smaller:
+/// a packet that fits goes as is, a bigger one is cut into several, only
+/// the last of which keeps the EOM bit. Reset bits stay on the first piece.
+pub fn encode_packet_resized(out: &mut Vec<u8>, packet: &Packet, packet_size: usize) {
+    if packet.bytes.len() <= packet_size {
+        out.extend_from_slice(&packet.bytes);
+        return;
     }
     let chunk = packet_size - HEADER_LEN;
     let mut payload = &packet.bytes[HEADER_LEN..];
@@ -513,10 +674,9 @@ pub async fn write_packet_resized<W: AsyncWrite + Unpin>(
         let mut header = packet.header;
         header.status = status;
         header.length = (n + HEADER_LEN) as u16;
-        w.write_all(&header.encode()).await?;
-        w.write_all(&payload[..n]).await?;
+        out.extend_from_slice(&header.encode());
+        out.extend_from_slice(&payload[..n]);
         payload.advance(n);
         first = false;
     }
-    Ok(())
 }

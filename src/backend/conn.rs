@@ -13,7 +13,10 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::tds::packet::{PacketHeader, PacketType, Status};
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
-use crate::transport::{write_packet_resized, BoxStream, Packet, PacketReader, ReadError, Request};
+use crate::transport::{
+    encode_packet_resized, write_packet_resized, BoxStream, Packet, PacketReader, ReadError,
+    Request, BACKEND_READ_CHUNK,
+};
 
 use super::settings::Settings;
 
@@ -77,7 +80,14 @@ pub struct BackendConn {
     /// Statements prepared on it, shared by every session it serves.
     prepared: PreparedCache,
     created: Instant,
+    /// A request's packets, gathered for one write; empty between writes.
+    out: Vec<u8>,
 }
+
+/// How many bytes of a request one write to the backend carries at most
+/// (plus the packet that crosses it); also the most its write buffer keeps
+/// between requests.
+const REQUEST_WRITE_BYTES: usize = 32 * 1024;
 
 /// The statements prepared on one connection, by text (parameter
 /// declarations and statement), least recently used first out. A handle
@@ -138,12 +148,14 @@ pub enum ExchangeError {
 
 impl BackendConn {
     pub(super) fn new(
-        reader: PacketReader<ReadHalf<BoxStream>>,
+        mut reader: PacketReader<ReadHalf<BoxStream>>,
         writer: WriteHalf<BoxStream>,
         packet_size: usize,
         info: ServerInfo,
         name: Arc<str>,
     ) -> BackendConn {
+        // Responses stream: several packets per read, into one buffer.
+        reader.set_read_chunk(BACKEND_READ_CHUNK);
         BackendConn {
             reader,
             writer,
@@ -163,6 +175,7 @@ impl BackendConn {
                 ..PreparedCache::default()
             },
             created: Instant::now(),
+            out: Vec::new(),
         }
     }
 
@@ -333,19 +346,39 @@ impl BackendConn {
         result
     }
 
+    /// Writes the request's buffered packets in as few writes as their
+    /// size allows (one, for a request of up to 32 KiB).
     async fn write_request(&mut self, request: &Request) -> std::io::Result<()> {
+        self.out.clear();
+        let mut result = Ok(());
         for (i, packet) in request.packets().iter().enumerate() {
+            let start = self.out.len();
+            encode_packet_resized(&mut self.out, packet, self.packet_size);
             if i == 0 {
                 let status = self.first_status(packet.status());
                 if status != packet.status() {
-                    let mut first = packet.clone();
-                    first.set_status(status);
-                    write_packet_resized(&mut self.writer, &first, self.packet_size).await?;
-                    continue;
+                    // The first piece carries the request's status bits;
+                    // EOM stays as the re-cut left it.
+                    let eom = self.out[start + 1] & Status::EOM.0;
+                    self.out[start + 1] = status.without(Status::EOM).0 | eom;
                 }
             }
-            write_packet_resized(&mut self.writer, packet, self.packet_size).await?;
+            if self.out.len() >= REQUEST_WRITE_BYTES {
+                result = self.writer.write_all(&self.out).await;
+                self.out.clear();
+                if result.is_err() {
+                    break;
+                }
+            }
         }
+        if result.is_ok() && !self.out.is_empty() {
+            result = self.writer.write_all(&self.out).await;
+        }
+        self.out.clear();
+        if self.out.capacity() > 2 * REQUEST_WRITE_BYTES {
+            self.out = Vec::new();
+        }
+        result?;
         if request.is_complete() {
             self.writer.flush().await?;
         }
@@ -362,6 +395,13 @@ impl BackendConn {
             self.broken = true;
         }
         result
+    }
+
+    /// Whether the next packet of the response can be read without
+    /// waiting (see [`PacketReader::packet_ready`]): a relayed packet may
+    /// then wait to share a client write with it.
+    pub fn response_ready(&mut self) -> bool {
+        self.reader.packet_ready()
     }
 
     /// The next packet of the response to the request in flight. A read

@@ -397,7 +397,8 @@ impl BackendConn {
             }
             let previous = response.held.take();
             if let Some((mut held, _)) = previous {
-                if let Err(e) = client.forward(&mut held).await {
+                let more = self.response_ready();
+                if let Err(e) = client.forward_coalesced(&mut held, more).await {
                     return Some(RelayEnd::ClientGone(e));
                 }
                 response.forwarded = true;
@@ -414,7 +415,8 @@ impl BackendConn {
             self.finish_request();
             return Some(RelayEnd::Complete);
         }
-        if let Err(e) = client.forward(&mut packet).await {
+        let more = self.response_ready();
+        if let Err(e) = client.forward_coalesced(&mut packet, more).await {
             return Some(RelayEnd::ClientGone(e));
         }
         response.forwarded = true;

@@ -26,8 +26,10 @@ impl ChildProcess {
         std::fs::write(&config_path, config).expect("write proxy.toml");
         let log = dir.join("sluice.log");
         let out = std::fs::File::create(&log).expect("log file");
-        let program = env!("CARGO_BIN_EXE_sluice");
-        let child = Command::new(program)
+        // `SLUICE_BENCH_BIN` runs another build (an A/B comparison).
+        let program = std::env::var("SLUICE_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string());
+        let child = Command::new(&program)
             .arg("--config")
             .arg(&config_path)
             .env_remove("RUST_LOG")
@@ -39,7 +41,7 @@ impl ChildProcess {
         ChildProcess {
             child,
             addr,
-            program: program.to_string(),
+            program,
             log: Some(log),
         }
     }
@@ -90,8 +92,14 @@ impl ChildProcess {
         rss_kib(self.pid()).expect("VmRSS in /proc/<pid>/status")
     }
 
-    /// User plus system CPU time so far, seconds.
+    /// User plus system CPU time so far, seconds: the on-CPU time of each
+    /// of its threads (`/proc/<pid>/task/*/schedstat`, nanoseconds), or,
+    /// without schedstat, utime + stime from `/proc/<pid>/stat` (in clock
+    /// ticks, 10 ms each: too coarse for a short phase).
     pub fn cpu_seconds(&self) -> f64 {
+        if let Some(ns) = schedstat_ns(self.pid()) {
+            return ns as f64 / 1e9;
+        }
         let stat = self.proc_file("stat");
         // Fields after the parenthesised command name: state is field 3,
         // utime 14 and stime 15 (proc(5)).
@@ -103,6 +111,17 @@ impl ChildProcess {
             fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
         ticks as f64 / clock_ticks_per_second() as f64
     }
+}
+
+/// The summed on-CPU nanoseconds of the threads of `pid` (the first field
+/// of each thread's schedstat), if the kernel keeps them.
+fn schedstat_ns(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 impl Drop for ChildProcess {
