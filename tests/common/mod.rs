@@ -281,6 +281,7 @@ pub async fn run(client: &mut TestClient, sql: &str) {
 
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod rpc;
 pub mod scale;
 
