@@ -45,16 +45,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
 use hdrhistogram::Histogram;
 use iridium_core::{Database, SessionId, SessionManager, StatementExecutor};
 use iridium_server::{ServerConfig, TdsServer};
-use tiberius::{AuthMethod, Client, ColumnData, EncryptionLevel, QueryItem};
 use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+#[path = "../tests/common/bench.rs"]
+mod bench;
 #[path = "../tests/common/process.rs"]
 mod process;
+use bench::{client, client_levels, closed_loop, env_or, run_query, warm_up};
 use process::{clock_ticks_per_second, rss_kib, ChildProcess};
 
 const PASSWORD: &str = "bench";
@@ -86,11 +86,7 @@ async fn run() {
     let seconds: u64 = env_or("SLUICE_BENCH_SECS", 2);
     let rounds: usize = env_or("SLUICE_BENCH_ROUNDS", 3).max(1);
     let stream_mb: usize = env_or("SLUICE_BENCH_STREAM_MB", 1000);
-    let levels: Vec<usize> = std::env::var("SLUICE_BENCH_CLIENTS")
-        .unwrap_or_else(|_| "1,32,1000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let levels = client_levels("1,32,1000");
     let duration = Duration::from_secs(seconds);
     let backend = start_backend(stream_mb).await;
     let mut sluice = start_sluice_process(backend);
@@ -201,13 +197,6 @@ async fn run() {
     if stream_mb > 0 {
         stream(&sluice, stream_mb).await;
     }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 struct Figures {
@@ -360,42 +349,6 @@ fn insert_rows(
     }
 }
 
-async fn client(addr: SocketAddr, user: &str, password: &str) -> Client<Compat<TcpStream>> {
-    let mut config = tiberius::Config::new();
-    config.host("127.0.0.1");
-    config.port(addr.port());
-    config.authentication(AuthMethod::sql_server(user, password));
-    config.encryption(EncryptionLevel::NotSupported);
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.set_nodelay(true).ok();
-    Client::connect(config, tcp.compat_write())
-        .await
-        .expect("login")
-}
-
-/// Runs `query` and reads every row as it arrives; returns the rows and the
-/// bytes of column data received.
-async fn run_query(client: &mut Client<Compat<TcpStream>>, query: &str) -> (usize, u64) {
-    let mut stream = client.simple_query(query).await.expect("query");
-    let mut rows = 0;
-    let mut bytes = 0u64;
-    while let Some(item) = stream.try_next().await.expect("rows") {
-        if let QueryItem::Row(row) = item {
-            rows += 1;
-            bytes += row.cells().map(|(_, data)| data_bytes(data)).sum::<u64>();
-        }
-    }
-    (rows, bytes)
-}
-
-fn data_bytes(data: &ColumnData<'_>) -> u64 {
-    match data {
-        ColumnData::I32(_) => 4,
-        ColumnData::String(Some(s)) => s.len() as u64,
-        _ => 0,
-    }
-}
-
 async fn measure(
     addr: SocketAddr,
     user: &str,
@@ -405,75 +358,22 @@ async fn measure(
     scenario: &Scenario,
     proxy: Option<&ChildProcess>,
 ) -> Figures {
-    let mut logins = Vec::new();
-    for _ in 0..concurrency {
-        let (user, password) = (user.to_string(), password.to_string());
-        logins.push(tokio::spawn(
-            async move { client(addr, &user, &password).await },
-        ));
-    }
-    let mut clients = Vec::new();
-    for login in logins {
-        clients.push(login.await.expect("login task"));
-    }
+    let clients = bench::clients(addr, user, password, concurrency).await;
     // Warm-up: one query each, at once, so that Sluice's pool holds its
     // connections before the CPU is read.
-    let warm: Vec<_> = clients
-        .into_iter()
-        .map(|mut c| {
-            let query = scenario.query.clone();
-            tokio::spawn(async move {
-                run_query(&mut c, &query).await;
-                c
-            })
-        })
-        .collect();
-    let mut clients = Vec::new();
-    for task in warm {
-        clients.push(task.await.expect("warm-up task"));
-    }
+    let clients = warm_up(clients, &scenario.query).await;
     let cpu_before = proxy.map(ChildProcess::cpu_seconds);
     let started = Instant::now();
-    let deadline = started + duration;
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|mut c| {
-            let query = scenario.query.clone();
-            let expected = scenario.rows;
-            tokio::spawn(async move {
-                let mut h = Histogram::<u64>::new(3).expect("histogram");
-                let (mut n, mut bytes) = (0u64, 0u64);
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let (rows, b) = run_query(&mut c, &query).await;
-                    assert_eq!(rows, expected);
-                    h.record(t.elapsed().as_micros() as u64).ok();
-                    n += 1;
-                    bytes += b;
-                }
-                (n, bytes, h, c)
-            })
-        })
-        .collect();
-    let mut latency = Histogram::<u64>::new(3).expect("histogram");
-    let (mut requests, mut bytes) = (0, 0);
-    let mut done = Vec::new();
-    for task in tasks {
-        let (n, b, h, c) = task.await.expect("client task");
-        requests += n;
-        bytes += b;
-        latency.add(h).ok();
-        done.push(c);
-    }
+    let run = closed_loop(clients, &scenario.query, scenario.rows, started + duration).await;
     let elapsed = started.elapsed();
     let cpu = proxy.map(ChildProcess::cpu_seconds);
     // Log off after the reading.
-    drop(done);
+    drop(run.clients);
     Figures {
-        requests,
-        bytes,
+        requests: run.requests,
+        bytes: run.bytes,
         elapsed,
-        latency,
+        latency: run.latency,
         cpu: cpu.zip(cpu_before).map(|(after, before)| after - before),
         rounds: Vec::new(),
     }

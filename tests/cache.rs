@@ -75,7 +75,11 @@ async fn nothing_on_the_never_cache_list_is_served_from_the_cache() {
     assert_eq!(whereami(&mut client, READ).await, "first");
     set_behind(&primary, "second");
     assert_eq!(whereami(&mut client, READ).await, "first");
-    run(&mut client, "CREATE TABLE #ids (id INT); INSERT INTO #ids VALUES (1)").await;
+    run(
+        &mut client,
+        "CREATE TABLE #ids (id INT); INSERT INTO #ids VALUES (1)",
+    )
+    .await;
     let never = [
         "SELECT v, GETDATE() AS t FROM dbo.prices WHERE id = 1",
         "SELECT v, GETUTCDATE() AS t FROM dbo.prices WHERE id = 1",
