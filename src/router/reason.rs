@@ -106,9 +106,7 @@ impl Reason {
         match self {
             Reason::Replica(grounds)
             | Reason::NoReplicaAvailable(grounds)
-            | Reason::CacheFill(grounds) => {
-                grounds.is_detected_procedure()
-            }
+            | Reason::CacheFill(grounds) => grounds.is_detected_procedure(),
             _ => false,
         }
     }
@@ -157,7 +155,9 @@ impl fmt::Display for Reason {
             Reason::Classified(c) => write!(f, "{}: {}", c.class.as_str(), c.reason),
             Reason::NotClassified => f.write_str("not classified"),
             Reason::NoReplicaAvailable(grounds) => write!(f, "{grounds}; no replica available"),
-            Reason::CacheFill(grounds) => write!(f, "{grounds}; a cache miss, filled from the primary"),
+            Reason::CacheFill(grounds) => {
+                write!(f, "{grounds}; a cache miss, filled from the primary")
+            }
             Reason::ReadYourWrites {
                 since_write,
                 replica_lag,
