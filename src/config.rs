@@ -1218,9 +1218,7 @@ impl RuleConfig {
     /// The rule's name in logs and `explain`: its `name`, or `#n` from its
     /// position (`index` counts from 0).
     pub fn display_name(&self, index: usize) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("#{}", index + 1))
+        rule_name(&self.name, index)
     }
 
     /// Checks the rule at `index` and compiles its `match_sql`; the error
@@ -1242,18 +1240,33 @@ impl RuleConfig {
                 "add match_sql, procedure, user, application or database",
             ));
         }
-        match &self.match_sql {
-            Some(pattern) => regex::Regex::new(pattern).map(Some).map_err(|e| {
-                invalid(
-                    &format!("{key}.match_sql"),
-                    format!("{pattern:?}"),
-                    &e.to_string(),
-                    "write a valid regular expression",
-                )
-            }),
-            None => Ok(None),
-        }
+        compile_match_sql(&key, self.match_sql.as_deref())
     }
+}
+
+/// A rule's name: its `name`, or `#n` from its position (`index` counts
+/// from 0). Routing and cache rules name themselves alike.
+fn rule_name(name: &Option<String>, index: usize) -> String {
+    name.clone().unwrap_or_else(|| format!("#{}", index + 1))
+}
+
+/// Compiles the `match_sql` of the rule at `key`; the error names the key
+/// and the fix.
+fn compile_match_sql(
+    key: &str,
+    pattern: Option<&str>,
+) -> Result<Option<regex::Regex>, ConfigError> {
+    let Some(pattern) = pattern else {
+        return Ok(None);
+    };
+    regex::Regex::new(pattern).map(Some).map_err(|e| {
+        invalid(
+            &format!("{key}.match_sql"),
+            format!("{pattern:?}"),
+            &e.to_string(),
+            "write a valid regular expression",
+        )
+    })
 }
 
 /// Splits a heartbeat table name, `table` or `schema.table`, into its

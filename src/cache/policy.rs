@@ -9,7 +9,7 @@ use regex::Regex;
 
 use crate::classify::{Class, Classification, Flags};
 use crate::config::{Cache as CacheConfig, ConfigError};
-use crate::router::rules::same_procedure;
+use crate::router::rules::{equal_or_absent, same_procedure};
 use crate::router::Request;
 
 /// What the cache sees of a routed request.
@@ -258,12 +258,6 @@ impl Rule {
             .iter()
             .all(|t| self.tables.iter().any(|r| r == object_of(t)))
     }
-}
-
-fn equal_or_absent(wanted: &Option<String>, actual: &str) -> bool {
-    wanted
-        .as_deref()
-        .is_none_or(|w| w.eq_ignore_ascii_case(actual))
 }
 
 /// The never-cache list, in the order `explain` reports it.

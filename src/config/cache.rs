@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{check_range, invalid, ConfigError, MAX_DURATION_MS};
+use super::{check_range, compile_match_sql, invalid, rule_name, ConfigError, MAX_DURATION_MS};
 
 /// Most bytes the in-process tier may hold: far beyond this, a dedicated
 /// Redis is the better place.
@@ -185,9 +185,7 @@ impl Cache {
 impl CacheRuleConfig {
     /// The rule's name in `explain` and metrics: its `name`, or `#n`.
     pub fn display_name(&self, index: usize) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("#{}", index + 1))
+        rule_name(&self.name, index)
     }
 
     /// Checks the rule at `index` and compiles its `match_sql`.
@@ -218,17 +216,7 @@ impl CacheRuleConfig {
         for table in &self.tables {
             check_table_name(&format!("{key}.tables"), table)?;
         }
-        match &self.match_sql {
-            Some(pattern) => regex::Regex::new(pattern).map(Some).map_err(|e| {
-                invalid(
-                    &format!("{key}.match_sql"),
-                    format!("{pattern:?}"),
-                    &e.to_string(),
-                    "write a valid regular expression",
-                )
-            }),
-            None => Ok(None),
-        }
+        compile_match_sql(&key, self.match_sql.as_deref())
     }
 }
 

@@ -80,7 +80,8 @@ impl Rule {
     }
 }
 
-fn equal_or_absent(wanted: &Option<String>, actual: &str) -> bool {
+/// A rule's name condition: absent, or equal ignoring ASCII case.
+pub fn equal_or_absent(wanted: &Option<String>, actual: &str) -> bool {
     wanted
         .as_deref()
         .is_none_or(|w| w.eq_ignore_ascii_case(actual))
