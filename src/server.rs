@@ -158,8 +158,6 @@ fn catalog_for(
     })
 }
 
-/// Users and their verification queue unchanged: the directory, with the
-/// credentials it has verified, carries over.
 /// The result cache `config` asks for: the previous generation's when
 /// `[cache]` did not change, so a reload keeps its entries and generations.
 fn cache_for(
@@ -175,6 +173,8 @@ fn cache_for(
     Ok(Some(Arc::new(crate::cache::ResultCache::new(wanted)?)))
 }
 
+/// Users and their verification queue unchanged: the directory, with the
+/// credentials it has verified, carries over.
 fn same_users(old: &Config, new: &Config) -> bool {
     old.users == new.users
         && old.listen.max_queued_verifications == new.listen.max_queued_verifications
