@@ -379,3 +379,30 @@ async fn a_reload_picks_up_a_renewed_certificate() {
     assert!(connect_with(trusting(&renewed)).await.is_ok());
     assert!(connect_with(trusting(&old_cert)).await.is_err());
 }
+
+/// An unchanged `[cache]` keeps its entries across a reload; a changed one
+/// starts empty (its rules may now say otherwise).
+#[tokio::test]
+async fn a_reload_keeps_an_unchanged_result_cache() {
+    let primary = backend("primary").await;
+    let file = ConfigFile::new("cache");
+    let cache = "[cache]\n[[cache.rules]]\nmatch_sql = \"whereami\"\nttl_ms = 60000\n";
+    file.write(primary.addr, &[], cache);
+    let (proxy, sluice) = start(&file).await;
+    let mut client = connect(sluice).await;
+    assert_eq!(read_from(&mut client).await, "primary");
+    primary.exec("UPDATE dbo.whereami SET v = N'changed'");
+    assert_eq!(read_from(&mut client).await, "primary", "a hit");
+    // Another routing key, the same [cache]: still a hit.
+    file.write(primary.addr, &[], &format!("{TO_PRIMARY}{cache}"));
+    proxy.reload().await.expect("reload");
+    assert_eq!(
+        read_from(&mut client).await,
+        "primary",
+        "kept across the reload"
+    );
+    // A changed [cache] starts empty.
+    file.write(primary.addr, &[], &cache.replace("60000", "30000"));
+    proxy.reload().await.expect("reload");
+    assert_eq!(read_from(&mut client).await, "changed");
+}
