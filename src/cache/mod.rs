@@ -212,8 +212,9 @@ impl ResultCache {
     pub async fn store(&self, ticket: Ticket, response: Bytes) {
         let entry = Arc::new(Entry::new(response, ticket.generations, ticket.ttl));
         if let Some(shared) = &self.shared {
-            if shared.store(&ticket.key, &entry).await.is_ok() {
-                count_store("redis");
+            match shared.store(&ticket.key, &entry).await {
+                Ok(()) => count_store("redis"),
+                Err(reason) => count_bypass(reason),
             }
         }
         if let Some(memory) = &self.memory {

@@ -143,7 +143,12 @@ impl SharedTier {
             .arg(entry.encode())
             .arg("PX")
             .arg(entry.remaining_ms().to_string());
-        s.run(&[set]).await.map(drop)
+        match s.run(&[set]).await?.first() {
+            Some(Value::Simple(ok)) if ok == "OK" => Ok(()),
+            // Out of memory under `noeviction`, say: this entry is not
+            // shared, nothing else is wrong.
+            _ => Err("redis_refused"),
+        }
     }
 
     /// Moves `names` on in Redis, raises the mirror to the new values and
