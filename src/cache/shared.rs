@@ -307,6 +307,9 @@ async fn listen(state: Arc<State>) {
             Ok(s) => s,
             Err(e) => {
                 state.failed(&e.to_string());
+                // Not at once: a Redis that answers PING but refuses
+                // SUBSCRIBE (an ACL) must not make this a busy loop.
+                tokio::time::sleep(PROBE_INTERVAL).await;
                 continue;
             }
         };
