@@ -127,3 +127,23 @@ impl metrics::Recorder for TestRecorder {
         metrics::Histogram::noop()
     }
 }
+
+/// A valid configuration with one user, a primary and `extra` appended
+/// (tables such as `[[routing.rules]]` or `[cache]`).
+pub(crate) fn config_with(extra: &str) -> crate::config::Config {
+    let text = format!(
+        r#"
+[listen]
+address = "127.0.0.1:1"
+[[users]]
+name = "a"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk"
+[primary]
+address = "127.0.0.1:2"
+user = "sa"
+password = "x"
+{extra}
+"#
+    );
+    crate::config::Config::parse(&text, std::path::Path::new("t")).expect("valid config")
+}

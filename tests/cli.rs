@@ -12,6 +12,15 @@ fn write_config(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// `sluice check --config <path>`, run to its end.
+fn check(config: &std::path::Path) -> std::process::Output {
+    sluice()
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 fn hash_password(password: &str) -> String {
     let mut child = sluice()
         .arg("hash-password")
@@ -41,11 +50,7 @@ fn hash_password_prints_a_verifiable_phc_string() {
              [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n"
         ),
     );
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check(&config);
     assert!(
         out.status.success(),
         "{}",
@@ -61,11 +66,7 @@ fn check_explains_what_is_wrong() {
         "[listen]\naddress = \"127.0.0.1:1\"\n[[users]]\nname = \"a\"\npassword_hash = \"plain\"\n\
          [primary]\naddress = \"127.0.0.1:2\"\nuser = \"sa\"\npassword = \"x\"\n",
     );
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check(&config);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -74,11 +75,7 @@ fn check_explains_what_is_wrong() {
     );
 
     let config = write_config("typo", "[listen]\nadress = \"127.0.0.1:1\"\n");
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check(&config);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("adress"));
 }
@@ -96,11 +93,7 @@ fn check_refuses_a_zero_idle_timeout_with_its_range() {
              [pool]\nidle_timeout_ms = 0\n"
         ),
     );
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check(&config);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -120,11 +113,7 @@ fn check_refuses_an_unknown_log_format_or_level() {
     );
     let check = |name: &str, log: &str| {
         let config = write_config(name, &format!("{base}{log}\n"));
-        let out = sluice()
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = check(&config);
         assert!(!out.status.success(), "{log} accepted");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -323,11 +312,7 @@ fn check_and_explain_know_shadow_mode() {
         )
     };
     let bad = write_config("shadow-bad", &text("shadow_sample = 2.0\n"));
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -335,11 +320,7 @@ fn check_and_explain_know_shadow_mode() {
         "{err}"
     );
     let good = write_config("shadow-good", &text("shadow_sample = 0.25\n"));
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = check(&good);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("OK") && said.contains("shadow mode sampling 0.25"),
@@ -367,11 +348,7 @@ fn check_and_explain_know_the_result_cache() {
         )
     };
     let bad = write_config("cache-bad", &text("redis_url = \"http://cache:6379\"\n"));
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -385,11 +362,7 @@ fn check_and_explain_know_the_result_cache() {
              [[cache.rules]]\nname = \"orders\"\nmatch_sql = \"(?i)from dbo.orders\"\nttl_ms = 30000\n",
         ),
     );
-    let out = sluice()
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = check(&good);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("result cache 64 MiB in memory")

@@ -122,16 +122,8 @@ mod tests {
 
     #[test]
     fn compile_keeps_order_names_and_actions() {
-        let text = r#"
-[listen]
-address = "127.0.0.1:1"
-[[users]]
-name = "a"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk"
-[primary]
-address = "127.0.0.1:2"
-user = "sa"
-password = "x"
+        let config = crate::testing::config_with(
+            r#"
 [[routing.rules]]
 name = "reports"
 match_sql = "(?i)from reports"
@@ -139,9 +131,8 @@ target = "replica"
 [[routing.rules]]
 user = "batch"
 target = "primary"
-"#;
-        let config =
-            crate::config::Config::parse(text, std::path::Path::new("t")).expect("valid config");
+"#,
+        );
         let rules = compile(&config.routing).expect("compiles");
         assert_eq!(rules.len(), 2);
         assert_eq!(

@@ -2,23 +2,9 @@ use super::*;
 use crate::classify::Classifier;
 
 fn config(extra: &str) -> CacheConfig {
-    let text = format!(
-        r#"
-[listen]
-address = "127.0.0.1:1"
-[[users]]
-name = "a"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk"
-[primary]
-address = "127.0.0.1:2"
-user = "sa"
-password = "x"
-[cache]
-{extra}
-"#
-    );
-    let config = crate::config::Config::parse(&text, std::path::Path::new("t")).expect("valid");
-    config.cache.expect("[cache]")
+    crate::testing::config_with(&format!("[cache]\n{extra}"))
+        .cache
+        .expect("[cache]")
 }
 
 /// Everything is opted in by a catch-all rule, so only the never-cache
