@@ -1479,3 +1479,20 @@ fn flags_keep_their_bits() {
     assert!(f.intersects(Flags::NOT_FOR_REPLICA));
     assert!(!Flags::DYNAMIC_SQL.intersects(Flags::NOT_FOR_REPLICA));
 }
+
+/// Found by the `classify_read_property` fuzz target: `TOP` without
+/// parentheses made the scan skip `DECLARE` and take `@id` for the
+/// UPDATE's target, a table variable, so the batch was a read.
+#[test]
+fn update_top_without_parentheses_is_never_a_read() {
+    let classifier = Classifier::new(0, &[]);
+    for sql in [
+        "UPDATE TOP DECLARE @id int; SELECT 1",
+        "UPDATE TOP 5 @t SET a = 1",
+        "DELETE TOP DECLARE @t TABLE (a INT)",
+        "UPDATE TOP DECLARE @id int;\nDECLARE c CURSOR LOCAL FAST_FORWARD FOR SELECT Id FROM dbo.Orders;\nOPEN c;",
+    ] {
+        let c = classifier.classify(sql);
+        assert_ne!(c.class, Class::Read, "{sql}: {c:?}");
+    }
+}

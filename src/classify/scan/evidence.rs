@@ -320,10 +320,11 @@ impl Cx<'_> {
     pub(super) fn dml_target(&self, mut j: usize, optional: Kw) -> (usize, Option<usize>) {
         if self.kw_at(j) == Kw::TOP {
             j += 1;
+            // `TOP n` without parentheses is not valid in INSERT, UPDATE,
+            // DELETE or MERGE: nothing more is skipped, so what follows is
+            // never taken for the target (a table variable would be a read).
             if self.tok(j).is_some_and(|t| t.is_punct(b'(')) {
                 j = self.matching_paren(j) + 1;
-            } else {
-                j += 1;
             }
             if self.kw_at(j) == Kw::PERCENT {
                 j += 1;
