@@ -117,6 +117,9 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
                 }
                 require(c, Flags::LOCKING_HINT, "FOR UPDATE")?;
             }
+            // `INTO @var` creates nothing: a table variable cannot be the
+            // target of SELECT INTO, so it is FETCH's (variables to fill).
+            "INTO" if tokens.get(i + 1) == Some(&Token::Variable) => {}
             "INTO" => {
                 let owner = words[..i]
                     .iter()
@@ -163,9 +166,29 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
 }
 
 /// `INSERT [INTO] @t`, `DELETE [FROM] @t`, `MERGE [INTO] @t`, `UPDATE @t`
-/// at `tokens[i]`.
+/// at `tokens[i]`, each optionally with `TOP (n) [PERCENT]` after the verb.
 fn dml_on_table_variable(tokens: &[Token], words: &[Option<String>], i: usize) -> bool {
     let mut target = i + 1;
+    if words.get(target).and_then(|w| w.as_deref()) == Some("TOP")
+        && tokens.get(target + 1) == Some(&Token::Punct('('))
+    {
+        let mut depth = 0usize;
+        target += 1;
+        while let Some(token) = tokens.get(target) {
+            match token {
+                Token::Punct('(') => depth += 1,
+                Token::Punct(')') => depth -= 1,
+                _ => {}
+            }
+            target += 1;
+            if depth == 0 {
+                break;
+            }
+        }
+        if words.get(target).and_then(|w| w.as_deref()) == Some("PERCENT") {
+            target += 1;
+        }
+    }
     if matches!(
         words.get(target).and_then(|w| w.as_deref()),
         Some("INTO" | "FROM")
