@@ -328,14 +328,10 @@ pub fn table_name(name: &str) -> String {
         .map(|p| {
             p.trim()
                 .trim_matches(|c| c == '[' || c == ']' || c == '"')
-                .to_lowercase()
+                .to_string()
         })
         .collect();
-    match parts.as_slice() {
-        [database, _schema, object] => format!("{database}.{object}"),
-        [.., object] => object.clone(),
-        [] => String::new(),
-    }
+    crate::classify::normalized_table_name(&parts).unwrap_or_default()
 }
 
 /// The TTL of a `/* sluice:cache [ttl=<n><ms|s|m|h>] */` hint among the

@@ -16,6 +16,14 @@ fn plan(tables: &[&str]) -> Plan {
     }
 }
 
+/// The ticket of the first lookup of `key` in an empty cache.
+async fn first_miss(cache: &ResultCache, key: Key, plan: &Plan) -> Ticket {
+    match cache.lookup(key, plan).await {
+        Lookup::Miss(ticket) => ticket,
+        _ => panic!("an empty cache misses"),
+    }
+}
+
 #[tokio::test]
 async fn concurrent_misses_on_one_key_run_the_query_once() {
     let cache = Arc::new(memory_only());
@@ -50,9 +58,7 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
 async fn a_write_to_a_table_makes_its_entries_misses() {
     let cache = memory_only();
     let (key, plan) = (Key([1; 16]), plan(&["db.orders"]));
-    let Lookup::Miss(ticket) = cache.lookup(key, &plan).await else {
-        panic!("empty cache");
-    };
+    let ticket = first_miss(&cache, key, &plan).await;
     cache.store(ticket, Bytes::from_static(b"old")).await;
     cache.invalidate(&["db.customers".to_string()]).await;
     assert!(matches!(cache.lookup(key, &plan).await, Lookup::Hit(..)));
@@ -64,9 +70,7 @@ async fn a_write_to_a_table_makes_its_entries_misses() {
 async fn a_read_that_raced_a_write_is_stored_stale_and_never_served() {
     let cache = memory_only();
     let (key, plan) = (Key([2; 16]), plan(&["db.orders"]));
-    let Lookup::Miss(ticket) = cache.lookup(key, &plan).await else {
-        panic!("empty cache");
-    };
+    let ticket = first_miss(&cache, key, &plan).await;
     // The write lands while the read's query runs.
     cache.invalidate(&["db.orders".to_string()]).await;
     cache.store(ticket, Bytes::from_static(b"maybe old")).await;
@@ -77,9 +81,7 @@ async fn a_read_that_raced_a_write_is_stored_stale_and_never_served() {
 async fn a_write_sluice_cannot_name_the_tables_of_invalidates_everything() {
     let cache = memory_only();
     let (key, plan) = (Key([3; 16]), plan(&["db.orders"]));
-    let Lookup::Miss(ticket) = cache.lookup(key, &plan).await else {
-        panic!("empty cache");
-    };
+    let ticket = first_miss(&cache, key, &plan).await;
     cache.store(ticket, Bytes::from_static(b"rows")).await;
     cache.invalidate(&[all_tables()]).await;
     assert!(matches!(cache.lookup(key, &plan).await, Lookup::Miss(_)));

@@ -38,7 +38,7 @@ pub struct TableAccess {
 /// A table's name as the cache compares it, from the parts of a dotted
 /// name (unquoted). `None` for temp tables, table variables, and names
 /// that are not one- to three-part.
-pub(super) fn table_name(parts: &[String]) -> Option<String> {
+pub fn table_name(parts: &[String]) -> Option<String> {
     let object = parts.last()?;
     if object.is_empty() || object.starts_with(['#', '@']) {
         return None;

@@ -41,7 +41,7 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
-pub use access::TableAccess;
+pub use access::{table_name as normalized_table_name, TableAccess};
 pub use definition::{changes_procedures, split_procedure, ProcedureDefinition};
 pub use effect::{api_cursor_effects, beyond_nested_scope, is_tracked_setting, SessionEffect};
 pub use fingerprint::{fingerprint, MAX_FINGERPRINT_CHARS};
