@@ -202,6 +202,14 @@ fn listener_tls_for(config: &Config) -> Result<ListenerTls, StartError> {
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Arc<Proxy>, StartError> {
+        // Metric handles made while the proxy is built (request durations,
+        // the classifier's counters) belong to the recorder installed at
+        // that moment: with an admin API to serve /metrics, install it
+        // first. Without one there is no recorder, and every handle is a
+        // no-op (nothing would drain a histogram).
+        if config.admin.is_some() {
+            crate::metrics::prometheus_handle();
+        }
         crate::metrics::describe();
         let shutdown = Arc::new(Shutdown::default());
         let admission = Admission::new(&config.listen);

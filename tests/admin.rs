@@ -646,6 +646,45 @@ mod drain {
     }
 }
 
+/// `/metrics` of the `sluice` process itself, where (unlike in a test
+/// that installs its own recorder first) the admin API starts after the
+/// proxy and its backends were built.
+#[cfg(unix)]
+mod process_metrics {
+    use super::drain::SluiceProcess;
+    use super::*;
+
+    /// The value of the first sample whose line starts with `prefix`.
+    fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn metrics_registered_at_start_are_recorded() {
+        let primary = Backend::start().await;
+        let sluice = SluiceProcess::start_with(primary.addr, "metrics", "", "", None).await;
+        let mut client = connect(sluice.listen).await;
+        for _ in 0..3 {
+            assert_eq!(scalar_i32(&mut client, "SELECT 1").await, Some(1));
+        }
+        let metrics = get(sluice.admin, "/metrics", None).await.body;
+        let durations = sample(&metrics, "sluice_request_duration_seconds_count{");
+        assert!(
+            durations.is_some_and(|n| n >= 3.0),
+            "request durations: {durations:?}\n{metrics}"
+        );
+        let reads = sample(&metrics, "sluice_classifications_total{class=\"read\"}");
+        assert!(
+            reads.is_some_and(|n| n >= 3.0),
+            "reads: {reads:?}\n{metrics}"
+        );
+    }
+}
+
 /// `[log]`, on the `sluice` process itself.
 #[cfg(unix)]
 mod logs {
