@@ -12,6 +12,7 @@
 //! | `SLUICE_BENCH_STREAM_MB` | 1000 | size of the streamed result (0: skip) |
 //! | `SLUICE_BENCH_ONLY` | all | scenarios to run, comma-separated (`point,1mb,10k-rows`) |
 //! | `SLUICE_BENCH_BIN` | this build's `sluice` | the Sluice binary to run (to compare two builds) |
+//! | `SLUICE_BENCH_CALLGRIND` | off | `1`: run both proxies under valgrind's callgrind and add instructions per request (repeatable to the instruction; time and CPU figures are then meaningless) |
 //!
 //! The backend is an embedded iridium server in this process, and so are
 //! the tiberius clients. Sluice runs as its own process (the `sluice`
@@ -40,7 +41,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ mod bench;
 #[path = "../tests/common/process.rs"]
 mod process;
 use bench::{client, client_levels, closed_loop, env_or, run_query, warm_up};
-use process::{clock_ticks_per_second, rss_kib, ChildProcess};
+use process::{callgrind_requested, clock_ticks_per_second, proxy_command, rss_kib, ChildProcess};
 
 const PASSWORD: &str = "bench";
 /// Set in the forwarder's environment: the backend address it forwards to.
@@ -118,7 +119,7 @@ async fn run() {
         },
     ];
     println!(
-        "{:<9} {:>5} {:<7} {:>9} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9}",
+        "{:<9} {:>5} {:<7} {:>9} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>8}",
         "scenario",
         "conns",
         "path",
@@ -128,8 +129,14 @@ async fn run() {
         "+p50µs",
         "+p99µs",
         "cpu µs/req",
-        "cpu ms/MB"
+        "cpu ms/MB",
+        "Ir/req"
     );
+    if callgrind_requested() {
+        println!(
+            "both proxies under callgrind: Ir/req is exact; req/s, latency and CPU are valgrind's, not comparable; no stream"
+        );
+    }
     let only = std::env::var("SLUICE_BENCH_ONLY").ok();
     for scenario in scenarios.iter().filter(|s| {
         only.as_deref()
@@ -180,6 +187,17 @@ async fn run() {
             print_row(scenario.name, clients, "direct", &direct, &direct);
             print_row(scenario.name, clients, "tcp-fwd", &tcp, &direct);
             print_row(scenario.name, clients, "sluice", &proxied, &direct);
+            if let (Some(s), Some(t)) = (
+                proxied.instructions_per_request(),
+                tcp.instructions_per_request(),
+            ) {
+                println!(
+                    "{:<9} {:>5} sluice/tcp-fwd instructions per request: {:.2}x ({s:.0} / {t:.0})",
+                    scenario.name,
+                    clients,
+                    s / t
+                );
+            }
             ratios.sort_by(f64::total_cmp);
             println!(
                 "{:<9} {:>5} sluice/tcp-fwd CPU per request: {:.2}x (rounds {})",
@@ -194,7 +212,7 @@ async fn run() {
             );
         }
     }
-    if stream_mb > 0 {
+    if stream_mb > 0 && !callgrind_requested() {
         stream(&sluice, stream_mb).await;
     }
 }
@@ -206,6 +224,8 @@ struct Figures {
     latency: Histogram<u64>,
     /// The proxy's CPU seconds over the request phase (direct: none).
     cpu: Option<f64>,
+    /// Under callgrind, the instructions the proxy executed in it.
+    instructions: Option<u64>,
     /// Merged rounds: each round's CPU per request and per MB.
     rounds: Vec<(f64, f64)>,
 }
@@ -225,6 +245,7 @@ fn merge(rounds: Vec<Figures>) -> Figures {
         merged.elapsed += f.elapsed;
         merged.latency.add(f.latency).ok();
         merged.cpu = merged.cpu.zip(f.cpu).map(|(a, b)| a + b);
+        merged.instructions = merged.instructions.zip(f.instructions).map(|(a, b)| a + b);
     }
     merged.rounds = per_round;
     merged
@@ -256,6 +277,10 @@ impl Figures {
         }
         self.cpu.unwrap_or(f64::NAN) * 1e6 / self.requests as f64
     }
+    /// Under callgrind; over all rounds (the count repeats, so no median).
+    fn instructions_per_request(&self) -> Option<f64> {
+        Some(self.instructions? as f64 / self.requests as f64)
+    }
     /// ms; for merged rounds, the median round's.
     fn cpu_per_mb(&self) -> f64 {
         if !self.rounds.is_empty() {
@@ -280,8 +305,11 @@ fn print_row(scenario: &str, clients: usize, path: &str, f: &Figures, direct: &F
         ),
         None => ("-".into(), "-".into(), "-".into(), "-".into()),
     };
+    let instructions = f
+        .instructions_per_request()
+        .map_or_else(|| "-".into(), |n| format!("{n:.0}"));
     println!(
-        "{:<9} {:>5} {:<7} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>7} {:>10} {:>9}",
+        "{:<9} {:>5} {:<7} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>7} {:>10} {:>9} {:>8}",
         scenario,
         clients,
         path,
@@ -291,7 +319,8 @@ fn print_row(scenario: &str, clients: usize, path: &str, f: &Figures, direct: &F
         added50,
         added99,
         cpu_req,
-        cpu_mb
+        cpu_mb,
+        instructions
     );
 }
 
@@ -362,11 +391,15 @@ async fn measure(
     // Warm-up: one query each, at once, so that Sluice's pool holds its
     // connections before the CPU is read.
     let clients = warm_up(clients, &scenario.query).await;
+    if let Some(proxy) = proxy {
+        proxy.start_counting();
+    }
     let cpu_before = proxy.map(ChildProcess::cpu_seconds);
     let started = Instant::now();
     let run = closed_loop(clients, &scenario.query, scenario.rows, started + duration).await;
     let elapsed = started.elapsed();
     let cpu = proxy.map(ChildProcess::cpu_seconds);
+    let instructions = proxy.and_then(ChildProcess::instructions_since_start);
     // Log off after the reading.
     drop(run.clients);
     Figures {
@@ -375,6 +408,7 @@ async fn measure(
         elapsed,
         latency: run.latency,
         cpu: cpu.zip(cpu_before).map(|(after, before)| after - before),
+        instructions,
         rounds: Vec::new(),
     }
 }
@@ -451,7 +485,13 @@ fn start_sluice_process(backend: SocketAddr) -> ChildProcess {
 /// This executable again, as a forwarder; it prints its address first.
 fn start_forwarder_process(backend: SocketAddr) -> ChildProcess {
     let program = std::env::current_exe().expect("current executable");
-    let mut child = Command::new(&program)
+    let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (mut command, callgrind) = proxy_command(
+        &program.display().to_string(),
+        &dir.join("forwarder.callgrind.out"),
+    );
+    let mut child = command
         .env(FORWARD_ENV, backend.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -467,6 +507,7 @@ fn start_forwarder_process(backend: SocketAddr) -> ChildProcess {
         addr,
         program: program.display().to_string(),
         log: None,
+        callgrind,
     }
 }
 

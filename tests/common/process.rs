@@ -15,6 +15,32 @@ pub struct ChildProcess {
     pub program: String,
     /// Where its output goes, if to a file.
     pub log: Option<PathBuf>,
+    /// Under callgrind (see [`proxy_command`]): the file its dumps are
+    /// named after.
+    pub callgrind: Option<PathBuf>,
+}
+
+/// `SLUICE_BENCH_CALLGRIND=1`: the proxies run under valgrind's callgrind,
+/// and a phase's cost is read as instructions executed, which repeat from
+/// run to run whatever else the machine does (CPU time does not).
+pub fn callgrind_requested() -> bool {
+    std::env::var("SLUICE_BENCH_CALLGRIND").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The command that runs `program`: as it is, or under callgrind with its
+/// instrumentation off (logins and start-up run at near full speed) and
+/// its dumps written beside `dump` (`<dump>.<n>`).
+pub fn proxy_command(program: &str, dump: &Path) -> (Command, Option<PathBuf>) {
+    if !callgrind_requested() {
+        return (Command::new(program), None);
+    }
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg("--instr-atstart=no")
+        .arg(format!("--callgrind-out-file={}", dump.display()))
+        .arg(program);
+    (command, Some(dump.to_path_buf()))
 }
 
 impl ChildProcess {
@@ -29,7 +55,8 @@ impl ChildProcess {
         // `SLUICE_BENCH_BIN` runs another build (an A/B comparison).
         let program = std::env::var("SLUICE_BENCH_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string());
-        let child = Command::new(&program)
+        let (mut command, callgrind) = proxy_command(&program, &dir.join("callgrind.out"));
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .env_remove("RUST_LOG")
@@ -43,7 +70,45 @@ impl ChildProcess {
             addr,
             program,
             log: Some(log),
+            callgrind,
         }
+    }
+
+    /// Under callgrind: counters zeroed and instrumentation on, so that
+    /// [`ChildProcess::instructions_since_start`] counts from here.
+    pub fn start_counting(&self) {
+        if self.callgrind.is_some() {
+            self.callgrind_control(&["--instr=on"]);
+            self.callgrind_control(&["--zero"]);
+        }
+    }
+
+    /// Under callgrind: the instructions it executed since
+    /// [`ChildProcess::start_counting`] (its threads together), read from
+    /// a dump; instrumentation is off again after.
+    pub fn instructions_since_start(&self) -> Option<u64> {
+        let dump = self.callgrind.as_ref()?;
+        self.callgrind_control(&["--dump"]);
+        self.callgrind_control(&["--instr=off"]);
+        let newest = newest_dump(dump)?;
+        let text = std::fs::read_to_string(&newest).ok()?;
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("summary:")
+                    .or(line.strip_prefix("totals:"))
+            })
+            .and_then(|n| n.split_whitespace().next()?.parse().ok())
+    }
+
+    fn callgrind_control(&self, args: &[&str]) {
+        let status = Command::new("callgrind_control")
+            .args(args)
+            .arg(self.pid().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run callgrind_control");
+        assert!(status.success(), "callgrind_control {args:?} failed");
     }
 
     pub fn pid(&self) -> u32 {
@@ -111,6 +176,21 @@ impl ChildProcess {
             fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
         ticks as f64 / clock_ticks_per_second() as f64
     }
+}
+
+/// The highest-numbered of the dumps `<dump>.<n>` callgrind wrote.
+fn newest_dump(dump: &Path) -> Option<PathBuf> {
+    let dir = dump.parent()?;
+    let prefix = format!("{}.", dump.file_name()?.to_str()?);
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let n: u64 = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((n, dir.join(name)))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, path)| path)
 }
 
 /// The summed on-CPU nanoseconds of the threads of `pid` (the first field
