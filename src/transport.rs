@@ -503,10 +503,21 @@ impl ClientConn {
 }
 
 /// A client write that does not finish within `limit` fails as timed out.
+/// The timer is armed only for a write the socket does not take at once:
+/// most writes fit in the send buffer, and a timer per write would cost
+/// more than the write.
 async fn bounded(
     limit: Duration,
     write: impl std::future::Future<Output = io::Result<()>>,
 ) -> io::Result<()> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
+    })
+    .await;
+    if let std::task::Poll::Ready(result) = first {
+        return result;
+    }
     match tokio::time::timeout(limit, write).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(

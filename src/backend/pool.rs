@@ -12,6 +12,7 @@
 //! the login values of each database are remembered, so a client's login is
 //! answered without holding a connection.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -134,13 +135,9 @@ impl BackendPools {
         } else {
             database
         };
-        let mut key = database.to_lowercase();
-        if let Some(login) = login {
-            key.push('\u{0}');
-            key.push_str(&login.pool_key());
-        }
+        let key = pool_key(database, login);
         let mut pools = self.registry();
-        if let Some(pool) = pools.get(&key) {
+        if let Some(pool) = pools.get(key.as_ref()) {
             return Ok(pool.clone());
         }
         if pools.len() >= MAX_POOLS {
@@ -157,13 +154,32 @@ impl BackendPools {
         };
         let limits = *self.limits.lock().unwrap_or_else(PoisonError::into_inner);
         let pool = DatabasePool::start(target, database, limits);
-        pools.insert(key, pool.clone());
+        pools.insert(key.into_owned(), pool.clone());
         Ok(pool)
     }
 
     fn registry(&self) -> MutexGuard<'_, HashMap<String, Arc<DatabasePool>>> {
         self.pools.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A pool's registry key: the database name, case-folded as SQL Server
+/// compares it, then the backend login. Borrowed, with no allocation, in
+/// the common case of a lower-case name and the configured login: it is
+/// looked up on every checkout.
+fn pool_key<'a>(database: &'a str, login: Option<&BackendLogin>) -> Cow<'a, str> {
+    let folded = database.is_ascii() && !database.bytes().any(|b| b.is_ascii_uppercase());
+    let mut key = if !folded {
+        Cow::Owned(database.to_lowercase())
+    } else {
+        Cow::Borrowed(database)
+    };
+    if let Some(login) = login {
+        let key = key.to_mut();
+        key.push('\u{0}');
+        key.push_str(&login.pool_key());
+    }
+    key
 }
 
 /// How a backend's connections are used, summed over its databases.
@@ -183,7 +199,7 @@ enum Handoff {
 }
 
 struct Idle {
-    conn: BackendConn,
+    conn: Box<BackendConn>,
     since: Instant,
 }
 
@@ -458,7 +474,7 @@ impl DatabasePool {
 
     /// An idle connection, preferring one with matching settings; stale
     /// ones met on the way are closed.
-    fn take_idle(&self, state: &mut PoolState, fingerprint: u64) -> Option<BackendConn> {
+    fn take_idle(&self, state: &mut PoolState, fingerprint: u64) -> Option<Box<BackendConn>> {
         self.close_stale(state, Instant::now());
         let scan_from = state.idle.len().saturating_sub(SETTINGS_SCAN);
         let matching = state.idle[scan_from..]
@@ -488,7 +504,7 @@ impl DatabasePool {
                 if let Ok(mut info) = self.info.lock() {
                     *info = Some(conn.info().clone());
                 }
-                Ok(self.lend(conn))
+                Ok(self.lend(Box::new(conn)))
             }
             Err(e) => {
                 if matches!(e, BackendError::LoginRefused { .. }) {
@@ -504,7 +520,7 @@ impl DatabasePool {
         }
     }
 
-    fn lend(self: &Arc<Self>, conn: BackendConn) -> PooledBackend {
+    fn lend(self: &Arc<Self>, conn: Box<BackendConn>) -> PooledBackend {
         PooledBackend {
             conn: Some(conn),
             pool: self.clone(),
@@ -514,7 +530,7 @@ impl DatabasePool {
 
     /// A connection comes back: to the longest waiter, else to the idle
     /// list. A broken or expired one is closed and its slot passed on.
-    fn give_back(self: &Arc<Self>, conn: BackendConn) {
+    fn give_back(self: &Arc<Self>, conn: Box<BackendConn>) {
         let limits = self.limits();
         if conn.is_broken() || limits.is_expired(&conn, Instant::now()) {
             drop(conn);
@@ -629,7 +645,9 @@ impl Drop for Slot {
 /// it carries RESETCONNECTION on its next request, so the next client
 /// starts from a clean session.
 pub struct PooledBackend {
-    conn: Option<BackendConn>,
+    /// Boxed, so that lending and returning it (to and from the idle list,
+    /// the session, a waiter) moves a pointer, not the connection's state.
+    conn: Option<Box<BackendConn>>,
     pool: Arc<DatabasePool>,
     reset: bool,
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::conn::BackendConn;
-use crate::shutdown::{Phase, Shutdown};
+use crate::shutdown::PhaseWatch;
 use crate::tds::packet::PacketType;
 use crate::tds::token::done::{Done, DoneStatus};
 use crate::tds::token::message::ServerMessage;
@@ -34,9 +34,6 @@ pub struct RelayOptions {
     /// answers a prepare with a bare DONE has not prepared anything, and a
     /// client must not take that for an empty result.
     pub missing_handle_error: Option<Arc<ServerMessage>>,
-    /// The proxy's drain: once it reaches [`Phase::Closing`] the process is
-    /// about to exit, and the relay stops where it is.
-    pub shutdown: Arc<Shutdown>,
     /// Count the rows and checksum them as they pass (shadow mode compares
     /// the result with a replica's); see [`RowsDigest`].
     pub digest_rows: bool,
@@ -259,13 +256,20 @@ impl Response {
 }
 
 impl BackendConn {
-    /// Streams the response to the request in flight to `client`.
-    pub async fn relay(&mut self, client: &mut ClientConn, options: RelayOptions) -> Relayed {
+    /// Streams the response to the request in flight to `client`. Once the
+    /// proxy's drain reaches `closing` ([`crate::shutdown::Phase::Closing`]: the process is
+    /// about to exit) the relay stops where it is.
+    pub async fn relay(
+        &mut self,
+        client: &mut ClientConn,
+        options: RelayOptions,
+        closing: &mut PhaseWatch,
+    ) -> Relayed {
         let mut response = Response::new(&options);
         let mut deadline = options
             .attention_sent
             .then(|| Instant::now() + options.drain_timeout);
-        let closing = options.shutdown.reached(Phase::Closing);
+        let closing = closing.reached();
         tokio::pin!(closing);
         let end = loop {
             let step = tokio::select! {
@@ -415,7 +419,10 @@ impl BackendConn {
             self.finish_request();
             return Some(RelayEnd::Complete);
         }
-        let more = self.response_ready();
+        // An EOM packet never waits for the next, so the read-ahead that
+        // tells whether one is there is not worth its read (nor, with this
+        // packet still sharing the read buffer, a fresh buffer for it).
+        let more = !eom && self.response_ready();
         if let Err(e) = client.forward_coalesced(&mut packet, more).await {
             return Some(RelayEnd::ClientGone(e));
         }

@@ -82,21 +82,6 @@ pub enum Class {
 }
 
 impl Class {
-    /// Its `sluice_classifications_total` counter; literal labels, so the
-    /// key is static.
-    fn counter(self) -> metrics::Counter {
-        use crate::metrics::CLASSIFICATIONS;
-        match self {
-            Class::Read => metrics::counter!(CLASSIFICATIONS, "class" => "read"),
-            Class::Write => metrics::counter!(CLASSIFICATIONS, "class" => "write"),
-            Class::TransactionControl => {
-                metrics::counter!(CLASSIFICATIONS, "class" => "transaction_control")
-            }
-            Class::SessionState => metrics::counter!(CLASSIFICATIONS, "class" => "session_state"),
-            Class::Unknown => metrics::counter!(CLASSIFICATIONS, "class" => "unknown"),
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Read => "read",
@@ -223,6 +208,40 @@ impl Classification {
 pub struct Classifier {
     cache: cache::Cache<Arc<Classification>>,
     procedures: ReadOnlyProcedures,
+    counters: Counters,
+}
+
+/// `sluice_classifications_total` by class and
+/// `sluice_classifier_cache_total` by result, registered once (a handle is
+/// an `Arc`): counting a classification is one atomic add, not a lookup
+/// of the metric's key.
+struct Counters {
+    /// By `Class`, in declaration order.
+    classes: [metrics::Counter; 5],
+    cache_hits: metrics::Counter,
+    cache_misses: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        use crate::metrics::{CLASSIFICATIONS, CLASSIFIER_CACHE};
+        let class = |class: Class| metrics::counter!(CLASSIFICATIONS, "class" => class.as_str());
+        Counters {
+            classes: [
+                class(Class::Read),
+                class(Class::Write),
+                class(Class::TransactionControl),
+                class(Class::SessionState),
+                class(Class::Unknown),
+            ],
+            cache_hits: metrics::counter!(CLASSIFIER_CACHE, "result" => "hit"),
+            cache_misses: metrics::counter!(CLASSIFIER_CACHE, "result" => "miss"),
+        }
+    }
+
+    fn class(&self, class: Class) -> &metrics::Counter {
+        &self.classes[class as usize]
+    }
 }
 
 impl Classifier {
@@ -241,6 +260,7 @@ impl Classifier {
         Classifier {
             cache: cache::Cache::new(cache_capacity),
             procedures: ReadOnlyProcedures::new(read_only_procedures),
+            counters: Counters::new(),
         }
     }
 
@@ -248,7 +268,7 @@ impl Classifier {
     /// `Arc` clone.
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
         let classification = self.classify_uncounted(sql);
-        classification.class.counter().increment(1);
+        self.counters.class(classification.class).increment(1);
         classification
     }
 
@@ -256,10 +276,10 @@ impl Classifier {
         let cacheable = sql.len() <= MAX_CACHED_STATEMENT_LEN;
         if cacheable {
             if let Some(hit) = self.cache.get(sql) {
-                metrics::counter!(crate::metrics::CLASSIFIER_CACHE, "result" => "hit").increment(1);
+                self.counters.cache_hits.increment(1);
                 return hit;
             }
-            metrics::counter!(crate::metrics::CLASSIFIER_CACHE, "result" => "miss").increment(1);
+            self.counters.cache_misses.increment(1);
         }
         let (verdict, parsed) = self.analyze(sql, 0);
         let prefix = if parsed { "" } else { "parse failed; lexer: " };

@@ -104,12 +104,30 @@ pub fn utf16_to_string(bytes: &[u8], context: &'static str) -> Result<String, De
     if !bytes.len().is_multiple_of(2) {
         return Err(DecodeError::invalid(context, "odd UTF-16 byte length"));
     }
+    if let Some(ascii) = narrow_ascii(bytes) {
+        return Ok(ascii);
+    }
     let units = bytes
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]));
     char::decode_utf16(units)
         .collect::<Result<String, _>>()
         .map_err(|e| DecodeError::invalid(context, format!("invalid UTF-16: {e}")))
+}
+
+/// UTF-16LE text that is all ASCII (most SQL, most names) as a `String`,
+/// without decoding it unit by unit: one pass that the compiler vectorises
+/// checks every high byte is zero and every low byte below 0x80, then the
+/// low bytes are the UTF-8. `None` for anything else.
+fn narrow_ascii(bytes: &[u8]) -> Option<String> {
+    let wide = bytes
+        .chunks_exact(2)
+        .fold(0u8, |seen, unit| seen | unit[1] | (unit[0] & 0x80));
+    if wide != 0 {
+        return None;
+    }
+    let narrow: Vec<u8> = bytes.chunks_exact(2).map(|unit| unit[0]).collect();
+    String::from_utf8(narrow).ok()
 }
 
 /// Appends `s` as UTF-16LE.
@@ -159,6 +177,27 @@ mod tests {
         let mut r = Reader::new(&out, "test");
         assert_eq!(r.b_varchar().unwrap(), "héllo");
         assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn ascii_and_wider_text_decode_alike() {
+        for text in [
+            "",
+            "SELECT 1",
+            "\u{7f}",
+            "caf\u{e9}",
+            "\u{100}",
+            "a\u{4e2d}b",
+            "x\u{1F600}",
+        ] {
+            let mut wide = Vec::new();
+            put_utf16(&mut wide, text);
+            assert_eq!(utf16_to_string(&wide, "test").unwrap(), text);
+        }
+        // A low byte of 0x80 or more, or a high byte, is not ASCII.
+        assert_eq!(narrow_ascii(&[0x80, 0x00]), None);
+        assert_eq!(narrow_ascii(&[0x41, 0x01]), None);
+        assert_eq!(narrow_ascii(&[0x41, 0x00]).as_deref(), Some("A"));
     }
 
     #[test]

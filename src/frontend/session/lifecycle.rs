@@ -24,17 +24,16 @@ impl Session {
     /// up: then the client gets a severity-20 error. Either way the client's
     /// side is shut down and the read ends as `Closed`.
     pub(super) async fn next_request(&mut self) -> Result<Packet, ReadError> {
-        let shutdown = self.ctx.shutdown.clone();
         let holds_work = self.routing.in_transaction() || self.emulated.is_open();
-        let ends_at = if holds_work {
-            Phase::Closing
+        let ends = if holds_work {
+            &mut self.closing
         } else {
-            Phase::Draining
+            &mut self.draining
         };
         tokio::select! {
             biased;
             read = self.client.next_request() => read,
-            phase = shutdown.reached(ends_at) => {
+            phase = ends.reached() => {
                 if phase == Phase::Closing && holds_work {
                     let error = ClientError::shutting_down(self.ctx.shutdown_timeout);
                     self.send_error(&error).await.ok();

@@ -27,6 +27,7 @@ use crate::classify::SessionEffect;
 use crate::config::{Limits, PoolMode};
 use crate::metrics::{ClientGauges, ErrorKind};
 use crate::router::{Decision, PinReason, Reason, Router, Target};
+use crate::shutdown::{Phase, PhaseWatch, Shutdown};
 use crate::tds::packet::{PacketType, Status};
 use crate::transport::{ClientConn, Packet, ReadError, Request};
 use prepared::{Outgoing, PreparedStatements};
@@ -140,6 +141,10 @@ pub struct Session {
     cache_turn: cache::CacheTurn,
     /// The tables the open transaction wrote: invalidated again when it ends.
     transaction_tables: Vec<String>,
+    /// The proxy's drain reaching Draining and Closing, watched between
+    /// requests and while a response streams (see [`PhaseWatch`]).
+    draining: PhaseWatch,
+    closing: PhaseWatch,
 }
 
 impl Drop for Session {
@@ -194,8 +199,11 @@ impl Session {
         identity: ClientIdentity,
         database: String,
     ) -> Self {
+        let ctx = contexts.load_full();
         Session {
-            ctx: contexts.load_full(),
+            draining: Shutdown::watch(&ctx.shutdown, Phase::Draining),
+            closing: Shutdown::watch(&ctx.shutdown, Phase::Closing),
+            ctx,
             contexts,
             client,
             identity,
@@ -533,28 +541,22 @@ impl Session {
         prepare: Option<Prepare>,
     ) -> Result<Option<Served>, SessionError> {
         let mut target = target;
-        let mut outgoing = outgoing;
         loop {
-            let complete = outgoing.is_complete();
-            let retryable = target.is_replica() && complete;
-            let spare = retryable.then(|| outgoing.clone());
-            let failure = match self.attempt(target, outgoing, prepare.clone()).await? {
+            // The request stays whole in `outgoing` (attempts write it by
+            // reference), so a retry sends the same bytes again.
+            let retryable = target.is_replica() && outgoing.is_complete();
+            let failure = match self.attempt(target, &outgoing, prepare.clone()).await? {
                 Attempt::Served(served) => return Ok(Some(served)),
                 Attempt::Failed(failure) => failure,
             };
-            match spare {
-                Some(copy) => {
-                    tracing::warn!(error = %failure.error.message, ?target, "replica failed before replying; retrying on the primary");
-                    metrics::counter!(crate::metrics::READ_RETRIES).increment(1);
-                    target = Target::Primary;
-                    outgoing = copy;
-                }
-                None => {
-                    self.fail_request(failure.request_consumed, failure.error)
-                        .await?;
-                    return Ok(None);
-                }
+            if !retryable {
+                self.fail_request(failure.request_consumed, failure.error)
+                    .await?;
+                return Ok(None);
             }
+            tracing::warn!(error = %failure.error.message, ?target, "replica failed before replying; retrying on the primary");
+            metrics::counter!(crate::metrics::READ_RETRIES).increment(1);
+            target = Target::Primary;
         }
     }
 
@@ -562,19 +564,30 @@ impl Session {
     async fn attempt(
         &mut self,
         target: Target,
-        outgoing: Outgoing,
+        outgoing: &Outgoing,
         prepare: Option<Prepare>,
     ) -> Result<Attempt, SessionError> {
         let complete = outgoing.is_complete();
         let shutdown = self.ctx.shutdown.clone();
+        let closing = || shutdown.phase() >= Phase::Closing;
+        // Nothing of this request reaches the backend once the proxy is
+        // closing, and nothing of it reached the client yet. The phase is
+        // read before and after taking a connection, which is mostly
+        // immediate; the shutdown is waited on only while the take waits.
+        if closing() {
+            return Err(self.cut_off(true).await);
+        }
         let taken = tokio::select! {
             biased;
-            // Nothing of this request reached the client yet.
-            _ = shutdown.reached(crate::shutdown::Phase::Closing) => {
+            taken = self.take_synced(target, outgoing.first_status()) => taken,
+            _ = shutdown.reached(Phase::Closing) => {
                 return Err(self.cut_off(true).await);
             }
-            taken = self.take_synced(target, outgoing.first_status()) => taken,
         };
+        if closing() {
+            drop(taken);
+            return Err(self.cut_off(true).await);
+        }
         let mut held = match taken {
             Ok(held) => held,
             Err(e) => {
@@ -912,12 +925,14 @@ impl Session {
             drain_timeout: self.ctx.limits.drain_timeout(),
             client_handle: prepare.as_ref().map(|p| p.handle),
             missing_handle_error,
-            shutdown: self.ctx.shutdown.clone(),
             digest_rows: self.shadow.digest,
             capture: self.capture_limit(),
             hold_final: !self.cache_turn.invalidate.is_empty(),
         };
-        let mut relayed = held.conn.relay(&mut self.client, options).await;
+        let mut relayed = held
+            .conn
+            .relay(&mut self.client, options, &mut self.closing)
+            .await;
         self.learn(target, &mut held, &relayed.summary);
         self.invalidate_written().await;
         if let Some(mut last) = relayed.final_packet.take() {

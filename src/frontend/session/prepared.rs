@@ -10,6 +10,7 @@
 //! handle can be had. A handle is never sent to a connection that did not
 //! issue it, and in transaction mode any pooled connection can serve.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -213,21 +214,24 @@ impl Session {
 
     /// The request to send on `held`: a prepared call gets that
     /// connection's own handle.
-    pub(super) async fn bind(
+    pub(super) async fn bind<'o>(
         &mut self,
         held: &mut Held,
-        outgoing: Outgoing,
-    ) -> Result<Request, String> {
+        outgoing: &'o Outgoing,
+    ) -> Result<Cow<'o, Request>, String> {
         match outgoing {
-            Outgoing::AsIs(request) => Ok(request),
-            Outgoing::Execute { request, handle } => self.bind_execute(held, request, handle).await,
+            Outgoing::AsIs(request) => Ok(Cow::Borrowed(request)),
+            Outgoing::Execute { request, handle } => {
+                let bound = self.bind_execute(held, request, *handle).await?;
+                Ok(Cow::Owned(bound))
+            }
         }
     }
 
     async fn bind_execute(
         &mut self,
         held: &mut Held,
-        request: Request,
+        request: &Request,
         handle: i32,
     ) -> Result<Request, String> {
         let Some(statement) = self.prepared.get(handle) else {

@@ -74,23 +74,47 @@ pub fn split_all_headers(payload: &[u8]) -> Result<(AllHeaders, &[u8]), DecodeEr
     }
     let mut r = Reader::new(&payload[4..total], "ALL_HEADERS");
     let mut headers = AllHeaders::default();
-    let mut seen = Vec::new();
+    let mut seen = SeenTypes::default();
     while r.remaining() > 0 {
         let len = r.u32_le()? as usize;
         let ty = r.u16_le()?;
         let data = r.take(len.checked_sub(6).ok_or_else(|| {
             DecodeError::invalid("ALL_HEADERS", format!("HeaderLength {len} is below 6"))
         })?)?;
-        if seen.contains(&ty) {
+        if !seen.insert(ty) {
             return Err(DecodeError::invalid(
                 "ALL_HEADERS",
                 format!("header type {ty} appears twice"),
             ));
         }
-        seen.push(ty);
         headers.apply(ty, data)?;
     }
     Ok((headers, &payload[total..]))
+}
+
+/// The header types met so far: a bit per type below 64 (every type
+/// defined so far), a list for the others, so that the usual request
+/// allocates nothing to check that no type repeats.
+#[derive(Default)]
+struct SeenTypes {
+    low: u64,
+    high: Vec<u16>,
+}
+
+impl SeenTypes {
+    /// Records `ty`; false if it was met before.
+    fn insert(&mut self, ty: u16) -> bool {
+        if let Some(bit) = 1u64.checked_shl(u32::from(ty)) {
+            let new = self.low & bit == 0;
+            self.low |= bit;
+            return new;
+        }
+        if self.high.contains(&ty) {
+            return false;
+        }
+        self.high.push(ty);
+        true
+    }
 }
 
 /// Appends ALL_HEADERS with only the transaction descriptor header
@@ -181,5 +205,28 @@ mod tests {
             assert!(split_all_headers(bad).is_err(), "{bad:02X?}");
         }
         assert!(sql_batch_text(&[good.clone(), vec![0x41]].concat()).is_err()); // odd text
+    }
+
+    #[test]
+    fn a_type_past_the_defined_ones_may_not_repeat_either() {
+        let headers = |types: &[u16]| {
+            let mut v = (4 + 6 * types.len() as u32).to_le_bytes().to_vec();
+            for ty in types {
+                v.extend_from_slice(&6u32.to_le_bytes());
+                v.extend_from_slice(&ty.to_le_bytes());
+            }
+            v
+        };
+        for types in [&[63u16, 64, 0x0100, 0xFFFF][..], &[7], &[]] {
+            assert!(split_all_headers(&headers(types)).is_ok(), "{types:?}");
+        }
+        for types in [
+            &[63u16, 63][..],
+            &[64, 64],
+            &[0x0100, 5, 0x0100],
+            &[0xFFFF, 0xFFFF],
+        ] {
+            assert!(split_all_headers(&headers(types)).is_err(), "{types:?}");
+        }
     }
 }
