@@ -474,15 +474,25 @@ impl DatabasePool {
 
     /// An idle connection, preferring one with matching settings; stale
     /// ones met on the way are closed.
+    /// An idle connection, preferring one with these settings. Only the
+    /// one picked is checked for staleness (a stale one is closed and
+    /// another picked): the upkeep task closes the others, so a checkout
+    /// does not walk the whole idle list.
     fn take_idle(&self, state: &mut PoolState, fingerprint: u64) -> Option<Box<BackendConn>> {
-        self.close_stale(state, Instant::now());
-        let scan_from = state.idle.len().saturating_sub(SETTINGS_SCAN);
-        let matching = state.idle[scan_from..]
-            .iter()
-            .rposition(|idle| idle.conn.settings().fingerprint() == fingerprint)
-            .map(|i| i + scan_from);
-        let index = matching.or_else(|| state.idle.len().checked_sub(1))?;
-        Some(state.idle.remove(index).conn)
+        let now = Instant::now();
+        loop {
+            let scan_from = state.idle.len().saturating_sub(SETTINGS_SCAN);
+            let matching = state.idle[scan_from..]
+                .iter()
+                .rposition(|idle| idle.conn.settings().fingerprint() == fingerprint)
+                .map(|i| i + scan_from);
+            let index = matching.or_else(|| state.idle.len().checked_sub(1))?;
+            let idle = state.idle.remove(index);
+            if !state.limits.is_stale(&idle, now) {
+                return Some(idle.conn);
+            }
+            state.open -= 1;
+        }
     }
 
     /// Closes the idle connections past `idle_timeout_ms` or their lifetime.

@@ -116,17 +116,26 @@ pub fn utf16_to_string(bytes: &[u8], context: &'static str) -> Result<String, De
 }
 
 /// UTF-16LE text that is all ASCII (most SQL, most names) as a `String`,
-/// without decoding it unit by unit: one pass that the compiler vectorises
-/// checks every high byte is zero and every low byte below 0x80, then the
-/// low bytes are the UTF-8. `None` for anything else.
+/// without decoding it unit by unit: four units at a time are checked to
+/// have every high byte zero and every low byte below 0x80, and their low
+/// bytes are the UTF-8. `None` for anything else.
 fn narrow_ascii(bytes: &[u8]) -> Option<String> {
-    let wide = bytes
-        .chunks_exact(2)
-        .fold(0u8, |seen, unit| seen | unit[1] | (unit[0] & 0x80));
-    if wide != 0 {
-        return None;
+    const NOT_ASCII: u64 = 0xFF80_FF80_FF80_FF80;
+    let mut narrow = Vec::with_capacity(bytes.len() / 2);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let units = u64::from_le_bytes(word.try_into().ok()?);
+        if units & NOT_ASCII != 0 {
+            return None;
+        }
+        narrow.extend_from_slice(&[word[0], word[2], word[4], word[6]]);
     }
-    let narrow: Vec<u8> = bytes.chunks_exact(2).map(|unit| unit[0]).collect();
+    for unit in words.remainder().chunks_exact(2) {
+        if unit[1] != 0 || unit[0] >= 0x80 {
+            return None;
+        }
+        narrow.push(unit[0]);
+    }
     String::from_utf8(narrow).ok()
 }
 
@@ -198,6 +207,18 @@ mod tests {
         assert_eq!(narrow_ascii(&[0x80, 0x00]), None);
         assert_eq!(narrow_ascii(&[0x41, 0x01]), None);
         assert_eq!(narrow_ascii(&[0x41, 0x00]).as_deref(), Some("A"));
+        // A wide unit anywhere, in a whole word or in the tail.
+        for len in 1..=11 {
+            for at in 0..len {
+                let mut text: Vec<char> = "abcdefghijk".chars().take(len).collect();
+                text[at] = '\u{e9}';
+                let text: String = text.into_iter().collect();
+                let mut wide = Vec::new();
+                put_utf16(&mut wide, &text);
+                assert_eq!(narrow_ascii(&wide), None, "{text}");
+                assert_eq!(utf16_to_string(&wide, "test").unwrap(), text);
+            }
+        }
     }
 
     #[test]

@@ -222,11 +222,64 @@ impl TokenWalker {
         while pos < input.len() {
             pos = match self.state {
                 State::Skip(n, after) => pos + self.skip(n, after, &input[pos..]),
+                State::Token if self.pending.is_empty() => {
+                    match self.rows_in_place(&input[pos..]) {
+                        0 => self.unit_in_place(input, base, pos, events)?,
+                        len => pos + len,
+                    }
+                }
                 _ if self.pending.is_empty() => self.unit_in_place(input, base, pos, events)?,
                 _ => self.unit_resumed(input, pos, events)?,
             };
         }
         Ok(())
+    }
+
+    /// How many bytes at the start of `input` are whole rows (ROW or
+    /// NBCROW) whose values all have a plain length prefix (or none): the
+    /// rows of most results, stepped over in one tight pass where the state
+    /// machine takes a unit or two per value. It stops at anything else, a
+    /// row cut by the end of the input, or a TEXTPTR or PLP value, and
+    /// leaves that to the state machine; so it does with every row when
+    /// there is no COLMETADATA yet (its error to report) or a digest to
+    /// feed value by value. Rows leave the walker between tokens, as they
+    /// found it: nothing else changes.
+    fn rows_in_place(&self, input: &[u8]) -> usize {
+        if self.digest.is_some() || !self.has_metadata {
+            return 0;
+        }
+        let mut at = 0;
+        while let Some(len) = input.get(at..).and_then(|rest| self.row_len(rest)) {
+            at += len;
+        }
+        at
+    }
+
+    /// The length of the row at the start of `input` (see
+    /// [`TokenWalker::rows_in_place`]).
+    fn row_len(&self, input: &[u8]) -> Option<usize> {
+        let pos = match TokenType(*input.first()?) {
+            TokenType::ROW => {
+                let mut pos = 1;
+                for framing in &self.columns {
+                    pos = value_len(*framing, input.get(pos..)?)?.checked_add(pos)?;
+                }
+                pos
+            }
+            TokenType::NBCROW => {
+                let bitmap = input.get(1..1 + self.columns.len().div_ceil(8))?;
+                let mut pos = 1 + bitmap.len();
+                for (col, framing) in self.columns.iter().enumerate() {
+                    if bitmap[col / 8] >> (col % 8) & 1 == 0 {
+                        pos = value_len(*framing, input.get(pos..)?)?.checked_add(pos)?;
+                    }
+                }
+                pos
+            }
+            _ => return None,
+        };
+        // The last value's bytes must be there too.
+        (pos <= input.len()).then_some(pos)
     }
 
     /// Steps over what it can of the `n` bytes still to skip; a row's value
@@ -619,6 +672,33 @@ impl TokenWalker {
         self.state = State::Skip(n, AfterSkip::PlpChunk);
         Ok(())
     }
+}
+
+/// The bytes a non-NULL-bitmapped value takes at the start of `rest`, its
+/// length prefix included, for the framings with a plain prefix; `None`
+/// for TEXTPTR and PLP values or a prefix cut short. The value's bytes
+/// themselves may run past `rest` (the row's length is checked whole).
+fn value_len(framing: ValueFraming, rest: &[u8]) -> Option<usize> {
+    let len = match framing {
+        ValueFraming::Fixed(n) => usize::from(n),
+        // A BYTELEN type's NULL is length 0 [2.2.5.2.3].
+        ValueFraming::ByteLen => 1 + usize::from(*rest.first()?),
+        ValueFraming::UShortLen => match u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) {
+            0xFFFF => 2,
+            n => 2 + usize::from(n),
+        },
+        ValueFraming::Variant | ValueFraming::LongLen => {
+            let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+            // A sql_variant's NULL is length 0 or 0xFFFFFFFF, a LONGLEN's
+            // 0xFFFFFFFF [2.2.5.5.4].
+            match n {
+                u32::MAX => 4,
+                n => 4 + usize::try_from(n).ok()?,
+            }
+        }
+        ValueFraming::TextPtr | ValueFraming::Plp => return None,
+    };
+    Some(len)
 }
 
 /// Tokens the walker reports; each is decoded whole. Also used by

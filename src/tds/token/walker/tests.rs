@@ -716,3 +716,94 @@ fn a_changed_value_changes_the_digest() {
     assert_eq!(after.rows, before.rows);
     assert_ne!(after.checksum, before.checksum);
 }
+
+/// Rows of every plainly prefixed framing, NULL and not, as ROW and NBCROW,
+/// then a result with a PLP column (which the state machine walks).
+fn rows_of_every_plain_framing() -> Vec<u8> {
+    // bigint (fixed), intn(4) (bytelen), varbinary(31) (ushortlen),
+    // sql_variant (longlen).
+    let mut bytes = colmetadata(&[
+        &[0x7F],
+        &[0x26, 4],
+        &[0xA5, 0x1F, 0],
+        &[0x62, 0x50, 0x1F, 0, 0],
+    ]);
+    for i in 0u8..20 {
+        bytes.extend_from_slice(&[0xD1, i, 0, 0, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&[4, i, 0, 0, 0]);
+        bytes.extend_from_slice(&[3, 0, b'a', b'b', i]);
+        bytes.extend_from_slice(&[0, 0, 0, 0]); // NULL variant
+                                                // NBCROW: the intn and the variant NULL.
+        bytes.extend_from_slice(&[0xD2, 0b1010, i, 1, 2, 3, 4, 5, 6, 7]);
+        bytes.extend_from_slice(&[0xFF, 0xFF]); // a NULL varbinary all the same
+                                                // ROW of NULLs by length, and a variant with data.
+        bytes.extend_from_slice(&[0xD1, 1, 2, 3, 4, 5, 6, 7, i, 0, 0xFF, 0xFF]);
+        let variant = [0x38, 0, 9, 0, 0, i];
+        bytes.extend_from_slice(&(variant.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&variant);
+    }
+    bytes.extend_from_slice(&done_final());
+    bytes.extend_from_slice(&colmetadata(&[&[0xA5, 0xFF, 0xFF], &[0x26, 4]]));
+    bytes.push(0xD1);
+    bytes.extend_from_slice(&3u64.to_le_bytes());
+    bytes.extend_from_slice(&[3, 0, 0, 0, b'x', b'y', b'z', 0, 0, 0, 0]);
+    bytes.extend_from_slice(&[4, 7, 0, 0, 0]);
+    bytes.extend_from_slice(&done_final());
+    bytes
+}
+
+#[test]
+fn whole_rows_in_one_feed_walk_as_rows_cut_anywhere() {
+    let bytes = rows_of_every_plain_framing();
+    let whole = walk_in_chunks(&bytes, bytes.len());
+    assert_eq!(
+        whole
+            .iter()
+            .filter(|e| matches!(e, TokenEvent::Done(_)))
+            .count(),
+        2,
+        "{whole:?}"
+    );
+    for size in 1..64 {
+        assert_eq!(walk_in_chunks(&bytes, size), whole, "chunk size {size}");
+    }
+    for cut in 0..=bytes.len() {
+        assert_eq!(walk_split(&bytes, &[cut]), whole, "cut at {cut}");
+    }
+    // The digest walks value by value: it sees the same rows.
+    let mut walker = TokenWalker::new();
+    walker.digest_rows();
+    let mut events = Vec::new();
+    walker.feed(&bytes, &mut events).unwrap();
+    assert_eq!(events, whole);
+    assert_eq!(walker.rows_digest().map(|d| d.rows), Some(61));
+}
+
+#[test]
+fn a_row_cut_short_is_left_to_the_state_machine() {
+    let bytes = rows_of_every_plain_framing();
+    let meta_len = colmetadata(&[
+        &[0x7F],
+        &[0x26, 4],
+        &[0xA5, 0x1F, 0],
+        &[0x62, 0x50, 0x1F, 0, 0],
+    ])
+    .len();
+    // Inside the first row's varbinary data: not between tokens.
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    walker
+        .feed(&bytes[..meta_len + 1 + 8 + 5 + 3], &mut events)
+        .unwrap();
+    assert!(!walker.at_token_boundary());
+    walker
+        .feed(&bytes[meta_len + 1 + 8 + 5 + 3..], &mut events)
+        .unwrap();
+    assert!(walker.at_token_boundary());
+    // A row past the end of a stream that ends there is an unfinished token.
+    let mut walker = TokenWalker::new();
+    walker
+        .feed(&bytes[..meta_len + 10], &mut Vec::new())
+        .unwrap();
+    assert!(!walker.at_token_boundary());
+}
