@@ -329,11 +329,21 @@ pub struct ClientConn {
     /// `sluice_client_bytes_received_total` and `..._sent_total`.
     bytes_received: metrics::Counter,
     bytes_sent: metrics::Counter,
-    /// Response packets gathered for one write (see
-    /// [`ClientConn::forward_coalesced`]); empty between writes, and let go
-    /// at the end of each response.
+    /// Relayed packets that fit the client's packet size, waiting to go
+    /// out together in one vectored write, where they were read (see
+    /// [`ClientConn::forward_coalesced`]); at most [`MAX_QUEUED`] packets
+    /// and about [`COALESCE_BYTES`]. Empty between writes, let go at the
+    /// end of each response.
+    queued: Vec<Packet>,
+    queued_bytes: usize,
+    /// Bytes that had to be written by Sluice: packets re-cut to the
+    /// client's packet size, Sluice's own messages. They follow the queued
+    /// packets. Empty between writes, let go at the end of each response.
     out: Vec<u8>,
 }
+
+/// How many relayed packets one vectored client write gathers at most.
+const MAX_QUEUED: usize = 64;
 
 /// How many bytes of relayed packets one client write gathers at most
 /// (plus the packet that crosses it).
@@ -363,6 +373,8 @@ impl ClientConn {
             idle: None,
             bytes_received: metrics::counter!(crate::metrics::CLIENT_BYTES_RECEIVED),
             bytes_sent: metrics::counter!(crate::metrics::CLIENT_BYTES_SENT),
+            queued: Vec::new(),
+            queued_bytes: 0,
             out: Vec::new(),
         }
     }
@@ -414,52 +426,80 @@ impl ClientConn {
 
     /// Forwards one response packet with this client's SPID, re-cut to its
     /// packet size, and writes it at once.
-    pub async fn forward(&mut self, packet: &mut Packet) -> io::Result<()> {
+    pub async fn forward(&mut self, packet: Packet) -> io::Result<()> {
         self.forward_coalesced(packet, false).await
     }
 
     /// Forwards one response packet with this client's SPID, re-cut to its
     /// packet size. When `more_ready` (the next packet can be had without
-    /// waiting, see [`PacketReader::packet_ready`]) it may wait in the
-    /// write buffer to go out with the packets after it, in one write of up
-    /// to [`COALESCE_BYTES`]; a packet never waits for bytes that may not
-    /// come, and an EOM packet never waits. Every write that happens is
-    /// bounded by the write timeout.
+    /// waiting, see [`PacketReader::packet_ready`]) it may wait to go out
+    /// with the packets after it, in one write of up to [`COALESCE_BYTES`];
+    /// a packet never waits for bytes that may not come, and an EOM packet
+    /// never waits. A packet that fits is written from where it was read
+    /// (a vectored write gathers several), one that does not is re-cut
+    /// into the write buffer. Every write that happens is bounded by the
+    /// write timeout.
     pub async fn forward_coalesced(
         &mut self,
-        packet: &mut Packet,
+        mut packet: Packet,
         more_ready: bool,
     ) -> io::Result<()> {
         packet.set_spid(self.spid);
         self.bytes_sent.increment(packet.len() as u64);
-        let wait = more_ready && !packet.is_eom();
-        if self.out.is_empty() && !wait && packet.len() <= self.packet_size {
-            // Alone and as it is: written from where it was read.
+        let eom = packet.is_eom();
+        let wait = more_ready && !eom;
+        let fits = packet.len() <= self.packet_size;
+        let result = if fits && !wait && self.queued.is_empty() && self.out.is_empty() {
+            // Alone and as it is (most responses): one write, nothing kept.
             let (writer, bytes) = (&mut self.writer, packet.as_bytes());
-            return bounded(self.write_timeout, async {
+            bounded(self.write_timeout, async {
                 writer.write_all(bytes).await?;
                 writer.flush().await
             })
-            .await;
-        }
-        if self.out.capacity() == 0 {
-            self.out
-                .reserve(COALESCE_BYTES + packet.len() + packet.len() / 64 * HEADER_LEN);
-        }
-        encode_packet_resized(&mut self.out, packet, self.packet_size);
-        if wait && self.out.len() < COALESCE_BYTES {
-            return Ok(());
-        }
-        let result = self.write_out().await;
-        if packet.is_eom() {
-            // The response is over: an idle client holds no write buffer.
+            .await
+        } else if fits && self.out.is_empty() {
+            self.queued_bytes += packet.len();
+            self.queued.push(packet);
+            let room = self.queued_bytes < COALESCE_BYTES && self.queued.len() < MAX_QUEUED;
+            if wait && room {
+                return Ok(());
+            }
+            self.write_out().await
+        } else {
+            // Re-cut: after the packets queued before it.
+            self.write_out().await?;
+            if self.out.capacity() == 0 {
+                self.out
+                    .reserve(COALESCE_BYTES + packet.len() + packet.len() / 64 * HEADER_LEN);
+            }
+            encode_packet_resized(&mut self.out, &packet, self.packet_size);
+            if wait && self.out.len() < COALESCE_BYTES {
+                return Ok(());
+            }
+            self.write_out().await
+        };
+        if eom {
+            // The response is over: an idle client holds no write buffers.
+            self.queued = Vec::new();
             self.out = Vec::new();
         }
         result
     }
 
-    /// Writes what the write buffer holds, within the write timeout.
+    /// Writes the queued packets, then the write buffer, within the write
+    /// timeout.
     async fn write_out(&mut self) -> io::Result<()> {
+        if !self.queued.is_empty() {
+            let (writer, queued) = (&mut self.writer, &self.queued);
+            let result = bounded(self.write_timeout, async {
+                write_packets(writer, queued).await?;
+                writer.flush().await
+            })
+            .await;
+            self.queued.clear();
+            self.queued_bytes = 0;
+            result?;
+        }
         if self.out.is_empty() {
             return Ok(());
         }
@@ -500,6 +540,28 @@ impl ClientConn {
         let _ = self.write_out().await;
         let _ = bounded(self.write_timeout, self.writer.shutdown()).await;
     }
+}
+
+/// Writes `packets` (at most [`MAX_QUEUED`]) as they are, in as few
+/// vectored writes as the socket takes.
+async fn write_packets<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    packets: &[Packet],
+) -> io::Result<()> {
+    let mut slices = [io::IoSlice::new(&[]); MAX_QUEUED];
+    let count = packets.len().min(MAX_QUEUED);
+    for (slice, packet) in slices.iter_mut().zip(packets) {
+        *slice = io::IoSlice::new(packet.as_bytes());
+    }
+    let mut unwritten = &mut slices[..count];
+    while !unwritten.is_empty() {
+        let written = writer.write_vectored(unwritten).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        io::IoSlice::advance_slices(&mut unwritten, written);
+    }
+    Ok(())
 }
 
 /// A client write that does not finish within `limit` fails as timed out.
@@ -689,5 +751,103 @@ pub fn encode_packet_resized(out: &mut Vec<u8>, packet: &Packet, packet_size: us
         out.extend_from_slice(&payload[..n]);
         payload.advance(n);
         first = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client connection over an in-memory pipe with `packet_size`, and
+    /// the far end, where what it writes arrives.
+    fn client(packet_size: usize) -> (ClientConn, tokio::io::DuplexStream) {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let stream: BoxStream = Box::new(near);
+        let (read, write) = tokio::io::split(stream);
+        let conn = ClientConn::new(
+            PacketReader::new(read),
+            write,
+            77,
+            packet_size,
+            Duration::from_secs(5),
+        );
+        (conn, far)
+    }
+
+    /// The next `n` packets as the far end reads them: (SPID, status,
+    /// payload).
+    async fn received(far: &mut tokio::io::DuplexStream, n: usize) -> Vec<(u16, u8, Vec<u8>)> {
+        let mut reader = PacketReader::new(far);
+        let mut packets = Vec::new();
+        for _ in 0..n {
+            let p = reader.read_packet().await.expect("a packet");
+            packets.push((p.header().spid, p.status().0, p.payload().to_vec()));
+        }
+        packets
+    }
+
+    #[tokio::test]
+    async fn queued_recut_and_own_packets_arrive_in_order_with_the_clients_spid() {
+        let (mut conn, mut far) = client(512);
+        let small = |byte: u8| test_packet(&[byte; 100], false);
+        // Two queued, one re-cut into three, one queued after it, Sluice's
+        // own message, then the EOM.
+        conn.forward_coalesced(small(1), true).await.unwrap();
+        conn.forward_coalesced(small(2), true).await.unwrap();
+        conn.forward_coalesced(test_packet(&[3; 1200], false), true)
+            .await
+            .unwrap();
+        conn.forward_coalesced(small(4), true).await.unwrap();
+        conn.send_message(&[5; 10]).await.unwrap();
+        conn.forward_coalesced(test_packet(&[6; 20], true), true)
+            .await
+            .unwrap();
+        let packets = received(&mut far, 8).await;
+        let payloads: Vec<(u8, usize)> = packets.iter().map(|p| (p.2[0], p.2.len())).collect();
+        assert_eq!(
+            payloads,
+            [
+                (1, 100),
+                (2, 100),
+                (3, 504),
+                (3, 504),
+                (3, 192),
+                (4, 100),
+                (5, 10),
+                (6, 20)
+            ]
+        );
+        assert!(packets.iter().all(|p| p.0 == 77), "{packets:?}");
+        // Sluice's own message is a whole one: its packet carries EOM too.
+        let eoms: Vec<bool> = packets.iter().map(|p| p.1 & Status::EOM.0 != 0).collect();
+        assert_eq!(eoms, [false, false, false, false, false, false, true, true]);
+    }
+
+    #[tokio::test]
+    async fn a_packet_waits_only_while_more_is_ready_and_the_queue_has_room() {
+        let (mut conn, mut far) = client(4096);
+        for _ in 0..MAX_QUEUED + 3 {
+            conn.forward_coalesced(test_packet(&[9; 16], false), true)
+                .await
+                .unwrap();
+        }
+        // MAX_QUEUED packets went out when the queue filled; three wait.
+        assert_eq!(conn.queued.len(), 3);
+        conn.forward_coalesced(test_packet(&[9; 16], false), false)
+            .await
+            .unwrap();
+        assert!(conn.queued.is_empty(), "nothing more was ready: written");
+        conn.forward_coalesced(test_packet(&[9; 16], true), false)
+            .await
+            .unwrap();
+        assert_eq!(
+            received(&mut far, MAX_QUEUED + 5).await.len(),
+            MAX_QUEUED + 5
+        );
+        assert_eq!(
+            conn.queued.capacity(),
+            0,
+            "let go at the end of the response"
+        );
     }
 }

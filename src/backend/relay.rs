@@ -400,9 +400,9 @@ impl BackendConn {
                 }
             }
             let previous = response.held.take();
-            if let Some((mut held, _)) = previous {
+            if let Some((held, _)) = previous {
                 let more = self.response_ready();
-                if let Err(e) = client.forward_coalesced(&mut held, more).await {
+                if let Err(e) = client.forward_coalesced(held, more).await {
                     return Some(RelayEnd::ClientGone(e));
                 }
                 response.forwarded = true;
@@ -423,7 +423,7 @@ impl BackendConn {
         // tells whether one is there is not worth its read (nor, with this
         // packet still sharing the read buffer, a fresh buffer for it).
         let more = !eom && self.response_ready();
-        if let Err(e) = client.forward_coalesced(&mut packet, more).await {
+        if let Err(e) = client.forward_coalesced(packet, more).await {
             return Some(RelayEnd::ClientGone(e));
         }
         response.forwarded = true;

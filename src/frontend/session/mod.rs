@@ -935,8 +935,8 @@ impl Session {
             .await;
         self.learn(target, &mut held, &relayed.summary);
         self.invalidate_written().await;
-        if let Some(mut last) = relayed.final_packet.take() {
-            if let Err(e) = self.client.forward(&mut last).await {
+        if let Some(last) = relayed.final_packet.take() {
+            if let Err(e) = self.client.forward(last).await {
                 return Err(SessionError::ClientGone(e));
             }
         }
