@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::conn::ServerInfo;
 use super::connect::{BackendError, BackendLogin, BackendTarget};
-use super::pool::{BackendPools, PooledBackend};
+use super::pool::{BackendPools, DatabasePoolHandle, PooledBackend};
 use crate::config::Config;
 use crate::metrics::RequestMetrics;
 use crate::monitor::{BackendHealth, BackendState};
@@ -71,6 +71,17 @@ impl Primary {
         self.pools
             .get_preferring(database, login, fingerprint)
             .await
+    }
+
+    /// Like [`get_preferring`](Self::get_preferring), from a pool looked up
+    /// before (see [`BackendPools::pool`]).
+    pub async fn checkout(
+        &self,
+        pool: &DatabasePoolHandle,
+        fingerprint: u64,
+    ) -> Result<PooledBackend, BackendError> {
+        self.check_up()?;
+        pool.checkout(fingerprint).await
     }
 
     /// The login values of `database`, known or learned (see

@@ -84,6 +84,16 @@ impl BackendPools {
         self.pool_for(database, login)?.checkout(fingerprint).await
     }
 
+    /// The pool of `database` and `login`, to keep: a session looks up the
+    /// pools of its login database once, not on every checkout.
+    pub fn pool(
+        &self,
+        database: &str,
+        login: Option<&BackendLogin>,
+    ) -> Result<DatabasePoolHandle, BackendError> {
+        self.pool_for(database, login).map(DatabasePoolHandle)
+    }
+
     /// The login values of `database` on this backend: remembered from the
     /// pool's last successful login, else learned by checking a connection
     /// out (which also proves the database exists and Sluice may use it).
@@ -160,6 +170,20 @@ impl BackendPools {
 
     fn registry(&self) -> MutexGuard<'_, HashMap<String, Arc<DatabasePool>>> {
         self.pools.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One database's pool on one backend (see [`BackendPools::pool`]). A pool
+/// stays in its registry for the life of its `BackendPools`, so a kept
+/// handle always names the pool that checkouts by name would use.
+#[derive(Clone)]
+pub struct DatabasePoolHandle(Arc<DatabasePool>);
+
+impl DatabasePoolHandle {
+    /// A connection, preferring one whose settings have this fingerprint
+    /// (see [`BackendPools::get_preferring`]).
+    pub async fn checkout(&self, fingerprint: u64) -> Result<PooledBackend, BackendError> {
+        self.0.checkout(fingerprint).await
     }
 }
 

@@ -21,7 +21,8 @@ use super::reply::{attention_ack, error_response, ClientError};
 use super::transaction_emulation::EmulatedTransaction;
 use crate::backend::{plan_settings, BackendLogin, Settings};
 use crate::backend::{
-    BackendError, Cluster, PooledBackend, RelayEnd, RelayOptions, ResponseSummary,
+    BackendError, BackendPools, Cluster, DatabasePoolHandle, PooledBackend, RelayEnd, RelayOptions,
+    ResponseSummary,
 };
 use crate::classify::SessionEffect;
 use crate::config::{Limits, PoolMode};
@@ -145,6 +146,11 @@ pub struct Session {
     /// requests and while a response streams (see [`PhaseWatch`]).
     draining: PhaseWatch,
     closing: PhaseWatch,
+    /// The pools of the login database this session checks connections out
+    /// of: the primary's and each replica's (by index), looked up on first
+    /// use and forgotten when a reload swaps the context.
+    primary_pool: Option<DatabasePoolHandle>,
+    replica_pools: Vec<Option<DatabasePoolHandle>>,
 }
 
 impl Drop for Session {
@@ -221,6 +227,8 @@ impl Session {
             shadow: shadow::ShadowTurn::default(),
             cache_turn: cache::CacheTurn::default(),
             transaction_tables: Vec::new(),
+            primary_pool: None,
+            replica_pools: Vec::new(),
         }
     }
 
@@ -349,6 +357,8 @@ impl Session {
             return;
         }
         let current = arc_swap::Guard::into_inner(current);
+        self.primary_pool = None;
+        self.replica_pools.clear();
         let (old, new) = (self.ctx.cluster.clone(), current.cluster.clone());
         let new_index = |index: usize| {
             let replica = old.replica(index)?;
@@ -747,7 +757,9 @@ impl Session {
                 Some(held) => Ok(held),
                 None => {
                     let primary = self.ctx.cluster.primary();
-                    let conn = primary.get_preferring(database, login, fingerprint).await?;
+                    let slot = &mut self.primary_pool;
+                    let pool = kept_pool(slot, primary.pools(), database, login)?;
+                    let conn = primary.checkout(&pool, fingerprint).await?;
                     Ok(Held { conn, dirty: false })
                 }
             },
@@ -765,8 +777,12 @@ impl Session {
                             backend: Arc::from("replica"),
                             detail: format!("no replica #{index}"),
                         })?;
-                let pools = replica.pools();
-                let conn = pools.get_preferring(database, login, fingerprint).await?;
+                if self.replica_pools.len() <= index {
+                    self.replica_pools.resize(index + 1, None);
+                }
+                let slot = &mut self.replica_pools[index];
+                let pool = kept_pool(slot, replica.pools(), database, login)?;
+                let conn = pool.checkout(fingerprint).await?;
                 Ok(Held { conn, dirty: false })
             }
         }
@@ -1039,6 +1055,22 @@ impl Session {
 
 /// What the routing log shows of a request: its statement with the
 /// literals replaced, or the procedure's name; never a parameter's value.
+/// The pool of the login database on `pools`, kept in `slot` after the
+/// first lookup.
+fn kept_pool(
+    slot: &mut Option<DatabasePoolHandle>,
+    pools: &BackendPools,
+    database: &str,
+    login: Option<&BackendLogin>,
+) -> Result<DatabasePoolHandle, BackendError> {
+    if let Some(pool) = slot {
+        return Ok(pool.clone());
+    }
+    let pool = pools.pool(database, login)?;
+    *slot = Some(pool.clone());
+    Ok(pool)
+}
+
 fn request_fingerprint(request: crate::router::Request<'_>) -> String {
     match request {
         crate::router::Request::Sql(sql) => crate::classify::fingerprint(sql),
