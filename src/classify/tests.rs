@@ -1484,6 +1484,26 @@ fn flags_keep_their_bits() {
 /// parentheses made the scan skip `DECLARE` and take `@id` for the
 /// UPDATE's target, a table variable, so the batch was a read.
 #[test]
+fn fetch_into_anything_but_variables_is_never_a_read() {
+    let classifier = Classifier::new(0, &[]);
+    assert_eq!(
+        classifier
+            .classify("FETCH NEXT FROM c INTO @id, @name")
+            .class,
+        Class::Read
+    );
+    for sql in [
+        "FETCH NEXT FROM c INTO .id",
+        "FETCH NEXT FROM c INTO dbo.t",
+        // The fuzz input that showed it (`classify_read_property`).
+        "FETCH NEXT FROM LOCTFASA L_FORWARD FOR\n    SELECT Id FROM dbo.Orders WHorder^bursor INTO.\0id;",
+    ] {
+        let c = classifier.classify(sql);
+        assert_ne!(c.class, Class::Read, "{sql}: {c:?}");
+    }
+}
+
+#[test]
 fn update_top_without_parentheses_is_never_a_read() {
     let classifier = Classifier::new(0, &[]);
     for sql in [

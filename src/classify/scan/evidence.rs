@@ -172,11 +172,14 @@ impl Cx<'_> {
                 let name = self.object_name(target);
                 self.v.write(|| format!("MERGE ({name})"));
             }
-            // Not the INTO of INSERT/MERGE, FETCH, OUTPUT or `EXECUTE AS ...
-            // WITH COOKIE INTO @c`: SELECT ... INTO.
+            // Not the INTO of INSERT/MERGE, FETCH (whose INTO names
+            // variables; any other target is taken for a table, so a garbled
+            // FETCH is never a read), OUTPUT or `EXECUTE AS ... WITH COOKIE
+            // INTO @c`: SELECT ... INTO.
             Kw::INTO
                 if sc.into_ok_at != Some(i)
-                    && sc.leader != Kw::FETCH
+                    && (sc.leader != Kw::FETCH
+                        || !self.tok(i + 1).is_some_and(|t| t.kind == Kind::Var))
                     && !sc.output_seen
                     && !i.checked_sub(1).is_some_and(|p| self.word_is(p, "COOKIE")) =>
             {
