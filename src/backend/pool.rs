@@ -189,14 +189,13 @@ impl DatabasePoolHandle {
 
 /// A pool's registry key: the database name, case-folded as SQL Server
 /// compares it, then the backend login. Borrowed, with no allocation, in
-/// the common case of a lower-case name and the configured login: it is
-/// looked up on every checkout.
+/// the common case of a lower-case ASCII name and the configured login.
 fn pool_key<'a>(database: &'a str, login: Option<&BackendLogin>) -> Cow<'a, str> {
-    let folded = database.is_ascii() && !database.bytes().any(|b| b.is_ascii_uppercase());
-    let mut key = if !folded {
-        Cow::Owned(database.to_lowercase())
-    } else {
+    let lower_case = database.is_ascii() && !database.bytes().any(|b| b.is_ascii_uppercase());
+    let mut key = if lower_case {
         Cow::Borrowed(database)
+    } else {
+        Cow::Owned(database.to_lowercase())
     };
     if let Some(login) = login {
         let key = key.to_mut();
@@ -496,8 +495,6 @@ impl DatabasePool {
         }
     }
 
-    /// An idle connection, preferring one with matching settings; stale
-    /// ones met on the way are closed.
     /// An idle connection, preferring one with these settings. Only the
     /// one picked is checked for staleness (a stale one is closed and
     /// another picked): the upkeep task closes the others, so a checkout

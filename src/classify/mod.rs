@@ -216,8 +216,11 @@ pub struct Classifier {
 /// an `Arc`): counting a classification is one atomic add, not a lookup
 /// of the metric's key.
 struct Counters {
-    /// By `Class`, in declaration order.
-    classes: [metrics::Counter; 5],
+    read: metrics::Counter,
+    write: metrics::Counter,
+    transaction_control: metrics::Counter,
+    session_state: metrics::Counter,
+    unknown: metrics::Counter,
     cache_hits: metrics::Counter,
     cache_misses: metrics::Counter,
 }
@@ -227,20 +230,24 @@ impl Counters {
         use crate::metrics::{CLASSIFICATIONS, CLASSIFIER_CACHE};
         let class = |class: Class| metrics::counter!(CLASSIFICATIONS, "class" => class.as_str());
         Counters {
-            classes: [
-                class(Class::Read),
-                class(Class::Write),
-                class(Class::TransactionControl),
-                class(Class::SessionState),
-                class(Class::Unknown),
-            ],
+            read: class(Class::Read),
+            write: class(Class::Write),
+            transaction_control: class(Class::TransactionControl),
+            session_state: class(Class::SessionState),
+            unknown: class(Class::Unknown),
             cache_hits: metrics::counter!(CLASSIFIER_CACHE, "result" => "hit"),
             cache_misses: metrics::counter!(CLASSIFIER_CACHE, "result" => "miss"),
         }
     }
 
     fn class(&self, class: Class) -> &metrics::Counter {
-        &self.classes[class as usize]
+        match class {
+            Class::Read => &self.read,
+            Class::Write => &self.write,
+            Class::TransactionControl => &self.transaction_control,
+            Class::SessionState => &self.session_state,
+            Class::Unknown => &self.unknown,
+        }
     }
 }
 
