@@ -155,6 +155,15 @@ pub(super) fn tokenize(sql: &str) -> Tokens {
                 toks.push(tok(Kind::Number, Kw::None, 0, end, depth));
                 i = end;
             }
+            // A character outside ASCII that is neither a letter nor a digit
+            // (a symbol, a combining accent) cannot be part of a name
+            // [identifier rules: Unicode letters and decimal digits]: it is
+            // punctuation, and a keyword right after it is a keyword.
+            _ if non_word_len(b, i).is_some() => {
+                let end = i + non_word_len(b, i).unwrap_or(1);
+                toks.push(tok(Kind::Punct, Kw::None, 0, end, depth));
+                i = end;
+            }
             c if is_ident_start(c)
                 || (c == b'$' && b.get(i + 1).is_some_and(|&n| is_ident_start(n))) =>
             {
@@ -201,8 +210,29 @@ fn is_ident_part(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'@' | b'#' | b'$') || c >= 0x80
 }
 
+/// The byte length of the character at `i` when it starts a character
+/// outside ASCII that is neither alphabetic nor numeric; `None` for ASCII,
+/// letters, digits and the middle of a character.
+fn non_word_len(b: &[u8], i: usize) -> Option<usize> {
+    let len = match b[i] {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => return None,
+    };
+    let c = std::str::from_utf8(b.get(i..i + len)?)
+        .ok()?
+        .chars()
+        .next()?;
+    (!c.is_alphanumeric()).then_some(len)
+}
+
 fn word_end(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && is_ident_part(b[i]) && !is_unicode_space(b, i) {
+    while i < b.len()
+        && is_ident_part(b[i])
+        && !is_unicode_space(b, i)
+        && non_word_len(b, i).is_none()
+    {
         i += 1;
     }
     i

@@ -1504,6 +1504,24 @@ fn fetch_into_anything_but_variables_is_never_a_read() {
 }
 
 #[test]
+fn a_keyword_after_a_symbol_or_accent_outside_ascii_is_a_keyword() {
+    let classifier = Classifier::new(0, &[]);
+    for sql in ["SELECT caf\u{e9} FROM dbo.t", "SELECT \u{540d}\u{524d} FROM dbo.t"] {
+        assert_eq!(classifier.classify(sql).class, Class::Read, "{sql}");
+    }
+    for sql in [
+        "SELECT 1 FROM t\u{5a4}DELETE FROM t",
+        "SELECT 1 FROM t \u{2192}insert INTO t VALUES (1)",
+        "SELECT 1 FROM t\u{301}UPDATE t SET a = 1",
+        // The fuzz input that showed it (`classify_read_property`).
+        "SELECT a FROM addresses WHERE addresses.userunts (UPDLOCK[delete], [merge] FROM\u{5a4}insert] WHERE  WHEhhh3)",
+    ] {
+        let c = classifier.classify(sql);
+        assert_ne!(c.class, Class::Read, "{sql}: {c:?}");
+    }
+}
+
+#[test]
 fn update_top_without_parentheses_is_never_a_read() {
     let classifier = Classifier::new(0, &[]);
     for sql in [
