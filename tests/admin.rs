@@ -671,11 +671,20 @@ mod process_metrics {
         for _ in 0..3 {
             assert_eq!(scalar_i32(&mut client, "SELECT 1").await, Some(1));
         }
+        // A request's duration is recorded once its response has gone out:
+        // the last one may still be on its way.
+        let admin = sluice.admin;
+        let durations_of =
+            |metrics: &str| sample(metrics, "sluice_request_duration_seconds_count{");
+        let all_timed = eventually(LIMIT, || async move {
+            durations_of(&get(admin, "/metrics", None).await.body).is_some_and(|n| n >= 3.0)
+        })
+        .await;
         let metrics = get(sluice.admin, "/metrics", None).await.body;
-        let durations = sample(&metrics, "sluice_request_duration_seconds_count{");
         assert!(
-            durations.is_some_and(|n| n >= 3.0),
-            "request durations: {durations:?}\n{metrics}"
+            all_timed,
+            "request durations: {:?}\n{metrics}",
+            durations_of(&metrics)
         );
         let reads = sample(&metrics, "sluice_classifications_total{class=\"read\"}");
         assert!(
