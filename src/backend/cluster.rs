@@ -56,25 +56,13 @@ impl Primary {
     /// A connection, or at once an error when health checks say the
     /// primary is down (writes fail fast instead of waiting out a connect).
     pub async fn get(&self, database: &str) -> Result<PooledBackend, BackendError> {
-        self.get_preferring(database, None, 0).await
-    }
-
-    /// Like [`get`](Self::get), preferring a connection whose settings have
-    /// this fingerprint.
-    pub async fn get_preferring(
-        &self,
-        database: &str,
-        login: Option<&BackendLogin>,
-        fingerprint: u64,
-    ) -> Result<PooledBackend, BackendError> {
         self.check_up()?;
-        self.pools
-            .get_preferring(database, login, fingerprint)
-            .await
+        self.pools.get_preferring(database, None, 0).await
     }
 
-    /// Like [`get_preferring`](Self::get_preferring), from a pool looked up
-    /// before (see [`BackendPools::pool`]).
+    /// Like [`get`](Self::get), from a pool looked up before (see
+    /// [`BackendPools::pool`]), preferring a connection whose settings have
+    /// this fingerprint.
     pub async fn checkout(
         &self,
         pool: &DatabasePoolHandle,

@@ -30,7 +30,7 @@ use crate::transport::Request;
 const MAX_PREPARED: usize = 4096;
 
 /// What a request sends once it is bound to a connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) enum Outgoing {
     /// The client's request, unchanged.
     AsIs(Request),
