@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo bench --bench classify`. `ROUNDS=n` changes the number of
 //! passes over the statement set (default 2,000); `VERBOSE=1` first prints
-//! each statement's verdict.
+//! each statement's verdict and its cold classification time.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -100,7 +100,16 @@ fn main() {
             } else {
                 "primary"
             };
-            println!("{:<18} {eligible} {:<45} {sql}", v.class.as_str(), v.reason);
+            let start = Instant::now();
+            for _ in 0..rounds / 4 {
+                black_box(c.classify(black_box(sql)));
+            }
+            let micros = start.elapsed().as_secs_f64() * 1e6 / (rounds / 4).max(1) as f64;
+            println!(
+                "{micros:>6.2} µs {:<18} {eligible} {:<45} {sql}",
+                v.class.as_str(),
+                v.reason
+            );
         }
     }
 

@@ -15,6 +15,9 @@
 //!   parse (common: T-SQL without `;`, `OFFSET @p ROWS FETCH NEXT @q ROWS`,
 //!   `BEGIN TRY`, DBCC, ...), the scan alone decides, sets
 //!   [`Flags::LEXER_FALLBACK`], and the reason starts with "parse failed;".
+//!   A batch the scan already found a write in is not parsed: nothing can
+//!   be stricter than a write, and parsing is most of a cold
+//!   classification's cost.
 //! - Literal dynamic SQL (`EXEC('...')`, `sp_executesql N'...'`) is
 //!   classified the same way, recursively, and folded in.
 //! - The tables a batch reads and writes and the volatile functions it
@@ -303,23 +306,28 @@ impl Classifier {
     }
 
     /// Scan, parse, and fold in literal dynamic SQL. Returns the verdict and
-    /// whether sqlparser parsed the batch.
+    /// false when sqlparser was needed and could not parse the batch.
     fn analyze(&self, sql: &str, depth: usize) -> (Verdict, bool) {
         let scan = scan::scan(sql, &self.procedures);
         let mut v = scan.verdict;
-        let parsed = match self.parse(sql, scan.operators) {
-            Some(p) => {
-                v.absorb(p);
-                true
-            }
-            None => {
-                v.flag(Flags::LEXER_FALLBACK, String::new);
-                if v.is_empty() {
-                    v.unknown(|| "nothing recognisable".into());
+        // The parse's evidence only adds to the scan's, so once the scan has
+        // found a write the class is final, and the tables the batch
+        // touches come from the scan too: parsing, most of the cost of a
+        // cold classification, would change nothing that routes or caches.
+        let parsed = v.has_write()
+            || match self.parse(sql, scan.operators) {
+                Some(p) => {
+                    v.absorb(p);
+                    true
                 }
-                false
-            }
-        };
+                None => {
+                    v.flag(Flags::LEXER_FALLBACK, String::new);
+                    if v.is_empty() {
+                        v.unknown(|| "nothing recognisable".into());
+                    }
+                    false
+                }
+            };
         // Each string's effects go where it runs among the batch's own.
         let mut shift = 0;
         for dynamic in scan.dynamic {

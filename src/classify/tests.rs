@@ -297,17 +297,14 @@ fn ddl_and_admin_are_writes() {
     let c = write("CREATE TABLE #t (id int)");
     assert!(c.flags.contains(Flags::CREATES_TEMP_TABLE));
     assert_eq!(c.temp_tables, ["#t"]);
-    assert_eq!(
-        write("UPDATE STATISTICS t").reason,
-        "parse failed; lexer: UPDATE STATISTICS"
-    );
+    assert_eq!(write("UPDATE STATISTICS t").reason, "UPDATE STATISTICS");
 }
 
 #[test]
 fn sequences_are_writes() {
     let c = write("SELECT NEXT VALUE FOR dbo.seq");
     assert!(c.flags.contains(Flags::SEQUENCE));
-    assert_eq!(c.reason, "parse failed; lexer: NEXT VALUE FOR dbo.seq");
+    assert_eq!(c.reason, "NEXT VALUE FOR dbo.seq");
     write("DECLARE @id int = NEXT VALUE FOR seq; SELECT @id");
 }
 
@@ -1228,10 +1225,7 @@ fn reasons_are_short_and_specific() {
         classify("DELETE FROM [dbo].[Orders]").reason,
         "DELETE (dbo.Orders)"
     );
-    assert_eq!(
-        classify("DELETE TOP (5) FROM t").reason,
-        "parse failed; lexer: DELETE (t)"
-    );
+    assert_eq!(classify("DELETE TOP (5) FROM t").reason, "DELETE (t)");
     assert_eq!(
         classify("MERGE INTO t USING s ON 1=1 WHEN MATCHED THEN DELETE;").reason,
         "MERGE (t)"

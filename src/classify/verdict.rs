@@ -129,6 +129,11 @@ impl Verdict {
         }
     }
 
+    /// Write evidence was found: the class is Write whatever else is.
+    pub fn has_write(&self) -> bool {
+        self.write.is_some()
+    }
+
     pub fn class(&self) -> Class {
         self.class_with(self.unlisted.is_some())
     }
