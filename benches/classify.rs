@@ -6,6 +6,10 @@
 //! passes over the statement set (default 2,000); `VERBOSE=1` first prints
 //! each statement's verdict and its cold classification time.
 
+/// The allocator the `sluice` binary ships with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
