@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll, Wake, Waker};
 
 use tokio::sync::watch;
 
@@ -74,6 +76,7 @@ impl Shutdown {
         PhaseWatch {
             waiting: Box::pin(async move { shutdown.reached(phase).await }),
             reached: None,
+            gate: None,
         }
     }
 }
@@ -81,24 +84,70 @@ impl Shutdown {
 /// Waits for one phase for as long as its owner lives. The subscription
 /// and its waiter are made at the first wait and kept, so waiting again (a
 /// session does, on every request) is a poll, not a new subscription, a
-/// waiter registered and one removed. Cancel-safe: a wait that is dropped
-/// leaves the watch as it was.
+/// waiter registered and one removed. And a poll is two loads: the wait
+/// itself (tokio's watch takes a lock per poll) is polled again only when
+/// its waker fired or the task's waker changed. Cancel-safe: a wait that is
+/// dropped leaves the watch as it was.
 pub struct PhaseWatch {
     waiting: Pin<Box<dyn Future<Output = Phase> + Send>>,
     /// The phase the completed wait returned (the future is not polled
     /// again after it completed).
     reached: Option<Phase>,
+    /// The waker the wait was last polled with.
+    gate: Option<Arc<Gate>>,
+}
+
+/// Stands between the wait and the task's waker and records that the wait
+/// was woken, so that a poll with no wake-up since the last can skip it.
+struct Gate {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Before the task is woken, so that its next poll sees it.
+        self.woken.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
 }
 
 impl PhaseWatch {
     /// The phase reached, once it is the watched one or later.
     pub async fn reached(&mut self) -> Phase {
+        std::future::poll_fn(|cx| self.poll_reached(cx)).await
+    }
+
+    fn poll_reached(&mut self, cx: &mut Context<'_>) -> Poll<Phase> {
         if let Some(phase) = self.reached {
-            return phase;
+            return Poll::Ready(phase);
         }
-        let phase = self.waiting.as_mut().await;
+        let gate = match &self.gate {
+            Some(gate) if gate.task.will_wake(cx.waker()) => {
+                // Cleared before the wait is polled, so that a wake-up
+                // during the poll is not lost.
+                if !gate.woken.swap(false, Ordering::AcqRel) {
+                    return Poll::Pending;
+                }
+                Arc::clone(gate)
+            }
+            _ => {
+                let gate = Arc::new(Gate {
+                    woken: AtomicBool::new(false),
+                    task: cx.waker().clone(),
+                });
+                self.gate = Some(Arc::clone(&gate));
+                gate
+            }
+        };
+        let waker = Waker::from(gate);
+        let phase = ready!(self.waiting.as_mut().poll(&mut Context::from_waker(&waker)));
         self.reached = Some(phase);
-        phase
+        Poll::Ready(phase)
     }
 }
 
@@ -134,5 +183,64 @@ mod tests {
         });
         shutdown.advance(Phase::Closing);
         assert_eq!(waiter.await.unwrap(), (Phase::Closing, Phase::Closing));
+    }
+
+    /// A wait that counts its polls, answers once `done`, and keeps the
+    /// waker it was last polled with.
+    #[derive(Default)]
+    struct Probe {
+        polls: std::sync::atomic::AtomicUsize,
+        done: AtomicBool,
+        waker: std::sync::Mutex<Option<Waker>>,
+    }
+
+    struct Task;
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_watch_polls_its_wait_only_after_a_wake_up_or_a_new_waker() {
+        let probe = Arc::new(Probe::default());
+        let inner = Arc::clone(&probe);
+        let mut watch = PhaseWatch {
+            waiting: Box::pin(std::future::poll_fn(move |cx| {
+                inner.polls.fetch_add(1, Ordering::SeqCst);
+                *inner.waker.lock().unwrap() = Some(cx.waker().clone());
+                if inner.done.load(Ordering::SeqCst) {
+                    Poll::Ready(Phase::Closing)
+                } else {
+                    Poll::Pending
+                }
+            })),
+            reached: None,
+            gate: None,
+        };
+        let polls = || probe.polls.load(Ordering::SeqCst);
+        let task = Waker::from(Arc::new(Task));
+        let mut cx = Context::from_waker(&task);
+        for _ in 0..3 {
+            assert!(watch.poll_reached(&mut cx).is_pending());
+        }
+        assert_eq!(polls(), 1, "polled again without a wake-up");
+
+        let wake = || probe.waker.lock().unwrap().take().unwrap().wake();
+        wake();
+        assert!(watch.poll_reached(&mut cx).is_pending());
+        assert_eq!(polls(), 2, "a wake-up polls the wait");
+
+        let other = Waker::from(Arc::new(Task));
+        assert!(watch
+            .poll_reached(&mut Context::from_waker(&other))
+            .is_pending());
+        assert_eq!(polls(), 3, "another waker polls the wait");
+
+        probe.done.store(true, Ordering::SeqCst);
+        wake();
+        let mut cx = Context::from_waker(&other);
+        assert_eq!(watch.poll_reached(&mut cx), Poll::Ready(Phase::Closing));
+        assert_eq!(watch.poll_reached(&mut cx), Poll::Ready(Phase::Closing));
+        assert_eq!(polls(), 4, "a finished wait is not polled again");
     }
 }
