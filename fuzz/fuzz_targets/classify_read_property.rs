@@ -23,7 +23,8 @@
 //!   variable; `sp_executesql` and `EXEC('...')` are allowed only with
 //!   literal SQL, which must satisfy this property in turn;
 //! - a procedure called without EXEC (a batch whose first word is not a
-//!   statement keyword: SQL Server runs `sp_rename 'a', 'b'` as a call).
+//!   statement keyword: SQL Server runs `sp_rename 'a', 'b'` as a call)
+//!   that the same rules would not allow after EXEC.
 //!
 //! A `Read` may carry HOLDLOCK, a `WITH (UPDLOCK | XLOCK | TABLOCKX ...)`
 //! table hint or NEXT VALUE FOR only with the flag that keeps it off the
@@ -156,9 +157,11 @@ fn check(sql: &str, c: &Classification, depth: usize) -> Result<(), String> {
             Token::Quoted(_) => true,
             _ => false,
         };
-        // `label:` is not a call.
+        // `label:` is not a call. A call is held to EXEC's rules: a
+        // listed read-only procedure, or sp_executesql of literal SQL.
         if starts_call && tokens.get(1) != Some(&Token::Punct(':')) {
-            return Err(format!("starts with {first:?}, an implicit procedure call"));
+            return check_exec(&tokens, 0, c, depth)
+                .map_err(|why| format!("starts with {first:?}, an implicit call: {why}"));
         }
     }
 
