@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::AsyncWriteExt;
 
 use crate::tds::packet::{PacketHeader, PacketType, Status};
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
 use crate::transport::{
-    encode_packet_resized, write_packet_resized, BoxStream, Packet, PacketReader, ReadError,
-    Request, BACKEND_READ_CHUNK,
+    encode_packet_resized, write_packet_resized, Packet, PacketReader, ReadError, ReadSide,
+    Request, WriteSide, BACKEND_READ_CHUNK,
 };
 
 use super::settings::Settings;
@@ -53,8 +53,8 @@ impl ConnId {
 /// A raw TDS connection to a backend, after LOGIN7. Requests and responses
 /// pass through it as packets.
 pub struct BackendConn {
-    reader: PacketReader<ReadHalf<BoxStream>>,
-    writer: WriteHalf<BoxStream>,
+    reader: PacketReader<ReadSide>,
+    writer: WriteSide,
     /// Packet size the backend agreed to in its login reply.
     packet_size: usize,
     info: Arc<ServerInfo>,
@@ -148,8 +148,8 @@ pub enum ExchangeError {
 
 impl BackendConn {
     pub(super) fn new(
-        mut reader: PacketReader<ReadHalf<BoxStream>>,
-        writer: WriteHalf<BoxStream>,
+        mut reader: PacketReader<ReadSide>,
+        writer: WriteSide,
         packet_size: usize,
         info: ServerInfo,
         name: Arc<str>,

@@ -18,7 +18,7 @@ use crate::tds::prelogin::{encryption, PreLogin, PreLoginVersion};
 use crate::tds::token::env_change::EnvChange;
 use crate::tds::token::walker::{TokenEvent, TokenWalker};
 use crate::tls::{client_config, server_name, PreloginFramed, TlsSetupError};
-use crate::transport::{write_message, BoxStream, PacketReader, ReadError};
+use crate::transport::{split, write_message, NetStream, PacketReader, ReadError};
 
 /// Azure SQL gateways redirect once; more hops than this means a loop.
 const MAX_REDIRECTS: usize = 3;
@@ -305,7 +305,7 @@ async fn login_once(
     tcp.set_nodelay(true).ok();
     crate::transport::set_keepalive(&tcp, target.keepalive);
     let stream = negotiate_encryption(target, host, tcp).await?;
-    let (read, mut writer) = tokio::io::split(stream);
+    let (read, mut writer) = split(stream);
     let mut reader = PacketReader::new(read);
     let login = backend_login7(target, host, database);
     let mut payload = Vec::new();
@@ -358,7 +358,7 @@ async fn negotiate_encryption(
     target: &BackendTarget,
     host: &str,
     tcp: TcpStream,
-) -> Result<BoxStream, BackendError> {
+) -> Result<NetStream, BackendError> {
     match target.tls {
         BackendTls::Strict => {
             let mut tls = tls_connector(target)?
@@ -367,7 +367,7 @@ async fn negotiate_encryption(
                 .map_err(|e| target.tls_error(e))?;
             // TDS 8.0: PRELOGIN travels inside TLS; its encryption answer no longer matters.
             exchange_prelogin(target, &mut tls, encryption::REQ).await?;
-            Ok(Box::new(tls))
+            Ok(NetStream::boxed(tls))
         }
         BackendTls::Required => {
             let mut tcp = tcp;
@@ -385,7 +385,7 @@ async fn negotiate_encryption(
                 .await
                 .map_err(|e| target.tls_error(e))?;
             tls.get_mut().0.handshake_complete();
-            Ok(Box::new(tls))
+            Ok(NetStream::boxed(tls))
         }
         BackendTls::Off => {
             let mut tcp = tcp;
@@ -395,7 +395,7 @@ async fn negotiate_encryption(
                     target.tls_error("the backend requires encryption; set tls = \"required\"")
                 );
             }
-            Ok(Box::new(tcp))
+            Ok(NetStream::Tcp(tcp))
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE};
 use crate::tds::prelogin::{encryption, PreLogin, PreLoginVersion};
 use crate::tls::PreloginFramed;
-use crate::transport::{write_message, BoxStream, PacketReader, ReadError};
+use crate::transport::{write_message, NetStream, PacketReader, ReadError};
 
 /// First byte of a TLS handshake record: a TDS 8.0 (strict) client.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -62,7 +62,7 @@ pub enum Encryption {
 
 /// A client that has sent a well-formed LOGIN7; not yet authenticated.
 pub struct Handshake {
-    pub stream: BoxStream,
+    pub stream: NetStream,
     pub login: Login7,
     pub encryption: Encryption,
 }
@@ -89,13 +89,13 @@ pub async fn negotiate(tcp: TcpStream, tls: &ListenerTls) -> Result<Handshake, H
         Encryption::None => {
             let login = read_login7(&mut tcp, tls).await;
             let login = refuse_bad_login7(&mut tcp, tls, login).await?;
-            Ok(handshake(tcp, login, encryption))
+            Ok(handshake(NetStream::Tcp(tcp), login, encryption))
         }
         Encryption::Full | Encryption::Strict => {
             let mut stream = accept_framed_tls(tcp, tls).await?;
             let login = read_login7(&mut stream, tls).await;
             let login = refuse_bad_login7(&mut stream, tls, login).await?;
-            Ok(handshake(stream, login, encryption))
+            Ok(handshake(NetStream::boxed(stream), login, encryption))
         }
         Encryption::LoginOnly => {
             let mut stream = accept_framed_tls(tcp, tls).await?;
@@ -105,7 +105,7 @@ pub async fn negotiate(tcp: TcpStream, tls: &ListenerTls) -> Result<Handshake, H
             let (framed, _) = stream.into_inner();
             let mut tcp = framed.into_inner();
             let login = refuse_bad_login7(&mut tcp, tls, login).await?;
-            Ok(handshake(tcp, login, encryption))
+            Ok(handshake(NetStream::Tcp(tcp), login, encryption))
         }
     }
 }
@@ -141,13 +141,9 @@ async fn refuse_bad_login7<W: AsyncWrite + Unpin>(
     Err(error)
 }
 
-fn handshake<S: crate::transport::Stream + 'static>(
-    stream: S,
-    login: Login7,
-    encryption: Encryption,
-) -> Handshake {
+fn handshake(stream: NetStream, login: Login7, encryption: Encryption) -> Handshake {
     Handshake {
-        stream: Box::new(stream),
+        stream,
         login,
         encryption,
     }
@@ -164,7 +160,11 @@ async fn negotiate_strict(tcp: TcpStream, tls: &ListenerTls) -> Result<Handshake
     write_prelogin_reply(&mut stream, tls, encryption::REQ).await?;
     let login = read_login7(&mut stream, tls).await;
     let login = refuse_bad_login7(&mut stream, tls, login).await?;
-    Ok(handshake(stream, login, Encryption::Strict))
+    Ok(handshake(
+        NetStream::boxed(stream),
+        login,
+        Encryption::Strict,
+    ))
 }
 
 async fn accept_framed_tls(

@@ -13,7 +13,7 @@ mod transaction_emulation;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 pub use admission::{Admission, ClientSlot, VerificationGate};
@@ -33,7 +33,7 @@ use crate::server::{Generation, Proxy};
 use crate::tds::login7::Login7;
 use crate::tds::packet::{PacketType, DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
 use crate::transport::{
-    set_keepalive, write_message, BoxStream, ClientConn, IdleLimit, PacketReader,
+    set_keepalive, split, write_message, ClientConn, IdleLimit, PacketReader, WriteSide,
 };
 use handshake::{negotiate, HandshakeError};
 use reply::{error_response, login_reply, LoginReplyParams};
@@ -124,7 +124,7 @@ async fn establish(
     let handshake = negotiate(tcp, &live.listener_tls).await?;
     let login = handshake.login;
     let handshake_encryption = handshake.encryption;
-    let (read, mut writer) = tokio::io::split(handshake.stream);
+    let (read, mut writer) = split(handshake.stream);
     let admitted = if has_slot {
         check_login(proxy, live, peer, &login).await
     } else {
@@ -363,11 +363,7 @@ fn backend_login_error(e: &BackendError) -> ClientError {
     }
 }
 
-async fn send_login_error(
-    live: &Generation,
-    writer: &mut WriteHalf<BoxStream>,
-    error: &ClientError,
-) {
+async fn send_login_error(live: &Generation, writer: &mut WriteSide, error: &ClientError) {
     let payload = error_response(error, &live.config.listen.server_name);
     let sent = write_message(
         writer,

@@ -13,7 +13,7 @@ use tokio_rustls::TlsConnector;
 use super::resp::{parse_value, Command, Limits, Value, MAX_DEPTH};
 use super::url::Endpoint;
 use super::RedisError;
-use crate::transport::{set_keepalive, BoxStream};
+use crate::transport::{set_keepalive, NetStream};
 
 /// Each read asks for at least this much room; replies are usually small.
 const READ_CHUNK: usize = 16 * 1024;
@@ -34,7 +34,7 @@ pub(super) struct Settings {
 }
 
 pub(super) struct Conn {
-    stream: BoxStream,
+    stream: NetStream,
     /// Bytes read but not yet parsed; at most about `max_reply_bytes`.
     buf: BytesMut,
     max_reply_bytes: usize,
@@ -47,9 +47,9 @@ impl Conn {
         let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
         tcp.set_nodelay(true)?;
         set_keepalive(&tcp, Some(KEEPALIVE));
-        let stream: BoxStream = match &settings.tls {
-            None => Box::new(tcp),
-            Some((config, name)) => Box::new(
+        let stream = match &settings.tls {
+            None => NetStream::Tcp(tcp),
+            Some((config, name)) => NetStream::boxed(
                 TlsConnector::from(config.clone())
                     .connect(name.clone(), tcp)
                     .await
