@@ -62,31 +62,25 @@ pub fn split(stream: NetStream) -> (ReadSide, WriteSide) {
     }
 }
 
-impl AsyncRead for NetStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            NetStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            NetStream::Boxed(s) => Pin::new(s).poll_read(cx, buf),
+/// `AsyncRead` for an enum of readers, each variant delegating.
+macro_rules! delegate_async_read {
+    ($ty:ident { $($variant:ident),* }) => {
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($ty::$variant(s) => Pin::new(s).poll_read(cx, buf),)*
+                }
+            }
         }
-    }
+    };
 }
 
-impl AsyncRead for ReadSide {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ReadSide::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            ReadSide::Boxed(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
+delegate_async_read!(NetStream { Tcp, Boxed });
+delegate_async_read!(ReadSide { Tcp, Boxed });
 
 /// `AsyncWrite` for an enum of writers, each variant delegating.
 macro_rules! delegate_async_write {
