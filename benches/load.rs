@@ -18,9 +18,10 @@
 //! the tiberius clients. Sluice runs as its own process (the `sluice`
 //! release binary with a generated `proxy.toml`, log level `warn`), and so
 //! does the forwarder (this executable again, with `SLUICE_BENCH_FORWARD`
-//! set), so that each one's user+system CPU can be read from
-//! `/proc/<pid>/task/*/schedstat` (nanoseconds; `/proc/<pid>/stat` ticks
-//! where the kernel keeps no schedstat) right before and right after the request phase: every
+//! set), so that each one's user+system CPU can be read from its process
+//! CPU-time clock (`clock_getcpuclockid`: nanoseconds, every thread it ever
+//! ran, exited ones too; `/proc/<pid>/stat` ticks where there is none)
+//! right before and right after the request phase: every
 //! client has logged in and run its query once (Sluice's pool is filled)
 //! before the first reading, so logins are not counted.
 //!
@@ -97,7 +98,7 @@ async fn run() {
     println!("sluice: {} (pid {})", sluice.program, sluice.pid());
     println!("forwarder: pid {}", forwarder.pid());
     println!(
-        "request phase {seconds} s per path and round, {rounds} rounds; CPU from schedstat (ns), else {} Hz ticks",
+        "request phase {seconds} s per path and round, {rounds} rounds; CPU from the process CPU clock (ns), else {} Hz ticks",
         clock_ticks_per_second()
     );
 

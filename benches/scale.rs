@@ -331,8 +331,9 @@ fn start_sluice(config: &str) -> ChildProcess {
 
 /// "Max open files" soft limit of the running process.
 fn open_file_limit(process: &ChildProcess) -> String {
-    process
-        .proc_file("limits")
+    let path = format!("/proc/{}/limits", process.pid());
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()
         .find(|line| line.starts_with("Max open files"))
         .and_then(|line| line.split_whitespace().nth(3))

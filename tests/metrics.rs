@@ -284,3 +284,44 @@ async fn a_known_workload_leaves_the_counts_it_implies() {
     .await;
     assert!(settled, "gauges did not return to 0: {}", handle.render());
 }
+
+/// The benchmarks' CPU figure ([`common::process::cpu_seconds`]) keeps the
+/// time of a thread that exited during the phase. Summing the live threads'
+/// schedstat did not: when one of Sluice's blocking-pool threads (password
+/// checks) went idle and exited mid-phase, its CPU time left the phase's
+/// figure, which came out too small, even negative.
+#[test]
+fn cpu_time_counts_threads_that_exited() {
+    use common::process::cpu_seconds;
+    let pid = std::process::id();
+    let before = cpu_seconds(pid);
+    let live_before = live_threads_schedstat_ns(pid).expect("schedstat");
+    std::thread::spawn(|| {
+        let start = std::time::Instant::now();
+        let mut spins = 0u64;
+        while start.elapsed() < Duration::from_millis(200) {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+    })
+    .join()
+    .expect("spinning thread");
+    let burned = cpu_seconds(pid) - before;
+    let live = (live_threads_schedstat_ns(pid).expect("schedstat") - live_before) as f64 / 1e9;
+    assert!(burned >= 0.15, "the process used {burned:.3} s");
+    // Other tests' threads count in both; the exited one only in the first.
+    assert!(
+        burned - live >= 0.15,
+        "process {burned:.3} s, live threads {live:.3} s"
+    );
+}
+
+/// The summed on-CPU nanoseconds of the live threads of `pid` (the first
+/// field of each thread's schedstat): how the benchmarks used to read it.
+fn live_threads_schedstat_ns(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}

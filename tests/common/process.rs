@@ -147,35 +147,57 @@ impl ChildProcess {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    pub fn proc_file(&self, name: &str) -> String {
-        std::fs::read_to_string(format!("/proc/{}/{name}", self.pid()))
-            .unwrap_or_else(|e| panic!("/proc/{}/{name}: {e}", self.pid()))
-    }
-
     /// Resident memory (VmRSS), KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid()).expect("VmRSS in /proc/<pid>/status")
     }
 
-    /// User plus system CPU time so far, seconds: the on-CPU time of each
-    /// of its threads (`/proc/<pid>/task/*/schedstat`, nanoseconds), or,
-    /// without schedstat, utime + stime from `/proc/<pid>/stat` (in clock
-    /// ticks, 10 ms each: too coarse for a short phase).
+    /// User plus system CPU time so far, seconds: see [`cpu_seconds`].
     pub fn cpu_seconds(&self) -> f64 {
-        if let Some(ns) = schedstat_ns(self.pid()) {
-            return ns as f64 / 1e9;
-        }
-        let stat = self.proc_file("stat");
-        // Fields after the parenthesised command name: state is field 3,
-        // utime 14 and stime 15 (proc(5)).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        ticks as f64 / clock_ticks_per_second() as f64
+        cpu_seconds(self.pid())
     }
+}
+
+/// The CPU time `pid` has used, seconds: its process CPU-time clock
+/// (`clock_getcpuclockid`, nanoseconds), which counts every thread it ever
+/// ran, or, without it, utime + stime from `/proc/<pid>/stat` (in clock
+/// ticks, 10 ms each: too coarse for a short phase). Summing the live
+/// threads' `/proc/<pid>/task/*/schedstat` would lose the time of a thread
+/// that exits mid-phase: a blocking-pool thread that checked passwords
+/// leaves after 10 s idle, and took its CPU time out of the phase with it.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    if let Some(ns) = cpu_clock_ns(pid) {
+        return ns as f64 / 1e9;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the parenthesised command name: state is field 3,
+    // utime 14 and stime 15 (proc(5)).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / clock_ticks_per_second() as f64
+}
+
+/// The process CPU-time clock of `pid`, nanoseconds.
+fn cpu_clock_ns(pid: u32) -> Option<u64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid place for the clock id.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid place for the time.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
 }
 
 /// The highest-numbered of the dumps `<dump>.<n>` callgrind wrote.
@@ -191,17 +213,6 @@ fn newest_dump(dump: &Path) -> Option<PathBuf> {
         })
         .max_by_key(|(n, _)| *n)
         .map(|(_, path)| path)
-}
-
-/// The summed on-CPU nanoseconds of the threads of `pid` (the first field
-/// of each thread's schedstat), if the kernel keeps them.
-fn schedstat_ns(pid: u32) -> Option<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(total)
 }
 
 impl Drop for ChildProcess {
