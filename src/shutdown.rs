@@ -84,9 +84,10 @@ impl Shutdown {
 /// Waits for one phase for as long as its owner lives. The subscription
 /// and its waiter are made at the first wait and kept, so waiting again (a
 /// session does, on every request) is a poll, not a new subscription, a
-/// waiter registered and one removed. And a poll is two loads: the wait
-/// itself (tokio's watch takes a lock per poll) is polled again only when
-/// its waker fired or the task's waker changed. Cancel-safe: a wait that is
+/// waiter registered and one removed. And a poll is a waker comparison
+/// and an atomic swap: the wait itself (tokio's watch takes locks on every
+/// poll) is polled again only when its waker fired or the task's waker
+/// changed. Cancel-safe: a wait that is
 /// dropped leaves the watch as it was.
 pub struct PhaseWatch {
     waiting: Pin<Box<dyn Future<Output = Phase> + Send>>,
