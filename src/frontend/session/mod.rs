@@ -1053,8 +1053,6 @@ impl Session {
     }
 }
 
-/// What the routing log shows of a request: its statement with the
-/// literals replaced, or the procedure's name; never a parameter's value.
 /// The pool of the login database on `pools`, kept in `slot` after the
 /// first lookup.
 fn kept_pool(
@@ -1071,6 +1069,8 @@ fn kept_pool(
     Ok(pool)
 }
 
+/// What the routing log shows of a request: its statement with the
+/// literals replaced, or the procedure's name; never a parameter's value.
 fn request_fingerprint(request: crate::router::Request<'_>) -> String {
     match request {
         crate::router::Request::Sql(sql) => crate::classify::fingerprint(sql),
