@@ -1,13 +1,13 @@
-//! Packet-level I/O shared by the frontend and the backend: a boxed byte
-//! stream (TCP, or TLS over TCP), a cancel-safe packet reader and packet writers.
+//! Packet-level I/O shared by the frontend and the backend: a connection
+//! (TCP, or TLS over TCP) split into halves, a cancel-safe packet reader
+//! and packet writers.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
