@@ -11,6 +11,7 @@
 //! | `SLUICE_BENCH_CLIENTS` | 1,32,1000 | concurrency levels of the point query |
 //! | `SLUICE_BENCH_STREAM_MB` | 1000 | size of the streamed result (0: skip) |
 //! | `SLUICE_BENCH_ONLY` | all | scenarios to run, comma-separated (`point,1mb,10k-rows`) |
+//! | `SLUICE_BENCH_WORKERS` | 0 (one per core) | Sluice's `listen.workers`, and the forwarder's runtime threads |
 //! | `SLUICE_BENCH_BIN` | this build's `sluice` | the Sluice binary to run (to compare two builds) |
 //! | `SLUICE_BENCH_CALLGRIND` | off | `1`: run both proxies under valgrind's callgrind and add instructions per request (repeatable to the instruction; time and CPU figures are then meaningless) |
 //!
@@ -472,8 +473,9 @@ fn start_sluice_process(backend: SocketAddr) -> ChildProcess {
     let hash = sluice::frontend::hash_password(PASSWORD).expect("hash");
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let admin = free_port();
+    let workers = proxy_threads();
     let text = format!(
-        "[listen]\naddress = \"{addr}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+        "[listen]\naddress = \"{addr}\"\nworkers = {workers}\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
          [log]\nlevel = \"warn\"\n[[users]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n\
          [primary]\naddress = \"{backend}\"\nuser = \"sa\"\npassword = \"x\"\n\
          transaction_requests = \"emulate\"\n[pool]\nmax_size = 32\n\
@@ -512,6 +514,12 @@ fn start_forwarder_process(backend: SocketAddr) -> ChildProcess {
     }
 }
 
+/// `SLUICE_BENCH_WORKERS`: Sluice's `listen.workers`, and the
+/// forwarder's worker threads, so that both run on as many.
+fn proxy_threads() -> u16 {
+    env_or("SLUICE_BENCH_WORKERS", 0)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -525,7 +533,11 @@ fn free_port() -> u16 {
 fn forwarder_main(backend: &str) {
     let backend: SocketAddr = backend.parse().expect("backend address");
     sluice::rlimit::raise_open_files().expect("raise the open-file limit");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(sluice::config::worker_threads(proxy_threads()))
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -61,6 +61,9 @@ pub const MAX_PREPARED_PER_CONNECTION: usize = 65_536;
 pub const MAX_CLIENTS: usize = 1_000_000;
 /// Most handshakes in flight, and most password checks queued.
 pub const MAX_LOGIN_QUEUE: usize = 65_536;
+/// Most runtime worker threads (`listen.workers`): more than cores only
+/// adds switching.
+pub const MAX_WORKERS: u16 = 1_024;
 /// Most failed logins an address may have before it is locked out.
 pub const MAX_FAILED_LOGINS: u32 = 1_000_000;
 /// Most shadow reads waiting for a replica (`routing.shadow_queue`).
@@ -397,6 +400,10 @@ pub struct Listen {
     /// get to finish before their clients are disconnected.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Worker threads of the runtime that serves sessions (0: one per
+    /// core the process may use).
+    #[serde(default)]
+    pub workers: u16,
 }
 
 fn default_shutdown_timeout_ms() -> u64 {
@@ -844,6 +851,15 @@ impl Config {
     }
 }
 
+/// `configured` worker threads, or when 0 one per core the process may use
+/// (`available_parallelism`, which counts a container's CPU quota).
+pub fn worker_threads(configured: u16) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => usize::from(n),
+    }
+}
+
 impl Listen {
     fn validate(&self) -> Result<(), ConfigError> {
         parse_socket_addr("listen.address", &self.address)?;
@@ -910,7 +926,18 @@ impl Listen {
             self.shutdown_timeout_ms,
             0..=MAX_DURATION_MS,
             "use e.g. 30000",
+        )?;
+        check_range(
+            "listen.workers",
+            self.workers,
+            0..=MAX_WORKERS,
+            "use 0 (one per core)",
         )
+    }
+
+    /// The runtime's worker threads: see [`worker_threads`].
+    pub fn worker_threads(&self) -> usize {
+        worker_threads(self.workers)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -1873,6 +1900,8 @@ password = "pw"
             err.contains("outside the allowed range 0..=86400000"),
             "{err}"
         );
+        let err = listen_error("workers = 1025");
+        assert!(err.contains("listen.workers = 1025: outside"), "{err}");
     }
 
     #[test]

@@ -156,7 +156,11 @@ fn run(path: &std::path::Path) -> ExitCode {
     };
     init_logging(&config.log);
     raise_open_files();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.listen.worker_threads())
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

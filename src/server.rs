@@ -430,6 +430,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.log != new.log {
         keys.push("log");
     }
+    if old.listen.workers != new.listen.workers {
+        keys.push("listen.workers");
+    }
     keys
 }
 
@@ -560,4 +563,34 @@ pub async fn spawn(
             serve.await;
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen_extra: &str, log_level: &str) -> Config {
+        let text = format!(
+            "[listen]\naddress = \"127.0.0.1:14330\"\n{listen_extra}\n\
+             [log]\nlevel = \"{log_level}\"\n\
+             [[users]]\nname = \"app\"\n\
+             password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3nB0ajhdTWjCXUyH8nHnUoXjEpGFR1Ou3X3Pw2EXgrk\"\n\
+             [primary]\naddress = \"127.0.0.1:14331\"\nuser = \"sa\"\npassword = \"pw\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("t.toml")).expect("config")
+    }
+
+    #[test]
+    fn a_reload_names_the_keys_only_a_restart_applies() {
+        let old = config("", "info");
+        assert!(needs_restart(&old, &config("max_clients = 7", "info")).is_empty());
+        assert_eq!(
+            needs_restart(&old, &config("workers = 3", "debug")),
+            vec!["log", "listen.workers"]
+        );
+        let moved = config("", "info");
+        let mut moved_address = moved.clone();
+        moved_address.listen.address = "127.0.0.1:14339".into();
+        assert_eq!(needs_restart(&old, &moved_address), vec!["listen.address"]);
+    }
 }

@@ -605,6 +605,22 @@ mod drain {
         assert_eq!(sluice.exit_code().await, Some(130), "{}", sluice.log());
     }
 
+    /// `listen.workers` sets the runtime's worker threads (tokio names
+    /// them `tokio-rt-worker`, its blocking threads otherwise; none has
+    /// started yet, no password having been checked).
+    #[tokio::test]
+    async fn the_runtime_runs_as_many_workers_as_listen_workers_says() {
+        let primary = Backend::start().await;
+        let sluice = SluiceProcess::start(primary.addr, "workers", "workers = 3\n").await;
+        let tasks = format!("/proc/{}/task", sluice.child.id());
+        let workers = std::fs::read_dir(&tasks)
+            .expect("the process's threads")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "tokio-rt-worker")
+            .count();
+        assert_eq!(workers, 3, "{}", sluice.log());
+    }
+
     /// SIGHUP reloads proxy.toml: `/status` shows the new file's hash. A
     /// broken file is refused (logged, counted) and Sluice keeps serving
     /// with the configuration it had.
