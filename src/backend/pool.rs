@@ -438,8 +438,16 @@ impl DatabasePool {
 
     async fn checkout(self: &Arc<Self>, fingerprint: u64) -> Result<PooledBackend, BackendError> {
         let started = Instant::now();
-        let checkout = self.checkout_from(started, fingerprint).await;
         let metrics = &self.checkout_metrics;
+        let queued = match self.take_idle_or_queue(started, fingerprint) {
+            Ok(conn) => {
+                // Taken at once: no second clock reading for a wait of 0.
+                metrics.wait.record(0.0);
+                return Ok(self.lend(conn));
+            }
+            Err(queued) => queued,
+        };
+        let checkout = self.wait_or_open(started, queued).await;
         match &checkout {
             Ok(_) => metrics.wait.record(started.elapsed().as_secs_f64()),
             Err(BackendError::PoolExhausted { .. }) => metrics.timeouts.increment(1),
@@ -448,26 +456,33 @@ impl DatabasePool {
         checkout
     }
 
-    async fn checkout_from(
+    /// An idle connection; else a new place in the pool (`None`) or a
+    /// place in the queue, with the checkout timeout.
+    fn take_idle_or_queue(
+        &self,
+        now: Instant,
+        fingerprint: u64,
+    ) -> Result<Box<BackendConn>, (Option<oneshot::Receiver<Handoff>>, Duration)> {
+        let mut state = self.lock();
+        if let Some(conn) = self.take_idle(&mut state, fingerprint, now) {
+            return Ok(conn);
+        }
+        let waiting = if state.open < state.limits.max_size {
+            state.open += 1;
+            None
+        } else {
+            let (tx, rx) = oneshot::channel();
+            state.waiters.push_back(tx);
+            Some(rx)
+        };
+        Err((waiting, state.limits.checkout_timeout))
+    }
+
+    async fn wait_or_open(
         self: &Arc<Self>,
         started: Instant,
-        fingerprint: u64,
+        (waiting, checkout_timeout): (Option<oneshot::Receiver<Handoff>>, Duration),
     ) -> Result<PooledBackend, BackendError> {
-        let (waiting, checkout_timeout) = {
-            let mut state = self.lock();
-            if let Some(conn) = self.take_idle(&mut state, fingerprint) {
-                return Ok(self.lend(conn));
-            }
-            let waiting = if state.open < state.limits.max_size {
-                state.open += 1;
-                None
-            } else {
-                let (tx, rx) = oneshot::channel();
-                state.waiters.push_back(tx);
-                Some(rx)
-            };
-            (waiting, state.limits.checkout_timeout)
-        };
         let handoff = match waiting {
             None => Handoff::Slot(Slot(Some(self.clone()))),
             Some(rx) => {
@@ -499,8 +514,12 @@ impl DatabasePool {
     /// one picked is checked for staleness (a stale one is closed and
     /// another picked): the upkeep task closes the others, so a checkout
     /// does not walk the whole idle list.
-    fn take_idle(&self, state: &mut PoolState, fingerprint: u64) -> Option<Box<BackendConn>> {
-        let now = Instant::now();
+    fn take_idle(
+        &self,
+        state: &mut PoolState,
+        fingerprint: u64,
+        now: Instant,
+    ) -> Option<Box<BackendConn>> {
         loop {
             let scan_from = state.idle.len().saturating_sub(SETTINGS_SCAN);
             let matching = state.idle[scan_from..]
@@ -563,7 +582,8 @@ impl DatabasePool {
     /// list. A broken or expired one is closed and its slot passed on.
     fn give_back(self: &Arc<Self>, conn: Box<BackendConn>) {
         let limits = self.limits();
-        if conn.is_broken() || limits.is_expired(&conn, Instant::now()) {
+        let now = Instant::now();
+        if conn.is_broken() || limits.is_expired(&conn, now) {
             drop(conn);
             self.free_slot();
             return;
@@ -577,8 +597,7 @@ impl DatabasePool {
                 if state.open > state.limits.max_size {
                     state.open -= 1;
                 } else {
-                    let since = Instant::now();
-                    state.idle.push(Idle { conn, since });
+                    state.idle.push(Idle { conn, since: now });
                 }
             });
             let (Some(waiter), Some(back)) = (waiter, idle) else {
@@ -649,7 +668,7 @@ async fn upkeep(pool: Weak<DatabasePool>) {
                 .clamp(Duration::from_millis(50), Duration::from_secs(10)),
             None => return,
         };
-        tokio::time::sleep(period).await;
+        crate::timer::sleep(period).await;
         let Some(pool) = pool.upgrade() else { return };
         pool.tidy().await;
     }
