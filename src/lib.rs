@@ -21,5 +21,6 @@ pub mod shutdown;
 pub mod tds;
 #[cfg(test)]
 mod testing;
+pub mod timer;
 pub mod tls;
 pub mod transport;

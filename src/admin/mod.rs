@@ -82,7 +82,7 @@ impl AdminApi {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let upkeep = self.metrics.clone();
         let _upkeep = AbortOnDrop(tokio::spawn(async move {
-            let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+            let mut interval = crate::timer::Interval::new(UPKEEP_INTERVAL);
             loop {
                 interval.tick().await;
                 upkeep.run_upkeep();

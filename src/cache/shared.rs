@@ -300,7 +300,7 @@ async fn listen(state: Arc<State>) {
     let channel = state.channel();
     loop {
         if !state.up.load(Ordering::Acquire) && !state.recover().await {
-            tokio::time::sleep(PROBE_INTERVAL).await;
+            crate::timer::sleep(PROBE_INTERVAL).await;
             continue;
         }
         let mut subscription = match state.redis.subscribe(channel.as_bytes()).await {
@@ -309,7 +309,7 @@ async fn listen(state: Arc<State>) {
                 state.failed(&e.to_string());
                 // Not at once: a Redis that answers PING but refuses
                 // SUBSCRIBE (an ACL) must not make this a busy loop.
-                tokio::time::sleep(PROBE_INTERVAL).await;
+                crate::timer::sleep(PROBE_INTERVAL).await;
                 continue;
             }
         };
@@ -324,7 +324,7 @@ async fn listen(state: Arc<State>) {
                 },
                 // A command that failed marks the tier down: resubscribe
                 // once it answers again.
-                _ = tokio::time::sleep(PROBE_INTERVAL) => {
+                _ = crate::timer::sleep(PROBE_INTERVAL) => {
                     if !state.up.load(Ordering::Acquire) {
                         break;
                     }

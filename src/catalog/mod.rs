@@ -172,7 +172,7 @@ async fn refresh_loop(catalog: Weak<ProcedureCatalog>) {
         let (every, wake) = (strong.refresh_every, strong.wake.clone());
         drop(strong);
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = crate::timer::sleep(every) => {}
             _ = wake.notified() => {}
         }
     }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use metrics::{Gauge, Histogram};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 
 use super::health::{BackendHealth, BackendState};
 use super::lag::{self, HeartbeatTable, HEALTH_CHECK_SQL};
@@ -117,8 +116,7 @@ impl BackendTask {
 
     pub(crate) async fn run(mut self) {
         let policy = self.machine.policy().clone();
-        let mut ticker = tokio::time::interval(policy.interval.max(MIN_INTERVAL));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ticker = crate::timer::Interval::new(policy.interval.max(MIN_INTERVAL));
         // A data-path failure asks for a check at once, but never more
         // often than this, so a dead primary under write load is not
         // hammered with connection attempts.
@@ -129,7 +127,7 @@ impl BackendTask {
                 _ = ticker.tick() => {}
                 _ = self.health.failed_request_reported() => {
                     if let Some(last) = last_check {
-                        tokio::time::sleep_until(last + min_gap).await;
+                        crate::timer::sleep_until(last + min_gap).await;
                     }
                 }
             }
@@ -323,8 +321,7 @@ pub(crate) struct HeartbeatWriter {
 
 impl HeartbeatWriter {
     pub(crate) async fn run(self) {
-        let mut ticker = tokio::time::interval(self.interval.max(MIN_INTERVAL));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ticker = crate::timer::Interval::new(self.interval.max(MIN_INTERVAL));
         let mut conn: Option<BackendConn> = None;
         let mut table_ready = false;
         let mut problem: Option<String> = None;
