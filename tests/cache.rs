@@ -297,3 +297,60 @@ async fn a_miss_fills_the_cache_from_the_primary_never_a_replica() {
     primary.exec("UPDATE dbo.whereami SET v = N'changed'");
     assert_eq!(whereami(&mut client, cached).await, "primary");
 }
+
+/// A command that fails marks the shared tier down while Redis itself may
+/// still answer; the subscription task then checks every 250 ms and
+/// brings the tier back. Messages from peers arriving more often than that
+/// must not hold the check off: before, each one re-armed its timer, and a
+/// busy channel kept the cache bypassed for as long as it stayed busy.
+#[tokio::test]
+async fn a_busy_invalidation_channel_does_not_keep_the_cache_down() {
+    let redis = RedisServer::start().await;
+    let primary = primary().await;
+    let cache = format!(
+        "redis_url = \"{}\"\nredis_timeout_ms = 500\n{RULE}",
+        redis.url()
+    );
+    let addr = sluice(&primary, &cache).await;
+    let mut client = connect(addr).await;
+    assert_eq!(whereami(&mut client, READ).await, "first");
+
+    let options = || sluice::redis::RedisOptions::new(redis.url());
+    let peer = sluice::redis::Redis::new(options()).expect("redis options");
+    let publishing = tokio::spawn(async move {
+        loop {
+            let publish = sluice::redis::Command::new("PUBLISH")
+                .arg("sluice:invalidate")
+                .arg("a peer's message that names nothing");
+            peer.run(&[publish]).await.ok();
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
+    // Sluice's pooled Redis connections die (not its subscription, and
+    // not Redis): its next cache command fails and marks the tier down.
+    let killer = sluice::redis::Redis::new(options()).expect("redis options");
+    let kill = sluice::redis::Command::new("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal");
+    killer.run(&[kill]).await.expect("CLIENT KILL");
+    set_behind(&primary, "bypassed");
+    assert_eq!(whereami(&mut client, READ).await, "bypassed");
+
+    // Served from the cache again: a value changed behind Sluice's back
+    // is not seen.
+    let deadline = std::time::Instant::now() + WITHIN;
+    for step in 0.. {
+        let now = whereami(&mut client, READ).await;
+        set_behind(&primary, &format!("behind {step}"));
+        if whereami(&mut client, READ).await == now {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache stayed bypassed while peers' messages kept coming"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    publishing.abort();
+}

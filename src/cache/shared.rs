@@ -313,6 +313,10 @@ async fn listen(state: Arc<State>) {
                 continue;
             }
         };
+        // One timer per interval, not one per message: a steady stream of
+        // messages neither re-arms it nor holds the check off.
+        let check = crate::timer::sleep(PROBE_INTERVAL);
+        tokio::pin!(check);
         loop {
             tokio::select! {
                 message = subscription.next_message() => match message {
@@ -324,10 +328,11 @@ async fn listen(state: Arc<State>) {
                 },
                 // A command that failed marks the tier down: resubscribe
                 // once it answers again.
-                _ = crate::timer::sleep(PROBE_INTERVAL) => {
+                _ = &mut check => {
                     if !state.up.load(Ordering::Acquire) {
                         break;
                     }
+                    check.set(crate::timer::sleep(PROBE_INTERVAL));
                 }
             }
         }
