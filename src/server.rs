@@ -588,9 +588,8 @@ mod tests {
             needs_restart(&old, &config("workers = 3", "debug")),
             vec!["log", "listen.workers"]
         );
-        let moved = config("", "info");
-        let mut moved_address = moved.clone();
-        moved_address.listen.address = "127.0.0.1:14339".into();
-        assert_eq!(needs_restart(&old, &moved_address), vec!["listen.address"]);
+        let mut moved = config("", "info");
+        moved.listen.address = "127.0.0.1:14339".into();
+        assert_eq!(needs_restart(&old, &moved), vec!["listen.address"]);
     }
 }

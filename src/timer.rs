@@ -31,24 +31,19 @@ fn timers() -> Option<&'static Handle> {
 }
 
 fn start() -> Option<Handle> {
-    let runtime = match Builder::new_current_thread().enable_time().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start the timer thread; sleeping on the serving runtime");
-            return None;
-        }
+    let started = || -> std::io::Result<Handle> {
+        let runtime = Builder::new_current_thread().enable_time().build()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("sluice-timers".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(handle)
     };
-    let handle = runtime.handle().clone();
-    let started = std::thread::Builder::new()
-        .name("sluice-timers".into())
-        .spawn(move || runtime.block_on(std::future::pending::<()>()));
-    match started {
-        Ok(_) => Some(handle),
-        Err(e) => {
+    started()
+        .inspect_err(|e| {
             tracing::warn!(error = %e, "cannot start the timer thread; sleeping on the serving runtime");
-            None
-        }
-    }
+        })
+        .ok()
 }
 
 /// Waits until `deadline`, timed on the timer thread.
@@ -72,14 +67,17 @@ async fn fire(deadline: Instant, mut done: oneshot::Sender<()>) {
     }
 }
 
+/// How late a tick may come before the next ones move (tokio's margin).
+const LATE: Duration = Duration::from_millis(1);
+
 /// Waits for `duration`, timed on the timer thread.
 pub async fn sleep(duration: Duration) {
     sleep_until(Instant::now() + duration).await;
 }
 
 /// Ticks every `period`, timed on the timer thread. The first tick is at
-/// once; a tick that comes late delays the ones after it (tokio's
-/// `MissedTickBehavior::Delay`) rather than bunching them.
+/// once; a tick more than 1 ms late (a busy task) delays the ones after it
+/// rather than bunching them, as tokio's `MissedTickBehavior::Delay`.
 pub struct Interval {
     next: Instant,
     period: Duration,
@@ -96,10 +94,11 @@ impl Interval {
     pub async fn tick(&mut self) {
         sleep_until(self.next).await;
         let now = Instant::now();
-        self.next += self.period;
-        if self.next < now {
-            self.next = now + self.period;
-        }
+        self.next = if now > self.next + LATE {
+            now + self.period
+        } else {
+            self.next + self.period
+        };
     }
 }
 

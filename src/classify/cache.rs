@@ -8,15 +8,15 @@
 //!
 //! The map is keyed by a 64-bit keyed hash of the text (foldhash's quality
 //! variant, seeded at random per process, so clients cannot aim
-//! collisions; SipHash cost three times as much per request); the slot
-//! keeps the text, and a lookup whose text differs is a miss, so a
-//! collision costs a miss, never a wrong answer.
+//! collisions; SipHash took ~280 instructions of a point request, foldhash
+//! ~40); the slot keeps the text, and a lookup whose text differs is a
+//! miss, so a collision costs a miss, never a wrong answer.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::{Mutex, PoisonError};
 
 use foldhash::quality::RandomState;
-use std::sync::{Mutex, PoisonError};
 
 const MAX_SHARDS: usize = 16;
 
