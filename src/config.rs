@@ -851,11 +851,16 @@ impl Config {
     }
 }
 
-/// `configured` worker threads, or when 0 one per core the process may use
-/// (`available_parallelism`, which counts a container's CPU quota).
+/// The cores the process may use (`available_parallelism`, which counts a
+/// container's CPU quota); 1 when it cannot tell.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `configured` worker threads, or when 0 one per core ([`cores`]).
 pub fn worker_threads(configured: u16) -> usize {
     match configured {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => cores(),
         n => usize::from(n),
     }
 }

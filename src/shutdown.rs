@@ -87,8 +87,8 @@ impl Shutdown {
 /// waiter registered and one removed. And a poll is a waker comparison
 /// and an atomic swap: the wait itself (tokio's watch takes locks on every
 /// poll) is polled again only when its waker fired or the task's waker
-/// changed. Cancel-safe: a wait that is
-/// dropped leaves the watch as it was.
+/// changed. Cancel-safe: a wait that is dropped leaves the watch as it
+/// was.
 pub struct PhaseWatch {
     waiting: Pin<Box<dyn Future<Output = Phase> + Send>>,
     /// The phase the completed wait returned (the future is not polled

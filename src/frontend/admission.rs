@@ -229,8 +229,7 @@ impl VerificationGate {
 
     /// One verification per core, `queued` waiting.
     pub fn per_core(queued: usize) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        VerificationGate::new(cores, queued)
+        VerificationGate::new(crate::config::cores(), queued)
     }
 
     /// A place in the queue at once or [`Busy`], then a core when one frees.
