@@ -13,6 +13,7 @@
 //! | `SLUICE_BENCH_ONLY` | all | scenarios to run, comma-separated (`point,1mb,10k-rows`) |
 //! | `SLUICE_BENCH_WORKERS` | 0 (one per core) | Sluice's `listen.workers`, and the forwarder's runtime threads |
 //! | `SLUICE_BENCH_BIN` | this build's `sluice` | the Sluice binary to run (to compare two builds) |
+//! | `SLUICE_BENCH_FORWARDER` | this executable | the forwarder to run instead of the tokio one: a program that reads the backend from `SLUICE_BENCH_FORWARD`, prints its address and relays |
 //! | `SLUICE_BENCH_CALLGRIND` | off | `1`: run both proxies under valgrind's callgrind and add instructions per request (repeatable to the instruction; time and CPU figures are then meaningless) |
 //!
 //! The backend is an embedded iridium server in this process, and so are
@@ -97,7 +98,7 @@ async fn run() {
     let mut forwarder = start_forwarder_process(backend);
     forwarder.wait_listening().await;
     println!("sluice: {} (pid {})", sluice.program, sluice.pid());
-    println!("forwarder: pid {}", forwarder.pid());
+    println!("forwarder: pid {} ({})", forwarder.pid(), forwarder.program);
     println!(
         "request phase {seconds} s per path and round, {rounds} rounds; CPU from the process CPU clock (ns), else {} Hz ticks",
         clock_ticks_per_second()
@@ -485,9 +486,13 @@ fn start_sluice_process(backend: SocketAddr) -> ChildProcess {
     ChildProcess::sluice(&dir, &text, addr)
 }
 
-/// This executable again, as a forwarder; it prints its address first.
+/// The forwarder: this executable again, or `SLUICE_BENCH_FORWARDER`'s
+/// program, given the backend in `SLUICE_BENCH_FORWARD`; it prints its
+/// address first.
 fn start_forwarder_process(backend: SocketAddr) -> ChildProcess {
-    let program = std::env::current_exe().expect("current executable");
+    let program = std::env::var_os("SLUICE_BENCH_FORWARDER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::current_exe().expect("current executable"));
     let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (mut command, callgrind) = proxy_command(
