@@ -807,3 +807,97 @@ fn a_row_cut_short_is_left_to_the_state_machine() {
         .unwrap();
     assert!(!walker.at_token_boundary());
 }
+
+#[test]
+fn a_row_plan_merges_fixed_columns_and_gives_up_on_textptr_and_plp() {
+    use ValueFraming as F;
+    let columns = [
+        F::Fixed(4),
+        F::Fixed(8),
+        F::UShortLen,
+        F::Fixed(1),
+        F::Variant,
+        F::ByteLen,
+        F::LongLen,
+        F::Fixed(2),
+    ];
+    assert_eq!(
+        RowStep::plan(&columns),
+        [
+            RowStep::Fixed(12),
+            RowStep::UShortLen,
+            RowStep::Fixed(1),
+            RowStep::LongLen,
+            RowStep::ByteLen,
+            RowStep::LongLen,
+            RowStep::Fixed(2),
+        ]
+    );
+    assert!(RowStep::plan(&[F::Fixed(4), F::Plp]).is_empty());
+    assert!(RowStep::plan(&[F::TextPtr, F::Fixed(4)]).is_empty());
+}
+
+#[test]
+fn a_row_plan_finds_the_end_of_values_and_stops_at_a_cut_prefix() {
+    let steps = [RowStep::Fixed(2), RowStep::UShortLen, RowStep::LongLen];
+    // Token byte, 2 fixed bytes, "ab", a NULL LONGLEN.
+    let row = [0xD1, 7, 7, 2, 0, b'a', b'b', 0xFF, 0xFF, 0xFF, 0xFF];
+    assert_eq!(RowStep::walk(&steps, &row, 1), Some(row.len()));
+    // A NULL USHORTLEN has no bytes; the LONGLEN's 3 bytes are announced.
+    let row = [0xD1, 7, 7, 0xFF, 0xFF, 3, 0, 0, 0, 1, 2, 3];
+    assert_eq!(RowStep::walk(&steps, &row, 1), Some(row.len()));
+    // Values that run past the input give an end past it, for the caller
+    // to reject; a prefix cut short gives none.
+    assert_eq!(RowStep::walk(&steps, &row[..10], 1), Some(row.len()));
+    assert_eq!(RowStep::walk(&steps, &row[..7], 1), None);
+    assert_eq!(RowStep::walk(&steps, &row[..4], 1), None);
+}
+
+/// Runs of fixed-length columns, one step in a row plan, between and after
+/// prefixed values with NULLs: fed whole (the fast path) and byte by byte
+/// (the state machine) they walk the same.
+#[test]
+fn runs_of_fixed_columns_walk_the_same_whole_and_byte_by_byte() {
+    // int NOT NULL, bigint NOT NULL, intn, nvarchar(10), bit NOT NULL,
+    // sql_variant, money NOT NULL.
+    let meta = colmetadata(&[
+        &[0x38],
+        &[0x7F],
+        &[0x26, 4],
+        &[0xE7, 20, 0, 9, 4, 0xD0, 0, 0x34],
+        &[0x32],
+        &[0x62, 0x50, 0x1F, 0, 0],
+        &[0x3C],
+    ]);
+    let mut rows = Vec::new();
+    for i in 0u8..50 {
+        rows.push(0xD1);
+        rows.extend_from_slice(&[i, 0, 0, 0]);
+        rows.extend_from_slice(&[i, 0, 0, 0, 0, 0, 0, 0]);
+        if i % 3 == 0 {
+            rows.push(0); // NULL intn
+        } else {
+            rows.extend_from_slice(&[4, i, 0, 0, 0]);
+        }
+        if i % 5 == 0 {
+            rows.extend_from_slice(&[0xFF, 0xFF]); // NULL nvarchar
+        } else {
+            rows.extend_from_slice(&[4, 0, b'h', 0, b'i', 0]);
+        }
+        rows.push(i % 2);
+        if i % 7 == 0 {
+            rows.extend_from_slice(&[0, 0, 0, 0]); // NULL sql_variant
+        } else {
+            rows.extend_from_slice(&[6, 0, 0, 0, 0x38, 0, i, 0, 0, 0]);
+        }
+        rows.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+    let bytes = [&meta[..], &rows, &done_final()].concat();
+    let whole = walk_in_chunks(&bytes, bytes.len());
+    assert_eq!(whole, walk_in_chunks(&bytes, 1));
+    assert!(
+        matches!(whole.last(), Some(TokenEvent::Done(_))),
+        "{whole:?}"
+    );
+    assert_eq!(whole.len(), 2, "{whole:?}");
+}
