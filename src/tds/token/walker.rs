@@ -228,8 +228,12 @@ impl TokenWalker {
                 State::Skip(n, after) => pos + self.skip(n, after, &input[pos..]),
                 State::Token if self.pending.is_empty() => {
                     match self.rows_in_place(&input[pos..]) {
-                        0 => self.unit_in_place(input, base, pos, events)?,
-                        len => pos + len,
+                        (0, 0) => self.unit_in_place(input, base, pos, events)?,
+                        (len, 0) => pos + len,
+                        (_, left) => {
+                            self.state = State::Skip(left, AfterSkip::Token);
+                            input.len()
+                        }
                     }
                 }
                 _ if self.pending.is_empty() => self.unit_in_place(input, base, pos, events)?,
@@ -239,33 +243,41 @@ impl TokenWalker {
         Ok(())
     }
 
-    /// How many bytes at the start of `input` are whole rows (ROW or
-    /// NBCROW) whose values all have a plain length prefix (or none): the
-    /// rows of most results, stepped over in one tight pass where the state
-    /// machine takes a unit or two per value. It stops at anything else, a
-    /// row cut by the end of the input, or a TEXTPTR or PLP value, and
-    /// leaves that to the state machine; so it does with every row when
-    /// there is no COLMETADATA yet (its error to report) or a digest to
-    /// feed value by value. Rows leave the walker between tokens, as they
-    /// found it: nothing else changes.
-    fn rows_in_place(&self, input: &[u8]) -> usize {
+    /// How many bytes at the start of `input` are rows (ROW or NBCROW)
+    /// whose values all have a plain length prefix (or none): the rows of
+    /// most results, stepped over in one tight pass where the state machine
+    /// takes a unit or two per value. The second figure is what is still to
+    /// come of the last row when the input ends inside its values but after
+    /// every length prefix, as a large value cut by a packet boundary
+    /// usually is: those bytes are then merely skipped, with no state
+    /// machine. It stops at anything else, a length prefix cut by the end
+    /// of the input, or a TEXTPTR or PLP value, and leaves that to the
+    /// state machine; so it does with every row when there is no
+    /// COLMETADATA yet (its error to report) or a digest to feed value by
+    /// value. Rows leave the walker between tokens, as they found it:
+    /// nothing else changes.
+    fn rows_in_place(&self, input: &[u8]) -> (usize, u64) {
         if self.digest.is_some() || !self.has_metadata {
-            return 0;
+            return (0, 0);
         }
         let mut at = 0;
         while let Some(end) = self.row_end(input, at) {
+            if end > input.len() {
+                return (input.len(), (end - input.len()) as u64);
+            }
             at = end;
         }
-        at
+        (at, 0)
     }
 
     /// Where the row that starts at `input[at]` ends (see
-    /// [`TokenWalker::rows_in_place`]): positions in `input` throughout, as
-    /// a result may hold thousands of rows a feed.
+    /// [`TokenWalker::rows_in_place`]), which may be past the input's end;
+    /// positions in `input` throughout, as a result may hold thousands of
+    /// rows a feed.
     fn row_end(&self, input: &[u8], at: usize) -> Option<usize> {
-        let end = match TokenType(*input.get(at)?) {
+        match TokenType(*input.get(at)?) {
             TokenType::ROW if !self.row_steps.is_empty() => {
-                RowStep::walk(&self.row_steps, input, at + 1)?
+                RowStep::walk(&self.row_steps, input, at + 1)
             }
             TokenType::NBCROW => {
                 let values = at + 1 + self.columns.len().div_ceil(8);
@@ -276,12 +288,10 @@ impl TokenWalker {
                         pos = value_len(*framing, input.get(pos..)?)?.checked_add(pos)?;
                     }
                 }
-                pos
+                Some(pos)
             }
-            _ => return None,
-        };
-        // The last value's bytes must be there too.
-        (end <= input.len()).then_some(end)
+            _ => None,
+        }
     }
 
     /// Steps over what it can of the `n` bytes still to skip; a row's value
@@ -746,7 +756,7 @@ impl RowStep {
 
     /// Where a ROW token's values that start at `input[pos]` end, by
     /// `steps`; `None` if a length prefix is cut off. The end may lie past
-    /// `input` (the caller checks). Positions stay below `input.len()` plus
+    /// `input`: the rest of the row is then values still to come. Positions stay below `input.len()` plus
     /// one step's bytes, so only a LONGLEN length can overflow, and it is
     /// checked.
     fn walk(steps: &[RowStep], input: &[u8], mut pos: usize) -> Option<usize> {

@@ -846,8 +846,8 @@ fn a_row_plan_finds_the_end_of_values_and_stops_at_a_cut_prefix() {
     // A NULL USHORTLEN has no bytes; the LONGLEN's 3 bytes are announced.
     let row = [0xD1, 7, 7, 0xFF, 0xFF, 3, 0, 0, 0, 1, 2, 3];
     assert_eq!(RowStep::walk(&steps, &row, 1), Some(row.len()));
-    // Values that run past the input give an end past it, for the caller
-    // to reject; a prefix cut short gives none.
+    // Values that run past the input give an end past it (the rest is
+    // skipped as it comes); a prefix cut short gives none.
     assert_eq!(RowStep::walk(&steps, &row[..10], 1), Some(row.len()));
     assert_eq!(RowStep::walk(&steps, &row[..7], 1), None);
     assert_eq!(RowStep::walk(&steps, &row[..4], 1), None);
@@ -900,4 +900,26 @@ fn runs_of_fixed_columns_walk_the_same_whole_and_byte_by_byte() {
         "{whole:?}"
     );
     assert_eq!(whole.len(), 2, "{whole:?}");
+}
+
+#[test]
+fn a_row_cut_after_its_last_prefix_is_skipped_to_its_end() {
+    // intn, varchar(1000): the cut falls inside the second row's varchar.
+    let meta = colmetadata(&[&[0x26, 4], &[0xA7, 0xE8, 0x03, 9, 4, 0xD0, 0, 0x34]]);
+    let mut row = vec![0xD1, 4, 1, 0, 0, 0];
+    row.extend_from_slice(&600u16.to_le_bytes());
+    row.extend_from_slice(&[b'x'; 600]);
+    let bytes = [&meta[..], &row, &row, &done_final()].concat();
+    let cut = meta.len() + row.len() + 100;
+    let mut walker = TokenWalker::new();
+    let mut events = Vec::new();
+    walker.feed(&bytes[..cut], &mut events).unwrap();
+    assert_eq!(
+        walker.state,
+        State::Skip((row.len() - 100) as u64, AfterSkip::Token)
+    );
+    assert!(!walker.at_token_boundary());
+    walker.feed(&bytes[cut..], &mut events).unwrap();
+    assert!(walker.at_token_boundary());
+    assert_eq!(events, walk_in_chunks(&bytes, 1));
 }
