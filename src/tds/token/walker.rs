@@ -756,13 +756,14 @@ impl RowStep {
 
     /// Where a ROW token's values that start at `input[pos]` end, by
     /// `steps`; `None` if a length prefix is cut off. The end may lie past
-    /// `input`: the rest of the row is then values still to come. Positions stay below `input.len()` plus
-    /// one step's bytes, so only a LONGLEN length can overflow, and it is
-    /// checked.
+    /// `input`: the rest of the row is then values still to come. A prefix
+    /// is read only inside `input`, so the sums that can overflow are those
+    /// after a LONGLEN length (the only large one): a LONGLEN value's and
+    /// the fixed bytes after it, both checked.
     fn walk(steps: &[RowStep], input: &[u8], mut pos: usize) -> Option<usize> {
         for step in steps {
             pos = match *step {
-                RowStep::Fixed(n) => pos + n,
+                RowStep::Fixed(n) => pos.checked_add(n)?,
                 RowStep::ByteLen => pos + 1 + usize::from(*input.get(pos)?),
                 RowStep::UShortLen => {
                     let prefix = input.get(pos..pos + 2)?;
