@@ -153,6 +153,47 @@ async fn streams_a_hundred_thousand_rows() {
     assert!(seen.iter().enumerate().all(|(i, &n)| n == i as i32));
 }
 
+/// Wide rows, whose values the 4 KB packet boundaries cut at ever other
+/// offsets (the walker skips what is left of a row cut after its last
+/// length prefix): every value arrives whole, and the end of the response
+/// is found, as the next query on the connection shows.
+#[tokio::test]
+async fn wide_rows_cut_by_packet_boundaries_arrive_whole() {
+    let (primary, sluice) = primary_and_sluice().await;
+    primary.exec(
+        "CREATE TABLE dbo.digits (d INT);
+         INSERT INTO dbo.digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9);",
+    );
+    let mut client = connect(sluice).await;
+    let rows = client
+        .simple_query(
+            "SELECT n, CASE WHEN n % 17 = 0 THEN NULL
+                            ELSE CAST(REPLICATE(N'w', 300 + n % 700) AS NVARCHAR(1000)) END AS pad
+             FROM (SELECT a.d + 10*b.d + 100*c.d AS n
+                   FROM dbo.digits a CROSS JOIN dbo.digits b CROSS JOIN dbo.digits c) AS t
+             ORDER BY n",
+        )
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1000);
+    for (i, row) in rows.iter().enumerate() {
+        let n = row.get::<i32, _>("n").unwrap();
+        assert_eq!(n, i as i32);
+        let pad = row.get::<&str, _>("pad");
+        if n % 17 == 0 {
+            assert_eq!(pad, None, "row {n}");
+        } else {
+            let pad = pad.unwrap_or_else(|| panic!("row {n}: NULL"));
+            assert_eq!(pad.len(), 300 + (n % 700) as usize, "row {n}");
+            assert!(pad.bytes().all(|b| b == b'w'), "row {n}");
+        }
+    }
+    assert_eq!(scalar_i32(&mut client, "SELECT 7").await, Some(7));
+}
+
 #[tokio::test]
 async fn forwards_a_batch_larger_than_the_packet_size() {
     let (_primary, sluice) = primary_and_sluice().await;
