@@ -67,13 +67,13 @@ async fn fire(deadline: Instant, mut done: oneshot::Sender<()>) {
     }
 }
 
-/// How late a tick may come before the next ones move (tokio's margin).
-const LATE: Duration = Duration::from_millis(1);
-
 /// Waits for `duration`, timed on the timer thread.
 pub async fn sleep(duration: Duration) {
     sleep_until(Instant::now() + duration).await;
 }
+
+/// How late a tick may come before the next ones move (tokio's margin).
+const LATE: Duration = Duration::from_millis(1);
 
 /// Ticks every `period`, timed on the timer thread. The first tick is at
 /// once; a tick more than 1 ms late (a busy task) delays the ones after it

@@ -285,7 +285,7 @@ impl TokenWalker {
                 let mut pos = values;
                 for (col, framing) in self.columns.iter().enumerate() {
                     if bitmap[col / 8] >> (col % 8) & 1 == 0 {
-                        pos = value_len(*framing, input.get(pos..)?)?.checked_add(pos)?;
+                        pos = RowStep::of(*framing)?.end(input, pos)?;
                     }
                 }
                 Some(pos)
@@ -687,33 +687,6 @@ impl TokenWalker {
     }
 }
 
-/// The bytes a non-NULL-bitmapped value takes at the start of `rest`, its
-/// length prefix included, for the framings with a plain prefix; `None`
-/// for TEXTPTR and PLP values or a prefix cut short. The value's bytes
-/// themselves may run past `rest` (the row's length is checked whole).
-fn value_len(framing: ValueFraming, rest: &[u8]) -> Option<usize> {
-    let len = match framing {
-        ValueFraming::Fixed(n) => usize::from(n),
-        // A BYTELEN type's NULL is length 0 [2.2.5.2.3].
-        ValueFraming::ByteLen => 1 + usize::from(*rest.first()?),
-        ValueFraming::UShortLen => match u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) {
-            0xFFFF => 2,
-            n => 2 + usize::from(n),
-        },
-        ValueFraming::Variant | ValueFraming::LongLen => {
-            let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
-            // A sql_variant's NULL is length 0 or 0xFFFFFFFF, a LONGLEN's
-            // 0xFFFFFFFF [2.2.5.5.4].
-            match n {
-                u32::MAX => 4,
-                n => 4 + usize::try_from(n).ok()?,
-            }
-        }
-        ValueFraming::TextPtr | ValueFraming::Plp => return None,
-    };
-    Some(len)
-}
-
 /// One step of the fast path over a ROW token's values: a run of
 /// fixed-length columns is one step, each prefixed value another. Built
 /// once per COLMETADATA, so that a row costs a few instructions a value
@@ -731,57 +704,69 @@ enum RowStep {
 }
 
 impl RowStep {
+    /// How a value of `framing` is stepped over; `None` for a TEXTPTR or
+    /// PLP value, which the state machine walks.
+    fn of(framing: ValueFraming) -> Option<RowStep> {
+        Some(match framing {
+            ValueFraming::Fixed(n) => RowStep::Fixed(usize::from(n)),
+            ValueFraming::ByteLen => RowStep::ByteLen,
+            ValueFraming::UShortLen => RowStep::UShortLen,
+            ValueFraming::Variant | ValueFraming::LongLen => RowStep::LongLen,
+            ValueFraming::TextPtr | ValueFraming::Plp => return None,
+        })
+    }
+
     /// The steps for `columns`; none if one of them is a TEXTPTR or PLP
-    /// value, which the state machine walks.
+    /// value.
     fn plan(columns: &[ValueFraming]) -> Vec<RowStep> {
         let mut steps: Vec<RowStep> = Vec::with_capacity(columns.len());
-        for framing in columns {
-            let step = match *framing {
-                ValueFraming::Fixed(n) => {
-                    if let Some(RowStep::Fixed(run)) = steps.last_mut() {
-                        *run += usize::from(n);
-                        continue;
-                    }
-                    RowStep::Fixed(usize::from(n))
-                }
-                ValueFraming::ByteLen => RowStep::ByteLen,
-                ValueFraming::UShortLen => RowStep::UShortLen,
-                ValueFraming::Variant | ValueFraming::LongLen => RowStep::LongLen,
-                ValueFraming::TextPtr | ValueFraming::Plp => return Vec::new(),
-            };
-            steps.push(step);
+        for &framing in columns {
+            match (RowStep::of(framing), steps.last_mut()) {
+                (None, _) => return Vec::new(),
+                (Some(RowStep::Fixed(n)), Some(RowStep::Fixed(run))) => *run += n,
+                (Some(step), _) => steps.push(step),
+            }
         }
         steps
     }
 
     /// Where a ROW token's values that start at `input[pos]` end, by
     /// `steps`; `None` if a length prefix is cut off. The end may lie past
-    /// `input`: the rest of the row is then values still to come. A prefix
-    /// is read only inside `input`, so the sums that can overflow are those
-    /// after a LONGLEN length (the only large one): a LONGLEN value's and
-    /// the fixed bytes after it, both checked.
+    /// `input`: the rest of the row is then values still to come.
     fn walk(steps: &[RowStep], input: &[u8], mut pos: usize) -> Option<usize> {
         for step in steps {
-            pos = match *step {
-                RowStep::Fixed(n) => pos.checked_add(n)?,
-                RowStep::ByteLen => pos + 1 + usize::from(*input.get(pos)?),
-                RowStep::UShortLen => {
-                    let prefix = input.get(pos..pos + 2)?;
-                    match u16::from_le_bytes([prefix[0], prefix[1]]) {
-                        0xFFFF => pos + 2,
-                        n => pos + 2 + usize::from(n),
-                    }
-                }
-                RowStep::LongLen => {
-                    let prefix = input.get(pos..pos + 4)?;
-                    match u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) {
-                        u32::MAX => pos + 4,
-                        n => (pos + 4).checked_add(usize::try_from(n).ok()?)?,
-                    }
-                }
-            };
+            pos = step.end(input, pos)?;
         }
         Some(pos)
+    }
+
+    /// Where this step's bytes that start at `input[pos]` end (see
+    /// [`RowStep::walk`]). A prefix is read only inside `input`, so the
+    /// sums that can overflow are those after a LONGLEN length (the only
+    /// large one): a LONGLEN value's and fixed bytes, both checked.
+    #[inline]
+    fn end(self, input: &[u8], pos: usize) -> Option<usize> {
+        Some(match self {
+            RowStep::Fixed(n) => pos.checked_add(n)?,
+            // A BYTELEN type's NULL is length 0 [2.2.5.2.3].
+            RowStep::ByteLen => pos + 1 + usize::from(*input.get(pos)?),
+            RowStep::UShortLen => {
+                let prefix = input.get(pos..pos + 2)?;
+                match u16::from_le_bytes([prefix[0], prefix[1]]) {
+                    0xFFFF => pos + 2,
+                    n => pos + 2 + usize::from(n),
+                }
+            }
+            // A sql_variant's NULL is length 0 or 0xFFFFFFFF, a LONGLEN's
+            // 0xFFFFFFFF [2.2.5.5.4].
+            RowStep::LongLen => {
+                let prefix = input.get(pos..pos + 4)?;
+                match u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) {
+                    u32::MAX => pos + 4,
+                    n => (pos + 4).checked_add(usize::try_from(n).ok()?)?,
+                }
+            }
+        })
     }
 }
 
